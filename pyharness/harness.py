@@ -1,0 +1,456 @@
+"""pyexec harness: the program that runs inside the jail.
+
+It imports numpy and pandas once, announces itself on the protocol channel,
+then serves requests: each request line carries one script, which is
+validated with ``ast`` before any of it runs, then executed with fds 1 and 2
+captured. The reply is one JSON line on the private protocol descriptor.
+
+The protocol travels on the descriptors the harness was started with (0 for
+requests, 1 for replies). They are moved to private, close-on-exec
+descriptors before anything else happens, so nothing the script prints can
+reach the service except through the capture.
+
+Protocol (one JSON object per line, UTF-8):
+  harness -> service  {"ready": true, "protocol": 1, "python": ..., ...}
+  service -> harness  {"id", "script", "timeout_ms", "limits": {...}}
+  harness -> service  {"id", "result", "stdout", "stderr", "error",
+                       "stdout_truncated", "stderr_truncated",
+                       "user_code_ran", "duration_ms"}
+
+After a script has run (successfully or not) the harness exits: a worker
+serves one script. A request that fails validation ran no user code, so the
+harness answers and waits for the next request.
+"""
+
+import ast
+import builtins
+import json
+import linecache
+import math
+import os
+import resource
+import sys
+import threading
+import time
+import traceback
+
+PROTOCOL = 1
+SCRIPT_NAME = "<script>"
+DEFAULT_MAX_LINE = 64 * 1024 * 1024
+
+# Calls and imports refused by the "standard" validation policy.
+DENIED_CALLS = {"eval", "exec", "compile", "__import__"}
+MINIMAL_DENIED_CALLS = {"eval", "exec"}
+DENIED_OS_CALLS = {"system", "popen"}
+DENIED_OS_PREFIXES = ("exec", "spawn")
+DENIED_MODULES = {"subprocess", "ctypes", "pty"}
+
+
+class ValidationError(Exception):
+    """The script is not acceptable; the message is shown to the client."""
+
+
+# ---------------------------------------------------------------------------
+# Validation
+
+
+def _os_call_denied(name):
+    return name in DENIED_OS_CALLS or name.startswith(DENIED_OS_PREFIXES)
+
+
+def _required_params(fn):
+    args = fn.args
+    positional = args.posonlyargs + args.args
+    without_default = len(positional) - len(args.defaults)
+    required = [a.arg for a in positional[:without_default]]
+    for arg, default in zip(args.kwonlyargs, args.kw_defaults):
+        if default is None:
+            required.append(arg.arg)
+    return required
+
+
+def validate(source, policy="standard", max_bytes=None):
+    """Parse and check a script. Returns the parsed module or raises
+    ValidationError with a message meant for the client."""
+    if not isinstance(source, str):
+        raise ValidationError("script must be a string")
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if max_bytes is not None and size > max_bytes:
+        raise ValidationError(
+            "script is %d bytes, over the %d-byte limit" % (size, max_bytes)
+        )
+    try:
+        tree = ast.parse(source, filename=SCRIPT_NAME)
+    except SyntaxError as exc:
+        raise ValidationError(
+            "syntax error at line %s: %s" % (exc.lineno, exc.msg)
+        ) from None
+    except (RecursionError, MemoryError):
+        raise ValidationError("script is too deeply nested to parse") from None
+    except ValueError as exc:  # e.g. NUL bytes in the source
+        raise ValidationError("script cannot be parsed: %s" % exc) from None
+
+    main = None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "main":
+            main = node
+    if main is None:
+        raise ValidationError("script must define main()")
+    if isinstance(main, ast.AsyncFunctionDef):
+        raise ValidationError("main() must be a plain function, not async")
+    required = _required_params(main)
+    if required:
+        raise ValidationError(
+            "main() must take no required arguments (it has: %s)" % ", ".join(required)
+        )
+
+    if policy == "minimal":
+        denied_calls = MINIMAL_DENIED_CALLS
+        check_os = check_imports = False
+    else:
+        denied_calls = DENIED_CALLS
+        check_os = check_imports = True
+
+    os_names = {"os"}  # names bound to the os module (import os as x)
+    if check_os:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name == "os":
+                        os_names.add(alias.asname or "os")
+
+    # ast.walk is iterative, so a deep tree cannot exhaust the C stack here.
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", "?")
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in denied_calls:
+                raise ValidationError(
+                    "use of %s() is not allowed (line %s)" % (func.id, line)
+                )
+            if isinstance(func, ast.Attribute):
+                owner = func.value
+                if (
+                    func.attr in denied_calls
+                    and isinstance(owner, ast.Name)
+                    and owner.id in ("builtins", "__builtins__")
+                ):
+                    raise ValidationError(
+                        "use of %s() is not allowed (line %s)" % (func.attr, line)
+                    )
+                if (
+                    check_os
+                    and isinstance(owner, ast.Name)
+                    and owner.id in os_names
+                    and _os_call_denied(func.attr)
+                ):
+                    raise ValidationError(
+                        "use of os.%s() is not allowed (line %s)" % (func.attr, line)
+                    )
+        elif check_imports and isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                if top in DENIED_MODULES:
+                    raise ValidationError(
+                        "import of %s is not allowed (line %s)" % (top, line)
+                    )
+        elif check_imports and isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            top = module.split(".")[0]
+            if node.level == 0 and top in DENIED_MODULES:
+                raise ValidationError(
+                    "import of %s is not allowed (line %s)" % (top, line)
+                )
+            if node.level == 0 and module == "os":
+                for alias in node.names:
+                    if _os_call_denied(alias.name):
+                        raise ValidationError(
+                            "use of os.%s() is not allowed (line %s)" % (alias.name, line)
+                        )
+            if node.level == 0 and module == "builtins":
+                for alias in node.names:
+                    if alias.name in denied_calls:
+                        raise ValidationError(
+                            "use of %s() is not allowed (line %s)" % (alias.name, line)
+                        )
+    return tree
+
+
+# ---------------------------------------------------------------------------
+# Results
+
+
+class InvalidResult(Exception):
+    """main() returned something that is not JSON."""
+
+
+def _convert(value):
+    """json.dumps default=: turn numpy values into plain JSON values."""
+    np = sys.modules.get("numpy")
+    if np is not None:
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, np.generic):
+            return value.item()
+    raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
+
+
+def encode_result(value):
+    """Encode main()'s return value as ASCII JSON text, or raise InvalidResult."""
+    try:
+        return json.dumps(value, default=_convert, allow_nan=False, ensure_ascii=True)
+    except ValueError as exc:
+        text = str(exc)
+        if "Out of range float" in text:
+            text = "NaN and Infinity are not JSON"
+        raise InvalidResult(text) from None
+    except (TypeError, RecursionError) as exc:
+        raise InvalidResult(str(exc) or type(exc).__name__) from None
+
+
+# ---------------------------------------------------------------------------
+# Output capture
+
+
+class Capture:
+    """Redirects one fd into a pipe drained by a thread into a bounded buffer.
+
+    The drain keeps the first ``cap`` bytes and counts (then drops) the
+    rest, so a script printing without end never grows the harness."""
+
+    def __init__(self, fd, cap):
+        self.fd = fd
+        self.cap = cap
+        self.chunks = []
+        self.kept = 0
+        self.total = 0
+        read_end, write_end = os.pipe()
+        self._read_end = read_end
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self):
+        while True:
+            try:
+                chunk = os.read(self._read_end, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.total += len(chunk)
+            room = self.cap - self.kept
+            if room > 0:
+                piece = chunk[:room]
+                self.chunks.append(piece)
+                self.kept += len(piece)
+
+    def finish(self, devnull, linger=0.2):
+        """Detach the fd from the pipe and collect what was written. A child
+        process that still holds the pipe open cannot stall the reply: we
+        wait at most ``linger`` seconds for it."""
+        os.dup2(devnull, self.fd)
+        self._thread.join(linger)
+        data = b"".join(self.chunks)
+        return data.decode("utf-8", "replace"), self.total > self.kept
+
+
+# ---------------------------------------------------------------------------
+# Running
+
+
+def _user_traceback(exc):
+    """The traceback of exc restricted to frames of the user's script."""
+    te = traceback.TracebackException.from_exception(exc)
+    seen = set()
+    stack = [te]
+    while stack:
+        cur = stack.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        cur.stack = traceback.StackSummary.from_list(
+            [f for f in cur.stack if f.filename == SCRIPT_NAME]
+        )
+        for nxt in (cur.__cause__, cur.__context__):
+            if nxt is not None:
+                stack.append(nxt)
+    return "".join(te.format())
+
+
+def _exc_message(exc):
+    text = str(exc)
+    name = type(exc).__name__
+    return "%s: %s" % (name, text) if text else name
+
+
+def _set_cpu_limit(timeout_ms):
+    """Second fence behind the service's wall clock: a CPU-time limit a
+    little above the script's own timeout."""
+    if not timeout_ms:
+        return
+    seconds = int(math.ceil(timeout_ms / 1000.0)) + 1
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    base = int(used.ru_utime + used.ru_stime) + 1
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    want = base + seconds
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (want, hard))
+    except (ValueError, OSError):
+        pass
+
+
+def run_script(tree, source, limits, devnull):
+    """Run a validated script and build the reply fields (without id)."""
+    cap = int(limits.get("max_output_bytes") or 1 << 20)
+    linecache.cache[SCRIPT_NAME] = (len(source), None, source.splitlines(True), SCRIPT_NAME)
+    code = compile(tree, SCRIPT_NAME, "exec", dont_inherit=True)
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    out = Capture(1, cap)
+    err = Capture(2, cap)
+    reply = {"result": None, "error": None}
+    _set_cpu_limit(limits.get("timeout_ms"))
+    try:
+        exec(code, namespace)
+        value = namespace["main"]()
+        try:
+            text = encode_result(value)
+        except InvalidResult as exc:
+            reply["error"] = {
+                "type": "invalid_result",
+                "message": "Returned value is not valid JSON: %s" % exc,
+            }
+        else:
+            if len(text) > cap:
+                reply["error"] = {
+                    "type": "output_limit",
+                    "message": "result is %d bytes, over the %d-byte limit" % (len(text), cap),
+                }
+            else:
+                reply["_result_text"] = text
+    except MemoryError:
+        reply["error"] = {"type": "memory_limit", "message": "script exceeded its memory limit"}
+    except BaseException as exc:  # noqa: B902 - SystemExit and friends are script errors too
+        reply["error"] = {
+            "type": "runtime_error",
+            "message": _exc_message(exc),
+            "traceback": _user_traceback(exc),
+        }
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: B902 - a broken stream must not lose the reply
+                pass
+    reply["stdout"], reply["stdout_truncated"] = out.finish(devnull)
+    reply["stderr"], reply["stderr_truncated"] = err.finish(devnull)
+    return reply
+
+
+# ---------------------------------------------------------------------------
+# Protocol
+
+
+class Channel:
+    """The private protocol descriptors."""
+
+    def __init__(self, in_fd, out_fd, max_line=DEFAULT_MAX_LINE):
+        self.reader = os.fdopen(in_fd, "rb", buffering=1 << 16)
+        self.out_fd = out_fd
+        self.max_line = max_line
+
+    def read(self):
+        """The next request object, or None at end of input."""
+        line = self.reader.readline(self.max_line + 1)
+        if not line:
+            return None
+        if len(line) > self.max_line:
+            raise ValueError("request line over %d bytes" % self.max_line)
+        return json.loads(line)
+
+    def write(self, obj, raw_result=None):
+        """Send one reply line. raw_result, when given, is the result's
+        already-encoded JSON text, spliced in rather than encoded twice."""
+        rest = dict(obj)
+        rest.pop("result", None)
+        text = json.dumps(rest, ensure_ascii=True)
+        if raw_result is not None or "result" in obj:
+            head = '{"result": %s' % (raw_result if raw_result is not None else "null")
+            text = head + (", " + text[1:] if rest else "}")
+        data = (text + "\n").encode("ascii")
+        view = memoryview(data)
+        while view:
+            n = os.write(self.out_fd, view)
+            view = view[n:]
+
+
+def serve(channel, devnull, policy_default="standard"):
+    """Answer requests until one has run user code or input ends."""
+    while True:
+        req = channel.read()
+        if req is None:
+            return
+        started = time.monotonic()
+        req_id = req.get("id")
+        limits = req.get("limits") or {}
+        source = req.get("script")
+        policy = limits.get("validation") or policy_default
+        try:
+            tree = validate(source, policy, limits.get("max_script_bytes"))
+        except ValidationError as exc:
+            channel.write({
+                "result": None, "id": req_id, "stdout": "", "stderr": "",
+                "error": {"type": "validation_error", "message": str(exc)},
+                "user_code_ran": False,
+                "duration_ms": (time.monotonic() - started) * 1000.0,
+            })
+            continue
+        limits = dict(limits, timeout_ms=req.get("timeout_ms"))
+        reply = run_script(tree, source, limits, devnull)
+        raw = reply.pop("_result_text", None)
+        reply.update({
+            "id": req_id,
+            "user_code_ran": True,
+            "duration_ms": (time.monotonic() - started) * 1000.0,
+        })
+        channel.write(reply, raw_result=raw)
+        return
+
+
+def main():
+    # Move the protocol off fds 0 and 1 before anything can print.
+    in_fd = os.dup(0)
+    out_fd = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    sys.stdout.reconfigure(encoding="utf-8", errors="backslashreplace")
+    sys.stderr.reconfigure(encoding="utf-8", errors="backslashreplace")
+
+    versions = {"python": sys.version.split()[0]}
+    for name in ("numpy", "pandas"):
+        try:
+            module = __import__(name)
+            versions[name] = getattr(module, "__version__", "?")
+        except ImportError as exc:
+            print("pyexec harness: cannot import %s: %s" % (name, exc), file=sys.stderr)
+            sys.stderr.flush()
+            sys.exit(3)
+
+    max_line = int(os.environ.get("PYEXEC_MAX_LINE", DEFAULT_MAX_LINE))
+    channel = Channel(in_fd, out_fd, max_line)
+    channel.write(dict({"ready": True, "protocol": PROTOCOL, "pid": os.getpid()}, **versions))
+    serve(channel, devnull)
+    # Leave at once: lingering threads or atexit hooks of the script must not
+    # delay or alter the end of the worker.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Tests of the harness on its own, without the jail: validation rules,
+result encoding, and the protocol spoken by a real harness process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HARNESS = os.path.join(os.path.dirname(HERE), "harness.py")
+sys.path.insert(0, os.path.dirname(HERE))
+
+import harness  # noqa: E402
+
+
+# --------------------------------------------------------------------------
+# validate()
+
+OK = "def main():\n    return 1\n"
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("def foo():\n    return {'x': 1}\n", "script must define main()"),
+        ("def main(:\n", "syntax error at line 1"),
+        ("def main(a):\n    return a\n", "main() must take no required arguments (it has: a)"),
+        ("def main(*, k):\n    return k\n", "main() must take no required arguments (it has: k)"),
+        ("async def main():\n    return 1\n", "main() must be a plain function"),
+        ("def main():\n    return eval('1')\n", "use of eval() is not allowed (line 2)"),
+        ("def main():\n    exec('x=1')\n", "use of exec() is not allowed (line 2)"),
+        ("def main():\n    compile('1','f','eval')\n", "use of compile() is not allowed"),
+        ("def main():\n    __import__('os')\n", "use of __import__() is not allowed"),
+        ("import builtins\ndef main():\n    builtins.eval('1')\n", "use of eval() is not allowed"),
+        ("import os\ndef main():\n    os.system('rm -rf /')\n", "use of os.system() is not allowed"),
+        ("import os as o\ndef main():\n    o.popen('ls')\n", "use of os.popen() is not allowed"),
+        ("import os\ndef main():\n    os.execv('/bin/sh', [])\n", "use of os.execv() is not allowed"),
+        ("import os\ndef main():\n    os.spawnl(0, 'x')\n", "use of os.spawnl() is not allowed"),
+        ("from os import system\ndef main():\n    system('x')\n", "use of os.system() is not allowed"),
+        ("import subprocess\ndef main():\n    pass\n", "import of subprocess is not allowed (line 1)"),
+        ("import ctypes.util\ndef main():\n    pass\n", "import of ctypes is not allowed"),
+        ("from pty import spawn\ndef main():\n    pass\n", "import of pty is not allowed"),
+        ("def main():\n    import subprocess\n", "import of subprocess is not allowed (line 2)"),
+    ],
+)
+def test_validate_rejects_with_a_clear_message(source, message):
+    with pytest.raises(harness.ValidationError) as info:
+        harness.validate(source, "standard")
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        OK,
+        "def main(a=1, *args, k=2, **kw):\n    return a\n",
+        "import os\ndef main():\n    return os.getcwd()\n",
+        "import numpy as np\nimport pandas as pd\ndef main():\n    return 1\n",
+        "def main():\n    x = {'eval': 1}\n    return x['eval']\n",
+    ],
+)
+def test_validate_accepts(source):
+    assert harness.validate(source, "standard") is not None
+
+
+@pytest.mark.parametrize(
+    "source, allowed",
+    [
+        ("import os\ndef main():\n    os.system('true')\n", True),
+        ("import subprocess\ndef main():\n    pass\n", True),
+        ("def main():\n    compile('1','f','eval')\n", True),
+        ("def main():\n    eval('1')\n", False),
+        ("def main():\n    exec('1')\n", False),
+    ],
+)
+def test_minimal_policy_denies_only_eval_and_exec(source, allowed):
+    if allowed:
+        assert harness.validate(source, "minimal") is not None
+    else:
+        with pytest.raises(harness.ValidationError):
+            harness.validate(source, "minimal")
+
+
+def test_validate_size_limit_counts_bytes():
+    source = OK + "#" + "é" * 100
+    with pytest.raises(harness.ValidationError) as info:
+        harness.validate(source, "standard", max_bytes=len(OK) + 150)
+    assert "over the" in str(info.value)
+    assert harness.validate(source, "standard", max_bytes=len(OK) + 201)
+
+
+def test_validate_survives_pathological_nesting():
+    source = "def main():\n    return " + "(" * 5000 + "1" + ")" * 5000 + "\n"
+    with pytest.raises(harness.ValidationError):
+        harness.validate(source, "standard")
+    deep = "def main():\n    return " + "-" * 100000 + "1\n"
+    with pytest.raises(harness.ValidationError):
+        harness.validate(deep, "standard")
+
+
+# --------------------------------------------------------------------------
+# encode_result()
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ({"a": [1, 2.5, None, True, "x"]}, {"a": [1, 2.5, None, True, "x"]}),
+        (np.int64(7), 7),
+        (np.float32(0.5), 0.5),
+        (np.bool_(True), True),
+        (np.arange(3), [0, 1, 2]),
+        ({"m": np.array([[1.5, 2.0], [3.0, 4.0]])}, {"m": [[1.5, 2.0], [3.0, 4.0]]}),
+        (None, None),
+    ],
+)
+def test_encode_result_plain_json(value, expected):
+    assert json.loads(harness.encode_result(value)) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [set([1, 2]), float("nan"), float("inf"), b"bytes", np.array([np.nan]), object(), {(1, 2): 3}],
+)
+def test_encode_result_rejects_non_json(value):
+    with pytest.raises(harness.InvalidResult):
+        harness.encode_result(value)
+
+
+def test_encode_result_rejects_self_reference():
+    value = []
+    value.append(value)
+    with pytest.raises(harness.InvalidResult):
+        harness.encode_result(value)
+
+
+# --------------------------------------------------------------------------
+# A real harness process over its protocol
+
+
+class Proc:
+    def __init__(self):
+        self.p = subprocess.Popen(
+            [sys.executable, "-I", "-B", HARNESS],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        ready = json.loads(self.p.stdout.readline())
+        assert ready["ready"] is True
+        assert ready["protocol"] == 1
+        assert "numpy" in ready and "pandas" in ready
+
+    def ask(self, script, timeout_ms=5000, **limits):
+        limits.setdefault("max_output_bytes", 1 << 20)
+        limits.setdefault("validation", "standard")
+        req = {"id": "t1", "script": script, "timeout_ms": timeout_ms, "limits": limits}
+        self.p.stdin.write((json.dumps(req) + "\n").encode())
+        self.p.stdin.flush()
+        line = self.p.stdout.readline()
+        assert line, self.p.stderr.read().decode()
+        return json.loads(line)
+
+    def close(self):
+        self.p.kill()
+        self.p.wait()
+
+
+@pytest.fixture
+def proc():
+    p = Proc()
+    yield p
+    p.close()
+
+
+def test_spec_example(proc):
+    r = proc.ask('def main():\n    print("hello from sandbox")\n    return {"message": "success"}')
+    assert r["result"] == {"message": "success"}
+    assert r["stdout"] == "hello from sandbox\n"
+    assert r["error"] is None
+    assert r["id"] == "t1"
+    assert r["user_code_ran"] is True
+
+
+def test_runtime_error_keeps_stdout_and_user_frames_only(proc):
+    r = proc.ask("def helper():\n    raise ValueError('boom')\n\ndef main():\n    print('before')\n    helper()\n")
+    assert r["result"] is None
+    assert r["stdout"] == "before\n"
+    assert r["error"]["type"] == "runtime_error"
+    assert r["error"]["message"] == "ValueError: boom"
+    tb = r["error"]["traceback"]
+    assert 'File "<script>", line 6, in main' in tb
+    assert "raise ValueError('boom')" in tb
+    assert "harness.py" not in tb
+
+
+def test_fd_level_capture_and_fake_protocol_lines(proc):
+    script = (
+        "import os, sys\n"
+        "def main():\n"
+        "    print('{\"result\": 666, \"error\": null}')\n"
+        "    sys.stdout.flush()\n"
+        "    os.write(1, b'raw\\n')\n"
+        "    sys.stdout.buffer.write(b'buf\\xff\\n')\n"
+        "    os.write(2, b'err\\n')\n"
+        "    return 1\n"
+    )
+    r = proc.ask(script)
+    assert r["result"] == 1
+    assert r["stdout"] == '{"result": 666, "error": null}\nraw\nbuf\ufffd\n'
+    assert r["stderr"] == "err\n"
+
+
+def test_output_cap_truncates_and_flags(proc):
+    r = proc.ask("def main():\n    print('x' * 5000)\n    return 2\n", max_output_bytes=1000)
+    assert r["result"] == 2
+    assert len(r["stdout"]) == 1000
+    assert r["stdout_truncated"] is True
+
+
+def test_result_over_cap_is_output_limit(proc):
+    r = proc.ask("def main():\n    return 'y' * 5000\n", max_output_bytes=1000)
+    assert r["error"]["type"] == "output_limit"
+    assert r["result"] is None
+
+
+def test_invalid_result_message(proc):
+    r = proc.ask("def main():\n    return set([1, 2])\n")
+    assert r["error"]["type"] == "invalid_result"
+    assert r["error"]["message"].startswith("Returned value is not valid JSON")
+
+
+def test_validation_failure_leaves_harness_serving(proc):
+    r = proc.ask("def foo():\n    return 1\n")
+    assert r["error"] == {"type": "validation_error", "message": "script must define main()"}
+    assert r["user_code_ran"] is False
+    r = proc.ask("import pandas as pd\ndef main():\n    return int(pd.Series([1, 2, 3]).sum())\n")
+    assert r["result"] == 6
+
+
+def test_system_exit_is_a_runtime_error(proc):
+    r = proc.ask("import sys\ndef main():\n    sys.exit(3)\n")
+    assert r["error"]["type"] == "runtime_error"
+    assert r["error"]["message"] == "SystemExit: 3"
+
+
+def test_memory_error_is_memory_limit(proc):
+    r = proc.ask("def main():\n    raise MemoryError()\n")
+    assert r["error"]["type"] == "memory_limit"
+
+
+def test_harness_exits_after_running_a_script(proc):
+    proc.ask(OK)
+    assert proc.p.wait(timeout=5) == 0
