@@ -1,0 +1,374 @@
+package jail
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Cgroup modes, as reported in /health.
+const (
+	CgroupV1   = "v1"
+	CgroupV2   = "v2"
+	CgroupNone = "none"
+	CgroupAuto = "auto"
+)
+
+// cgroups owns the parent cgroup(s) of this service instance and creates one
+// child cgroup per worker. The service, not nsjail, manages them: the whole
+// worker (nsjail and everything it starts) is placed in its cgroup before
+// nsjail runs, so the limits hold from the first instruction, every process
+// can be found and killed, and an OOM kill can be told from any other death.
+type cgroups struct {
+	mode    string
+	parents []string // v1: one per controller (memory, pids); v2: one
+	memory  int64    // bytes, 0 = unlimited
+	pids    int      // 0 = unlimited
+}
+
+// cgroupParentName is unique per service process so that several instances
+// (or test binaries) on one host never touch each other's workers.
+func cgroupParentName(pid int) string { return fmt.Sprintf("pyexec-%d", pid) }
+
+// ownCgroupPaths parses /proc/self/cgroup into controller -> path; the v2
+// entry is stored under the key "".
+func ownCgroupPaths(data []byte) map[string]string {
+	paths := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[1] == "" {
+			paths[""] = parts[2]
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			paths[c] = parts[2]
+		}
+	}
+	return paths
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// setupCgroups detects the cgroup version under root and creates this
+// instance's parents. want is CgroupAuto, CgroupV1, CgroupV2 or CgroupNone.
+// With auto, a host without usable cgroups yields mode none and a warning;
+// an explicitly requested version that cannot be set up is an error.
+func setupCgroups(root, selfCgroup string, want string, memory int64, pids int, log *zap.Logger) (*cgroups, error) {
+	if want == CgroupNone {
+		return &cgroups{mode: CgroupNone}, nil
+	}
+	own := map[string]string{}
+	if data, err := os.ReadFile(selfCgroup); err == nil {
+		own = ownCgroupPaths(data)
+	}
+	name := cgroupParentName(os.Getpid())
+	var errs []error
+	if want == CgroupAuto || want == CgroupV2 {
+		cg, err := setupV2(root, own[""], name, memory, pids)
+		if err == nil {
+			return cg, nil
+		}
+		errs = append(errs, fmt.Errorf("v2: %w", err))
+	}
+	if want == CgroupAuto || want == CgroupV1 {
+		cg, err := setupV1(root, own, name, memory, pids)
+		if err == nil {
+			return cg, nil
+		}
+		errs = append(errs, fmt.Errorf("v1: %w", err))
+	}
+	err := errors.Join(errs...)
+	if want != CgroupAuto {
+		return nil, fmt.Errorf("set up cgroup %s: %w", want, err)
+	}
+	log.Warn("no usable cgroups: memory and process limits fall back to rlimits",
+		zap.Error(err))
+	return &cgroups{mode: CgroupNone}, nil
+}
+
+func setupV1(root string, own map[string]string, name string, memory int64, pids int) (*cgroups, error) {
+	var parents []string
+	for _, ctrl := range []string{"memory", "pids"} {
+		mount := filepath.Join(root, ctrl)
+		if !exists(filepath.Join(mount, "cgroup.procs")) {
+			return nil, fmt.Errorf("controller %s is not mounted at %s", ctrl, mount)
+		}
+		base := filepath.Join(mount, own[ctrl])
+		if !exists(base) {
+			base = mount
+		}
+		parent := filepath.Join(base, name)
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return nil, fmt.Errorf("create %s: %w", parent, err)
+		}
+		parents = append(parents, parent)
+	}
+	cg := &cgroups{mode: CgroupV1, parents: parents, memory: memory, pids: pids}
+	// Probe: a worker cgroup must accept its limits, or the limits are not real.
+	probe, err := cg.create("probe")
+	if err != nil {
+		cg.close()
+		return nil, err
+	}
+	probe.remove()
+	return cg, nil
+}
+
+func setupV2(root, own, name string, memory int64, pids int) (*cgroups, error) {
+	if !exists(filepath.Join(root, "cgroup.controllers")) {
+		return nil, errors.New("no unified hierarchy at " + root)
+	}
+	base := filepath.Join(root, own)
+	ctrls, err := os.ReadFile(filepath.Join(base, "cgroup.controllers"))
+	if err != nil {
+		return nil, fmt.Errorf("read controllers: %w", err)
+	}
+	have := strings.Fields(string(ctrls))
+	for _, c := range []string{"memory", "pids"} {
+		if !contains(have, c) {
+			return nil, fmt.Errorf("controller %s not available in %s", c, base)
+		}
+	}
+	// "No internal processes": to enable controllers for children, base may
+	// hold no processes itself, so the service moves into a leaf first.
+	if err := writeFile(filepath.Join(base, "cgroup.subtree_control"), "+memory +pids"); err != nil {
+		leaf := filepath.Join(base, name+"-service")
+		if err := os.MkdirAll(leaf, 0o755); err != nil {
+			return nil, fmt.Errorf("create %s: %w", leaf, err)
+		}
+		if err := moveProcs(filepath.Join(base, "cgroup.procs"), filepath.Join(leaf, "cgroup.procs")); err != nil {
+			return nil, err
+		}
+		if err := writeFile(filepath.Join(base, "cgroup.subtree_control"), "+memory +pids"); err != nil {
+			return nil, fmt.Errorf("enable controllers in %s: %w", base, err)
+		}
+	}
+	parent := filepath.Join(base, name)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", parent, err)
+	}
+	if err := writeFile(filepath.Join(parent, "cgroup.subtree_control"), "+memory +pids"); err != nil {
+		_ = os.Remove(parent)
+		return nil, fmt.Errorf("enable controllers in %s: %w", parent, err)
+	}
+	cg := &cgroups{mode: CgroupV2, parents: []string{parent}, memory: memory, pids: pids}
+	probe, err := cg.create("probe")
+	if err != nil {
+		cg.close()
+		return nil, err
+	}
+	probe.remove()
+	return cg, nil
+}
+
+func moveProcs(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", from, err)
+	}
+	for _, pid := range strings.Fields(string(data)) {
+		if err := writeFile(to, pid); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("move pid %s to %s: %w", pid, to, err)
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func writeFile(path, value string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(value)
+	cerr := f.Close()
+	if werr != nil {
+		return werr
+	}
+	return cerr
+}
+
+// create makes the cgroup of one worker and applies the limits.
+func (c *cgroups) create(name string) (*workerCgroup, error) {
+	w := &workerCgroup{mode: c.mode}
+	if c.mode == CgroupNone {
+		return w, nil
+	}
+	for _, p := range c.parents {
+		dir := filepath.Join(p, name)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			w.remove()
+			return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
+		}
+		w.dirs = append(w.dirs, dir)
+	}
+	var limits [][2]string
+	switch c.mode {
+	case CgroupV1:
+		mem, pids := w.dirs[0], w.dirs[1]
+		if c.memory > 0 {
+			limits = append(limits, [2]string{filepath.Join(mem, "memory.limit_in_bytes"), strconv.FormatInt(c.memory, 10)})
+			if exists(filepath.Join(mem, "memory.memsw.limit_in_bytes")) {
+				limits = append(limits, [2]string{filepath.Join(mem, "memory.memsw.limit_in_bytes"), strconv.FormatInt(c.memory, 10)})
+			}
+		}
+		if c.pids > 0 {
+			limits = append(limits, [2]string{filepath.Join(pids, "pids.max"), strconv.Itoa(c.pids)})
+		}
+	case CgroupV2:
+		dir := w.dirs[0]
+		if c.memory > 0 {
+			limits = append(limits, [2]string{filepath.Join(dir, "memory.max"), strconv.FormatInt(c.memory, 10)})
+			if exists(filepath.Join(dir, "memory.swap.max")) {
+				limits = append(limits, [2]string{filepath.Join(dir, "memory.swap.max"), "0"})
+			}
+		}
+		if c.pids > 0 {
+			limits = append(limits, [2]string{filepath.Join(dir, "pids.max"), strconv.Itoa(c.pids)})
+		}
+	}
+	for _, l := range limits {
+		if err := writeFile(l[0], l[1]); err != nil {
+			w.remove()
+			return nil, fmt.Errorf("set %s: %w", l[0], err)
+		}
+	}
+	return w, nil
+}
+
+// close removes the parents, killing anything left in them.
+func (c *cgroups) close() {
+	for _, p := range c.parents {
+		entries, _ := os.ReadDir(p)
+		for _, e := range entries {
+			if e.IsDir() {
+				(&workerCgroup{mode: c.mode, dirs: []string{filepath.Join(p, e.Name())}}).remove()
+			}
+		}
+		_ = os.Remove(p)
+	}
+}
+
+// workerCgroup is the cgroup (one directory per v1 controller, or one v2
+// directory) of a single worker.
+type workerCgroup struct {
+	mode string
+	dirs []string
+}
+
+// procsFiles lists the cgroup.procs files a process writes itself into.
+func (w *workerCgroup) procsFiles() []string {
+	files := make([]string, 0, len(w.dirs))
+	for _, d := range w.dirs {
+		files = append(files, filepath.Join(d, "cgroup.procs"))
+	}
+	return files
+}
+
+// pids lists the processes still in the cgroup.
+func (w *workerCgroup) pids() []int {
+	var out []int
+	for _, f := range w.procsFiles() {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, s := range strings.Fields(string(data)) {
+			if pid, err := strconv.Atoi(s); err == nil && pid > 0 {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
+}
+
+// killAll sends SIGKILL to every process in the cgroup.
+func (w *workerCgroup) killAll() {
+	if w.mode == CgroupV2 && len(w.dirs) == 1 {
+		// cgroup.kill (Linux 5.14+) kills atomically, forks included.
+		if writeFile(filepath.Join(w.dirs[0], "cgroup.kill"), "1") == nil {
+			return
+		}
+	}
+	// Repeat: a process may fork between the read and the kill.
+	for i := 0; i < 10; i++ {
+		pids := w.pids()
+		if len(pids) == 0 {
+			return
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// oomKilled reports whether the kernel's OOM killer fired in this cgroup.
+func (w *workerCgroup) oomKilled() bool {
+	switch w.mode {
+	case CgroupV1:
+		return counter(filepath.Join(w.dirs[0], "memory.oom_control"), "oom_kill") > 0
+	case CgroupV2:
+		return counter(filepath.Join(w.dirs[0], "memory.events"), "oom_kill") > 0
+	}
+	return false
+}
+
+// counter reads "name value" from a flat-keyed cgroup file.
+func counter(path, name string) int64 {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == name {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// remove kills what is left and deletes the directories. rmdir of a cgroup
+// fails while the kernel still tears processes down, so it retries briefly.
+func (w *workerCgroup) remove() {
+	if len(w.dirs) == 0 {
+		return
+	}
+	w.killAll()
+	deadline := time.Now().Add(2 * time.Second)
+	for _, d := range w.dirs {
+		for {
+			err := os.Remove(d)
+			if err == nil || errors.Is(err, os.ErrNotExist) || time.Now().After(deadline) {
+				break
+			}
+			w.killAll()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}

