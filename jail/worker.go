@@ -350,8 +350,15 @@ func (w *Worker) Kill() {
 	})
 }
 
-// Done is closed when the worker's process has exited.
-func (w *Worker) Done() <-chan struct{} { return w.done }
+// Alive reports whether the worker's process is still running.
+func (w *Worker) Alive() bool {
+	select {
+	case <-w.done:
+		return false
+	default:
+		return true
+	}
+}
 
 // formatSeconds renders a duration as seconds without trailing zeros.
 func formatSeconds(d time.Duration) string {

@@ -1,0 +1,455 @@
+// Package pool keeps sandboxed workers warm and hands each script to one of
+// them. It wraps puddle: a background loop tops the pool up, a worker that
+// ran user code is destroyed after that one script, and a request that finds
+// no free worker within the queue timeout is refused as overloaded.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/puddle/v2"
+	"go.uber.org/zap"
+
+	"github.com/pyexec/pyexec"
+)
+
+// Worker is one sandboxed interpreter, as package jail provides it.
+type Worker interface {
+	// Run executes one script; see jail.Worker.Run.
+	Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, error)
+	// Reusable is true when the last Run ran no user code.
+	Reusable() bool
+	// Alive is false once the worker's process has exited.
+	Alive() bool
+	// Kill ends the worker; safe to call twice.
+	Kill()
+}
+
+// SpawnFunc starts one worker and returns once it is ready. It must honour
+// its own start-up timeout; ctx cancellation only aborts the wait.
+type SpawnFunc func(ctx context.Context) (Worker, error)
+
+// Config configures a Pool. Zero fields take the defaults of New.
+type Config struct {
+	// Size is the number of warm workers. 0 disables the pool: every
+	// request spawns a fresh worker (the cold baseline).
+	Size int
+	// Spawn starts a worker. Required.
+	Spawn SpawnFunc
+	// QueueTimeout bounds the wait for a free worker (default 10s).
+	QueueTimeout time.Duration
+	// SpawnTimeout bounds one background spawn (default 60s).
+	SpawnTimeout time.Duration
+	// MaxAge recycles idle workers older than this (default 10m).
+	MaxAge time.Duration
+	// SpawnConcurrency is how many workers are started at once in the
+	// background (default: the number of CPUs).
+	SpawnConcurrency int
+	// ColdConcurrency bounds concurrent requests when Size is 0
+	// (default: twice the number of CPUs).
+	ColdConcurrency int
+	// MaintainInterval is how often idle workers are checked (default 1s).
+	MaintainInterval time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.QueueTimeout == 0 {
+		c.QueueTimeout = 10 * time.Second
+	}
+	if c.SpawnTimeout == 0 {
+		c.SpawnTimeout = 60 * time.Second
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = 10 * time.Minute
+	}
+	if c.SpawnConcurrency == 0 {
+		c.SpawnConcurrency = runtime.NumCPU()
+	}
+	if c.ColdConcurrency == 0 {
+		c.ColdConcurrency = 2 * runtime.NumCPU()
+	}
+	if c.MaintainInterval == 0 {
+		c.MaintainInterval = time.Second
+	}
+}
+
+// ErrClosed is returned by Execute after Close.
+var ErrClosed = errors.New("pool is closed")
+
+// Pool runs scripts on warm workers. It implements pyexec.Executor and is
+// safe for concurrent use.
+type Pool struct {
+	cfg  Config
+	log  *zap.Logger
+	warm *puddle.Pool[Worker] // nil when Size is 0
+	cold chan struct{}        // slots for cold requests when Size is 0
+
+	kick    chan struct{}
+	closing chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+
+	spawned     atomic.Int64
+	failures    atomic.Int64
+	recycled    atomic.Int64
+	coldBusy    atomic.Int64
+	mu          sync.Mutex
+	lastErr     error // last spawn error, nil after a success
+	lastErrTime time.Time
+}
+
+// New builds a pool. Call Start to begin warming it.
+func New(cfg Config, log *zap.Logger) (*Pool, error) {
+	cfg.setDefaults()
+	if cfg.Spawn == nil {
+		return nil, errors.New("new pool: no spawn function")
+	}
+	if cfg.Size < 0 {
+		return nil, fmt.Errorf("new pool: negative size %d", cfg.Size)
+	}
+	p := &Pool{
+		cfg: cfg, log: log,
+		kick: make(chan struct{}, cfg.SpawnConcurrency), closing: make(chan struct{}),
+	}
+	if cfg.Size == 0 {
+		p.cold = make(chan struct{}, cfg.ColdConcurrency)
+		return p, nil
+	}
+	warm, err := puddle.NewPool(&puddle.Config[Worker]{
+		Constructor: p.construct,
+		Destructor:  func(w Worker) { w.Kill() },
+		MaxSize:     int32(cfg.Size),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new pool: %w", err)
+	}
+	p.warm = warm
+	return p, nil
+}
+
+// construct is the puddle constructor. Its life is bounded by SpawnTimeout,
+// never by the context of whichever request happened to trigger it.
+func (p *Pool) construct(ctx context.Context) (Worker, error) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.SpawnTimeout)
+	defer cancel()
+	w, err := p.cfg.Spawn(sctx)
+	p.recordSpawn(err)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (p *Pool) recordSpawn(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.failures.Add(1)
+		p.lastErr, p.lastErrTime = err, time.Now()
+		return
+	}
+	p.spawned.Add(1)
+	p.lastErr = nil
+}
+
+// Start begins filling the pool in the background. It returns at once.
+func (p *Pool) Start() {
+	if p.warm == nil {
+		return
+	}
+	for i := 0; i < p.cfg.SpawnConcurrency; i++ {
+		p.wg.Add(1)
+		go p.fill()
+	}
+	p.wg.Add(1)
+	go p.maintain()
+}
+
+// WaitReady blocks until at least one worker is ready (or, for a cold pool,
+// one spawn has succeeded), ctx ends, or the first spawn fails.
+func (p *Pool) WaitReady(ctx context.Context) error {
+	if p.warm == nil {
+		w, err := p.cfg.Spawn(ctx)
+		p.recordSpawn(err)
+		if err != nil {
+			return fmt.Errorf("wait ready: %w", err)
+		}
+		w.Kill()
+		return nil
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st := p.warm.Stat()
+		if st.IdleResources() > 0 || st.AcquiredResources() > 0 {
+			return nil
+		}
+		if err := p.lastSpawnError(); err != nil {
+			return fmt.Errorf("wait ready: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait ready: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Pool) lastSpawnError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastErr
+}
+
+// fill keeps creating workers while the pool is below its size. After a
+// failed spawn it backs off, so a broken host is not hammered.
+func (p *Pool) fill() {
+	defer p.wg.Done()
+	backoff := time.Duration(0)
+	for {
+		if !p.topUpOnce(&backoff) {
+			select {
+			case <-p.closing:
+				return
+			case <-p.kick:
+			case <-time.After(p.cfg.MaintainInterval):
+			}
+		}
+		if backoff > 0 {
+			select {
+			case <-p.closing:
+				return
+			case <-time.After(backoff):
+			}
+		}
+	}
+}
+
+// topUpOnce starts one worker if there is room. It reports whether it did
+// something worth trying again at once.
+func (p *Pool) topUpOnce(backoff *time.Duration) bool {
+	select {
+	case <-p.closing:
+		return false
+	default:
+	}
+	if int(p.warm.Stat().TotalResources()) >= p.cfg.Size {
+		return false
+	}
+	err := p.warm.CreateResource(context.Background())
+	switch {
+	case err == nil:
+		*backoff = 0
+		if int(p.warm.Stat().TotalResources()) < p.cfg.Size {
+			p.nudge() // more room: let another filler start one in parallel
+		}
+		return true
+	case errors.Is(err, puddle.ErrNotAvailable), errors.Is(err, puddle.ErrClosedPool):
+		return false
+	default:
+		if *backoff == 0 {
+			*backoff = 100 * time.Millisecond
+		} else if *backoff < 10*time.Second {
+			*backoff *= 2
+		}
+		p.log.Warn("spawn failed", zap.Error(err), zap.Duration("retry_in", *backoff))
+		return true
+	}
+}
+
+// maintain recycles idle workers that are too old or have died.
+func (p *Pool) maintain() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.cfg.MaintainInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.closing:
+			return
+		case <-t.C:
+		}
+		for _, res := range p.warm.AcquireAllIdle() {
+			w := res.Value()
+			switch {
+			case !w.Alive():
+				p.log.Warn("idle worker died; replacing it")
+				res.Destroy()
+				p.nudge()
+			case time.Since(res.CreationTime()) > p.cfg.MaxAge:
+				p.recycled.Add(1)
+				res.Destroy()
+				p.nudge()
+			default:
+				res.ReleaseUnused()
+			}
+		}
+	}
+}
+
+// nudge wakes a filler without blocking.
+func (p *Pool) nudge() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Execute runs one script on a warm worker (or a fresh one when the pool
+// size is 0). It blocks until the script ends; see pyexec.Executor.
+func (p *Pool) Execute(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
+	select {
+	case <-p.closing:
+		return nil, overloaded("the service is shutting down", ErrClosed)
+	default:
+	}
+	if p.warm == nil {
+		return p.executeCold(ctx, req)
+	}
+	start := time.Now()
+	qctx, cancel := context.WithTimeout(ctx, p.cfg.QueueTimeout)
+	defer cancel()
+	// A worker found dead on acquisition (killed from outside while idle)
+	// ran nothing: it is replaced and the request tries the next one.
+	for attempt := 0; ; attempt++ {
+		res, err := p.warm.Acquire(qctx)
+		if err != nil {
+			return nil, p.acquireError(ctx, err)
+		}
+		w := res.Value()
+		if !w.Alive() && attempt < 3 {
+			res.Destroy()
+			p.nudge()
+			continue
+		}
+		wait := time.Since(start)
+		resp, err := w.Run(ctx, req)
+		if err == nil && w.Reusable() {
+			res.Release()
+		} else {
+			res.Destroy()
+			p.nudge()
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if attempt < 3 {
+				p.log.Warn("worker failed before running the script; retrying", zap.Error(err))
+				continue
+			}
+			return nil, fmt.Errorf("execute: %w", err)
+		}
+		resp.QueueWait = wait
+		return resp, nil
+	}
+}
+
+func (p *Pool) acquireError(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		return overloaded(fmt.Sprintf("no worker became free within %s", p.cfg.QueueTimeout), err)
+	case errors.Is(err, puddle.ErrClosedPool):
+		return overloaded("the service is shutting down", err)
+	default:
+		return &pyexec.Error{Code: pyexec.CodeInternal, Message: "could not start a sandbox", Err: err}
+	}
+}
+
+func overloaded(msg string, err error) error {
+	return &pyexec.Error{Code: pyexec.CodeOverloaded, Message: msg, Err: err}
+}
+
+func (p *Pool) executeCold(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
+	start := time.Now()
+	qctx, cancel := context.WithTimeout(ctx, p.cfg.QueueTimeout)
+	defer cancel()
+	select {
+	case p.cold <- struct{}{}:
+	case <-qctx.Done():
+		return nil, p.acquireError(ctx, qctx.Err())
+	}
+	defer func() { <-p.cold }()
+	p.coldBusy.Add(1)
+	defer p.coldBusy.Add(-1)
+	sctx, scancel := context.WithTimeout(ctx, p.cfg.SpawnTimeout)
+	w, err := p.cfg.Spawn(sctx)
+	scancel()
+	p.recordSpawn(err)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &pyexec.Error{Code: pyexec.CodeInternal, Message: "could not start a sandbox", Err: err}
+	}
+	defer w.Kill()
+	wait := time.Since(start)
+	resp, err := w.Run(ctx, req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("execute: %w", err)
+	}
+	resp.QueueWait = wait
+	return resp, nil
+}
+
+// Status reports the pool's state. Ready is false while no worker exists
+// and the last attempt to start one failed.
+func (p *Pool) Status() (pyexec.PoolStatus, bool, string) {
+	s := pyexec.PoolStatus{
+		Size:          p.cfg.Size,
+		Spawned:       p.spawned.Load(),
+		SpawnFailures: p.failures.Load(),
+	}
+	lastErr := p.lastSpawnError()
+	if lastErr != nil {
+		s.LastSpawnErr = lastErr.Error()
+	}
+	live := 0
+	if p.warm != nil {
+		st := p.warm.Stat()
+		s.Idle = int(st.IdleResources())
+		s.Busy = int(st.AcquiredResources())
+		s.Starting = int(st.ConstructingResources())
+		live = s.Idle + s.Busy
+	} else {
+		s.Busy = int(p.coldBusy.Load())
+		live = 1 // a cold pool needs no standing worker
+	}
+	select {
+	case <-p.closing:
+		return s, false, "shutting down"
+	default:
+	}
+	if lastErr != nil && live == 0 {
+		return s, false, "no worker can be started: " + lastErr.Error()
+	}
+	if p.warm != nil && live == 0 && p.spawned.Load() == 0 {
+		return s, false, "warming up"
+	}
+	return s, true, ""
+}
+
+// Recycled is the number of idle workers replaced for age.
+func (p *Pool) Recycled() int64 { return p.recycled.Load() }
+
+// Close stops refilling, refuses new requests, waits for requests in flight
+// to return their workers and kills every worker.
+func (p *Pool) Close() {
+	p.once.Do(func() {
+		close(p.closing)
+		p.wg.Wait()
+		if p.warm != nil {
+			p.warm.Close()
+		}
+	})
+}
