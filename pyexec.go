@@ -134,18 +134,18 @@ type PoolStatus struct {
 // /health never claims more than the host gives.
 type Limits struct {
 	// Cgroup is "v1", "v2" or "none" (rlimits only).
-	Cgroup         string  `json:"cgroup"`
-	MemoryMB       int     `json:"memory_mb"`
-	MemoryEnforcer string  `json:"memory_enforced_by"`
-	PidsMax        int     `json:"pids_max"`
-	PidsEnforcer   string  `json:"pids_enforced_by"`
-	TmpfsMB        int     `json:"tmpfs_mb"`
-	CPUs           int     `json:"cpus"`
-	Network        string  `json:"network"`
-	TimeoutDefault float64 `json:"timeout_default_s"`
-	TimeoutMax     float64 `json:"timeout_max_s"`
-	MaxScriptBytes int     `json:"max_script_bytes"`
-	MaxOutputBytes int     `json:"max_output_bytes"`
+	Cgroup         string   `json:"cgroup"`
+	MemoryMB       int      `json:"memory_mb"`
+	MemoryEnforcer string   `json:"memory_enforced_by"`
+	PidsMax        int      `json:"pids_max"`
+	PidsEnforcer   string   `json:"pids_enforced_by"`
+	TmpfsMB        int      `json:"tmpfs_mb"`
+	CPUs           int      `json:"cpus"`
+	Network        string   `json:"network"`
+	TimeoutDefault float64  `json:"timeout_default_s"`
+	TimeoutMax     float64  `json:"timeout_max_s"`
+	MaxScriptBytes int      `json:"max_script_bytes"`
+	MaxOutputBytes int      `json:"max_output_bytes"`
 	Warnings       []string `json:"warnings,omitempty"`
 }
 

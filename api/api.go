@@ -1,0 +1,299 @@
+// Package api is the HTTP face of the service: fiber handlers for /execute
+// and /health, request decoding and validation of the envelope, optional API
+// key, request logs, and the mapping of error codes to HTTP statuses.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/pyexec/pyexec"
+)
+
+// Config configures the HTTP layer. Zero fields take the defaults of New.
+type Config struct {
+	// MaxScriptBytes is the largest script accepted (default 200 KiB).
+	MaxScriptBytes int
+	// BodyLimit is the largest HTTP body read (default: room for a script
+	// of MaxScriptBytes even if every byte is JSON-escaped).
+	BodyLimit int
+	// DefaultTimeout applies when a request gives none (default 5s).
+	DefaultTimeout time.Duration
+	// MaxTimeout is the largest timeout a request may ask for (default 30s).
+	MaxTimeout time.Duration
+	// APIKey, when set, is required as "Authorization: Bearer <key>" on
+	// /execute. /health stays open for probes.
+	APIKey string
+	// RetryAfter is sent with overloaded answers (default 1s).
+	RetryAfter time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxScriptBytes == 0 {
+		c.MaxScriptBytes = 200 * 1024
+	}
+	if c.BodyLimit == 0 {
+		c.BodyLimit = 6*c.MaxScriptBytes + 64*1024
+	}
+	if c.DefaultTimeout == 0 {
+		c.DefaultTimeout = 5 * time.Second
+	}
+	if c.MaxTimeout == 0 {
+		c.MaxTimeout = 30 * time.Second
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = time.Second
+	}
+}
+
+// HealthFunc reports the service's state for /health.
+type HealthFunc func() pyexec.Status
+
+type server struct {
+	cfg    Config
+	exec   pyexec.Executor
+	health HealthFunc
+	log    *zap.Logger
+}
+
+// New builds the fiber app. exec runs scripts; health feeds /health.
+func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) *fiber.App {
+	cfg.setDefaults()
+	s := &server{cfg: cfg, exec: exec, health: health, log: log}
+	app := fiber.New(fiber.Config{
+		AppName:               "pyexec",
+		BodyLimit:             cfg.BodyLimit,
+		DisableStartupMessage: true,
+		ErrorHandler:          s.handleError,
+		ReadTimeout:           30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		// The request body is copied out by json.Unmarshal before any
+		// other goroutine sees it, so fasthttp may reuse its buffers.
+		Immutable: false,
+	})
+	app.Use(s.requestLog)
+	app.Post("/execute", s.authorize, s.execute)
+	app.Get("/health", s.healthz)
+	return app
+}
+
+// body is the JSON shape of every /execute answer: the three keys of the
+// original API always present, plus stderr and metadata.
+type body struct {
+	Result json.RawMessage `json:"result"`
+	Stdout string          `json:"stdout"`
+	Stderr string          `json:"stderr"`
+	Error  *errorBody      `json:"error"`
+	Meta   *metaBody       `json:"meta,omitempty"`
+}
+
+type errorBody struct {
+	Type      pyexec.Code `json:"type"`
+	Message   string      `json:"message"`
+	Traceback string      `json:"traceback,omitempty"`
+}
+
+type metaBody struct {
+	RequestID       string  `json:"request_id"`
+	DurationMS      float64 `json:"duration_ms"`
+	QueueMS         float64 `json:"queue_ms"`
+	StdoutTruncated bool    `json:"stdout_truncated"`
+	StderrTruncated bool    `json:"stderr_truncated"`
+}
+
+const (
+	localRequestID = "pyexec.request_id"
+	localOutcome   = "pyexec.outcome"
+)
+
+// requestLog assigns a request id (accepting a sane X-Request-ID), echoes
+// it, and logs one line per request. Scripts and outputs are never logged.
+func (s *server) requestLog(c *fiber.Ctx) error {
+	start := time.Now()
+	id := c.Get("X-Request-ID")
+	if !validRequestID(id) {
+		id = uuid.NewString()
+	}
+	c.Locals(localRequestID, id)
+	c.Set("X-Request-ID", id)
+	err := c.Next()
+	if err != nil {
+		if herr := s.handleError(c, err); herr != nil {
+			s.log.Error("write error response", zap.Error(herr))
+		}
+	}
+	outcome, _ := c.Locals(localOutcome).(string)
+	if outcome == "" {
+		outcome = "ok"
+	}
+	s.log.Info("request",
+		zap.String("request_id", id),
+		zap.String("method", c.Method()),
+		zap.String("path", c.Path()),
+		zap.Int("status", c.Response().StatusCode()),
+		zap.String("outcome", outcome),
+		zap.Duration("duration", time.Since(start)))
+	return nil
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, r := range id {
+		if r < 0x21 || r > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func requestID(c *fiber.Ctx) string {
+	id, _ := c.Locals(localRequestID).(string)
+	return id
+}
+
+// handleError writes the JSON error answer for err. It is fiber's error
+// handler too, so errors raised before any route (body too large, unknown
+// path, wrong method) get the same shape.
+func (s *server) handleError(c *fiber.Ctx, err error) error {
+	ae := toAppError(err)
+	if ae.Code == pyexec.CodeInternal {
+		s.log.Error("internal error", zap.String("request_id", requestID(c)), zap.Error(err))
+	}
+	return s.writeError(c, ae)
+}
+
+func (s *server) writeError(c *fiber.Ctx, ae *pyexec.Error) error {
+	c.Locals(localOutcome, string(ae.Code))
+	switch ae.Code {
+	case pyexec.CodeOverloaded:
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(s.cfg.RetryAfter.Seconds()))))
+	case pyexec.CodeUnauthorized:
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="pyexec"`)
+	}
+	return c.Status(StatusOf(ae.Code)).JSON(body{
+		Error: &errorBody{Type: ae.Code, Message: ae.Message, Traceback: ae.Traceback},
+	})
+}
+
+func (s *server) authorize(c *fiber.Ctx) error {
+	if s.cfg.APIKey == "" {
+		return c.Next()
+	}
+	got := c.Get(fiber.HeaderAuthorization)
+	const prefix = "Bearer "
+	if len(got) > len(prefix) && strings.EqualFold(got[:len(prefix)], prefix) {
+		key := got[len(prefix):]
+		if subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) == 1 {
+			return c.Next()
+		}
+	}
+	return pyexec.Errorf(pyexec.CodeUnauthorized, "a valid API key is required (Authorization: Bearer <key>)")
+}
+
+// decodeRequest validates the envelope: a JSON object with a string script
+// and an optional timeout in seconds.
+func (s *server) decodeRequest(data []byte) (pyexec.Request, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+		return pyexec.Request{}, pyexec.Errorf(pyexec.CodeInvalidRequest, "request body must be a JSON object")
+	}
+	raw, ok := fields["script"]
+	if !ok {
+		return pyexec.Request{}, pyexec.Errorf(pyexec.CodeInvalidRequest, `"script" is required`)
+	}
+	var script string
+	if string(raw) == "null" || json.Unmarshal(raw, &script) != nil {
+		return pyexec.Request{}, pyexec.Errorf(pyexec.CodeInvalidRequest, `"script" must be a string`)
+	}
+	timeout := s.cfg.DefaultTimeout
+	if raw, ok := fields["timeout"]; ok && string(raw) != "null" {
+		var secs float64
+		if err := json.Unmarshal(raw, &secs); err != nil {
+			return pyexec.Request{}, pyexec.Errorf(pyexec.CodeInvalidRequest, `"timeout" must be a number of seconds`)
+		}
+		max := s.cfg.MaxTimeout.Seconds()
+		if !(secs > 0) || secs > max {
+			return pyexec.Request{}, pyexec.Errorf(pyexec.CodeInvalidRequest,
+				`"timeout" must be more than 0 and at most %s seconds`, strconv.FormatFloat(max, 'f', -1, 64))
+		}
+		timeout = time.Duration(secs * float64(time.Second))
+	}
+	if len(script) > s.cfg.MaxScriptBytes {
+		return pyexec.Request{}, pyexec.Errorf(pyexec.CodeValidation,
+			"script is %d bytes, over the %d-byte limit", len(script), s.cfg.MaxScriptBytes)
+	}
+	return pyexec.Request{Script: script, Timeout: timeout}, nil
+}
+
+func (s *server) execute(c *fiber.Ctx) error {
+	req, err := s.decodeRequest(c.Body())
+	if err != nil {
+		return err
+	}
+	req.ID = requestID(c)
+	ctx, stop := watchPeerClose(c.UserContext(), c.Context().Conn())
+	defer stop()
+	resp, err := s.exec.Execute(ctx, req)
+	if err != nil {
+		if errors.Is(context.Cause(ctx), errClientGone) {
+			c.Locals(localOutcome, "client_gone")
+			// Nobody is listening; the status is for the log only.
+			return c.SendStatus(499)
+		}
+		return err
+	}
+	out := body{
+		Result: resp.Result,
+		Stdout: resp.Stdout,
+		Stderr: resp.Stderr,
+		Meta: &metaBody{
+			RequestID:       req.ID,
+			DurationMS:      float64(resp.Duration.Microseconds()) / 1000,
+			QueueMS:         float64(resp.QueueWait.Microseconds()) / 1000,
+			StdoutTruncated: resp.StdoutTruncated,
+			StderrTruncated: resp.StderrTruncated,
+		},
+	}
+	status := fiber.StatusOK
+	if resp.Error != nil {
+		if !pyexec.IsScriptCode(resp.Error.Code) {
+			return fmt.Errorf("executor answered with non-script code %q: %w", resp.Error.Code, resp.Error)
+		}
+		out.Result = nil
+		out.Error = &errorBody{Type: resp.Error.Code, Message: resp.Error.Message, Traceback: resp.Error.Traceback}
+		status = StatusOf(resp.Error.Code)
+		c.Locals(localOutcome, string(resp.Error.Code))
+	}
+	if out.Result == nil && out.Error == nil {
+		out.Result = json.RawMessage("null")
+	}
+	return c.Status(status).JSON(out)
+}
+
+// healthz answers 200 with the pool and enforced limits, or 503 while no
+// worker can be started.
+func (s *server) healthz(c *fiber.Ctx) error {
+	st := s.health()
+	status := fiber.StatusOK
+	word := "ok"
+	if !st.Ready {
+		status, word = fiber.StatusServiceUnavailable, "unavailable"
+	}
+	return c.Status(status).JSON(struct {
+		Word string `json:"status"`
+		pyexec.Status
+	}{word, st})
+}

@@ -1,0 +1,67 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/pyexec/pyexec"
+)
+
+// StatusOf is the one place where error codes become HTTP statuses.
+// Outcomes caused by the script itself are 200: the request was served and
+// the body says what the script did.
+func StatusOf(code pyexec.Code) int {
+	switch code {
+	case "":
+		return http.StatusOK
+	case pyexec.CodeInvalidRequest, pyexec.CodeValidation:
+		return http.StatusBadRequest
+	case pyexec.CodePayloadTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case pyexec.CodeRuntime, pyexec.CodeInvalidResult, pyexec.CodeTimeout,
+		pyexec.CodeMemoryLimit, pyexec.CodeOutputLimit, pyexec.CodeSandbox:
+		return http.StatusOK
+	case pyexec.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case pyexec.CodeNotFound:
+		return http.StatusNotFound
+	case pyexec.CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case pyexec.CodeOverloaded:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// internalMessage is all a client learns about a failure of the service.
+const internalMessage = "internal error; see the service logs"
+
+// toAppError turns any error reaching the HTTP layer into an *pyexec.Error
+// fit for the client: fiber's own errors keep their meaning, our errors keep
+// their code, and anything else becomes internal_error with a generic text.
+func toAppError(err error) *pyexec.Error {
+	var ae *pyexec.Error
+	if errors.As(err, &ae) {
+		if ae.Code == pyexec.CodeInternal {
+			return &pyexec.Error{Code: pyexec.CodeInternal, Message: internalMessage, Err: err}
+		}
+		return ae
+	}
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		switch fe.Code {
+		case fiber.StatusNotFound:
+			return pyexec.Errorf(pyexec.CodeNotFound, "no such endpoint")
+		case fiber.StatusMethodNotAllowed:
+			return pyexec.Errorf(pyexec.CodeMethodNotAllowed, "method not allowed on this endpoint")
+		case fiber.StatusRequestEntityTooLarge:
+			return pyexec.Errorf(pyexec.CodePayloadTooLarge, "request body is larger than allowed")
+		case fiber.StatusBadRequest, fiber.StatusRequestHeaderFieldsTooLarge, fiber.StatusRequestTimeout:
+			return &pyexec.Error{Code: pyexec.CodeInvalidRequest, Message: "malformed HTTP request", Err: err}
+		}
+	}
+	return &pyexec.Error{Code: pyexec.CodeInternal, Message: internalMessage, Err: err}
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the service's whole configuration, read from the environment.
+// Every default is safe; the README's configuration table lists them.
+type Config struct {
+	Port           string
+	Host           string
+	PoolSize       int
+	Isolation      string
+	Validation     string
+	Timeout        time.Duration
+	MaxTimeout     time.Duration
+	MemoryMB       int
+	PidsMax        int
+	TmpfsMB        int
+	MaxScriptBytes int
+	MaxOutputBytes int
+	QueueTimeout   time.Duration
+	APIKey         string
+	Nsjail         string
+	Python         string
+	Cgroup         string
+	LogLevel       string
+	WorkerMaxAge   time.Duration
+	StartupTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	size := runtime.NumCPU()
+	if size < 2 {
+		size = 2
+	}
+	return Config{
+		Port:           "8080",
+		Host:           "",
+		PoolSize:       size,
+		Isolation:      "strict",
+		Validation:     "standard",
+		Timeout:        5 * time.Second,
+		MaxTimeout:     30 * time.Second,
+		MemoryMB:       512,
+		PidsMax:        64,
+		TmpfsMB:        64,
+		MaxScriptBytes: 200 * 1024,
+		MaxOutputBytes: 1 << 20,
+		QueueTimeout:   10 * time.Second,
+		Python:         ".venv/bin/python",
+		Cgroup:         "auto",
+		LogLevel:       "info",
+		WorkerMaxAge:   10 * time.Minute,
+		StartupTimeout: 60 * time.Second,
+	}
+}
+
+// ParseEnv fills c from environment variables looked up with getenv;
+// unset or empty variables keep their current values.
+func (c *Config) ParseEnv(getenv func(string) string) error {
+	p := envParser{getenv: getenv}
+	p.str("PORT", &c.Port)
+	p.str("PYEXEC_HOST", &c.Host)
+	p.integer("PYEXEC_POOL_SIZE", &c.PoolSize, 0, 256)
+	p.str("PYEXEC_ISOLATION", &c.Isolation)
+	p.str("PYEXEC_VALIDATION", &c.Validation)
+	p.seconds("PYEXEC_TIMEOUT", &c.Timeout)
+	p.seconds("PYEXEC_MAX_TIMEOUT", &c.MaxTimeout)
+	p.integer("PYEXEC_MEMORY_MB", &c.MemoryMB, 64, 1<<20)
+	p.integer("PYEXEC_PIDS_MAX", &c.PidsMax, 8, 1<<16)
+	p.integer("PYEXEC_TMPFS_MB", &c.TmpfsMB, 1, 1<<16)
+	p.integer("PYEXEC_MAX_SCRIPT_BYTES", &c.MaxScriptBytes, 1, 64<<20)
+	p.integer("PYEXEC_MAX_OUTPUT_BYTES", &c.MaxOutputBytes, 1024, 64<<20)
+	p.seconds("PYEXEC_QUEUE_TIMEOUT", &c.QueueTimeout)
+	p.str("PYEXEC_API_KEY", &c.APIKey)
+	p.str("PYEXEC_NSJAIL", &c.Nsjail)
+	p.str("PYEXEC_PYTHON", &c.Python)
+	p.str("PYEXEC_CGROUP", &c.Cgroup)
+	p.str("PYEXEC_LOG_LEVEL", &c.LogLevel)
+	p.seconds("PYEXEC_WORKER_MAX_AGE", &c.WorkerMaxAge)
+	p.seconds("PYEXEC_STARTUP_TIMEOUT", &c.StartupTimeout)
+	if p.err != nil {
+		return p.err
+	}
+	return c.Validate()
+}
+
+// Validate checks values that depend on each other.
+func (c *Config) Validate() error {
+	switch c.Isolation {
+	case "strict":
+	case "fork":
+		return fmt.Errorf("PYEXEC_ISOLATION=fork is not available in this version; use strict")
+	default:
+		return fmt.Errorf("PYEXEC_ISOLATION=%q: want strict", c.Isolation)
+	}
+	if c.Validation != "standard" && c.Validation != "minimal" {
+		return fmt.Errorf("PYEXEC_VALIDATION=%q: want standard or minimal", c.Validation)
+	}
+	switch c.Cgroup {
+	case "auto", "v1", "v2", "none":
+	default:
+		return fmt.Errorf("PYEXEC_CGROUP=%q: want auto, v1, v2 or none", c.Cgroup)
+	}
+	if c.Timeout <= 0 || c.MaxTimeout <= 0 || c.Timeout > c.MaxTimeout {
+		return fmt.Errorf("PYEXEC_TIMEOUT (%v) must be positive and at most PYEXEC_MAX_TIMEOUT (%v)", c.Timeout, c.MaxTimeout)
+	}
+	if c.QueueTimeout <= 0 {
+		return fmt.Errorf("PYEXEC_QUEUE_TIMEOUT must be positive")
+	}
+	if _, err := strconv.Atoi(c.Port); err != nil {
+		return fmt.Errorf("PORT=%q: not a port number", c.Port)
+	}
+	return nil
+}
+
+type envParser struct {
+	getenv func(string) string
+	err    error
+}
+
+func (p *envParser) lookup(name string) (string, bool) {
+	v := strings.TrimSpace(p.getenv(name))
+	return v, v != "" && p.err == nil
+}
+
+func (p *envParser) str(name string, dst *string) {
+	if v, ok := p.lookup(name); ok {
+		*dst = v
+	}
+}
+
+func (p *envParser) integer(name string, dst *int, min, max int) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		p.err = fmt.Errorf("%s=%q: want a whole number from %d to %d", name, v, min, max)
+		return
+	}
+	*dst = n
+}
+
+// seconds accepts a number of seconds ("2.5") or a Go duration ("500ms").
+func (p *envParser) seconds(name string, dst *time.Duration) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil && f > 0 {
+		*dst = time.Duration(f * float64(time.Second))
+		return
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.err = fmt.Errorf("%s=%q: want seconds (2.5) or a duration (500ms)", name, v)
+		return
+	}
+	*dst = d
+}
