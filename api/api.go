@@ -270,7 +270,8 @@ func (s *server) execute(c *fiber.Ctx) error {
 	status := fiber.StatusOK
 	if resp.Error != nil {
 		if !pyexec.IsScriptCode(resp.Error.Code) {
-			return fmt.Errorf("executor answered with non-script code %q: %w", resp.Error.Code, resp.Error)
+			return &pyexec.Error{Code: pyexec.CodeInternal, Message: internalMessage,
+				Err: fmt.Errorf("executor answered with non-script code %q: %v", resp.Error.Code, resp.Error)}
 		}
 		out.Result = nil
 		out.Error = &errorBody{Type: resp.Error.Code, Message: resp.Error.Message, Traceback: resp.Error.Traceback}

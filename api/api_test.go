@@ -1,0 +1,264 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/pyexec/pyexec"
+)
+
+// fakeExecutor answers with whatever the test sets and records the request.
+type fakeExecutor struct {
+	resp *pyexec.Response
+	err  error
+	got  pyexec.Request
+}
+
+func (f *fakeExecutor) Execute(_ context.Context, req pyexec.Request) (*pyexec.Response, error) {
+	f.got = req
+	return f.resp, f.err
+}
+
+type answer struct {
+	Status int
+	Header http.Header
+	Raw    map[string]json.RawMessage
+	Body   struct {
+		Result json.RawMessage `json:"result"`
+		Stdout *string         `json:"stdout"`
+		Error  *struct {
+			Type      string `json:"type"`
+			Message   string `json:"message"`
+			Traceback string `json:"traceback"`
+		} `json:"error"`
+	}
+}
+
+func do(t *testing.T, cfg Config, exec pyexec.Executor, method, path, body string, headers ...string) answer {
+	t.Helper()
+	ready := true
+	app := New(cfg, exec, func() pyexec.Status { return pyexec.Status{Ready: ready} }, zap.NewNop())
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := app.Test(req, -1)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	var a answer
+	a.Status, a.Header = res.StatusCode, res.Header
+	require.NoError(t, json.Unmarshal(data, &a.Raw), "body is not JSON: %s", data)
+	require.NoError(t, json.Unmarshal(data, &a.Body))
+	return a
+}
+
+// assertShape checks the three keys of the original API are always there.
+func assertShape(t *testing.T, a answer) {
+	t.Helper()
+	for _, k := range []string{"result", "stdout", "error"} {
+		_, ok := a.Raw[k]
+		assert.True(t, ok, "key %q missing", k)
+	}
+}
+
+const okScript = `{"script": "def main():\n    return 1"}`
+
+func TestExecute_ErrorTable(t *testing.T) {
+	ok := &pyexec.Response{Result: json.RawMessage(`{"message":"success"}`), Stdout: "hello from sandbox\n"}
+	script := func(code pyexec.Code, msg string) *fakeExecutor {
+		return &fakeExecutor{resp: &pyexec.Response{Stdout: "before\n", Error: &pyexec.Error{Code: code, Message: msg}}}
+	}
+	big := `{"script": "` + strings.Repeat("#", 300*1024) + `"}`
+	cases := []struct {
+		name    string
+		exec    *fakeExecutor
+		method  string
+		path    string
+		body    string
+		headers []string
+		cfg     Config
+		status  int
+		errType string
+	}{
+		{name: "success", exec: &fakeExecutor{resp: ok}, body: okScript, status: 200},
+		{name: "body not JSON is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{nope`, status: 400, errType: "invalid_request"},
+		{name: "JSON array is invalid_request", exec: &fakeExecutor{resp: ok}, body: `[1]`, status: 400, errType: "invalid_request"},
+		{name: "missing script is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"code": "x"}`, status: 400, errType: "invalid_request"},
+		{name: "numeric script is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": 5}`, status: 400, errType: "invalid_request"},
+		{name: "null script is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": null}`, status: 400, errType: "invalid_request"},
+		{name: "string timeout is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "timeout": "5"}`, status: 400, errType: "invalid_request"},
+		{name: "negative timeout is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "timeout": -1}`, status: 400, errType: "invalid_request"},
+		{name: "zero timeout is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "timeout": 0}`, status: 400, errType: "invalid_request"},
+		{name: "timeout over the max is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "timeout": 31}`, status: 400, errType: "invalid_request"},
+		{name: "script over the size limit is validation_error", exec: &fakeExecutor{resp: ok}, body: big, cfg: Config{BodyLimit: 4 << 20}, status: 400, errType: "validation_error"},
+		{name: "validation from the harness is 400", exec: script(pyexec.CodeValidation, "script must define main()"), body: okScript, status: 400, errType: "validation_error"},
+		{name: "runtime_error is 200", exec: script(pyexec.CodeRuntime, "ValueError: boom"), body: okScript, status: 200, errType: "runtime_error"},
+		{name: "invalid_result is 200", exec: script(pyexec.CodeInvalidResult, "Returned value is not valid JSON: x"), body: okScript, status: 200, errType: "invalid_result"},
+		{name: "timeout is 200", exec: script(pyexec.CodeTimeout, "script exceeded the 1s time limit"), body: okScript, status: 200, errType: "timeout"},
+		{name: "memory_limit is 200", exec: script(pyexec.CodeMemoryLimit, "m"), body: okScript, status: 200, errType: "memory_limit"},
+		{name: "output_limit is 200", exec: script(pyexec.CodeOutputLimit, "o"), body: okScript, status: 200, errType: "output_limit"},
+		{name: "sandbox_error is 200", exec: script(pyexec.CodeSandbox, "s"), body: okScript, status: 200, errType: "sandbox_error"},
+		{name: "missing key is unauthorized", exec: &fakeExecutor{resp: ok}, body: okScript, cfg: Config{APIKey: "k3y"}, status: 401, errType: "unauthorized"},
+		{name: "wrong key is unauthorized", exec: &fakeExecutor{resp: ok}, body: okScript, cfg: Config{APIKey: "k3y"}, headers: []string{"Authorization", "Bearer nope"}, status: 401, errType: "unauthorized"},
+		{name: "right key is served", exec: &fakeExecutor{resp: ok}, body: okScript, cfg: Config{APIKey: "k3y"}, headers: []string{"Authorization", "Bearer k3y"}, status: 200},
+		{name: "unknown path is not_found", exec: &fakeExecutor{resp: ok}, path: "/nope", body: "", status: 404, errType: "not_found"},
+		{name: "wrong method is method_not_allowed", exec: &fakeExecutor{resp: ok}, method: http.MethodGet, body: "", status: 405, errType: "method_not_allowed"},
+		{name: "overloaded is 503", exec: &fakeExecutor{err: &pyexec.Error{Code: pyexec.CodeOverloaded, Message: "busy"}}, body: okScript, status: 503, errType: "overloaded"},
+		{name: "unexpected failure is internal_error", exec: &fakeExecutor{err: errors.New("disk on fire at /secret/path")}, body: okScript, status: 500, errType: "internal_error"},
+		{name: "non-script code from executor is internal_error", exec: script(pyexec.CodeNotFound, "x"), body: okScript, status: 500, errType: "internal_error"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			method, path := tc.method, tc.path
+			if method == "" {
+				method = http.MethodPost
+			}
+			if path == "" {
+				path = "/execute"
+			}
+			a := do(t, tc.cfg, tc.exec, method, path, tc.body, tc.headers...)
+			assert.Equal(t, tc.status, a.Status)
+			assertShape(t, a)
+			if tc.errType == "" {
+				assert.Nil(t, a.Body.Error)
+				assert.JSONEq(t, `{"message":"success"}`, string(a.Body.Result))
+				assert.Equal(t, "hello from sandbox\n", *a.Body.Stdout)
+				return
+			}
+			require.NotNil(t, a.Body.Error)
+			assert.Equal(t, tc.errType, a.Body.Error.Type)
+			assert.NotEmpty(t, a.Body.Error.Message)
+			assert.Equal(t, "null", string(a.Body.Result))
+			assert.NotContains(t, a.Body.Error.Message, "/secret/path", "internal details must not leak")
+		})
+	}
+}
+
+func TestExecute_ScriptErrorKeepsStdoutAndTraceback(t *testing.T) {
+	exec := &fakeExecutor{resp: &pyexec.Response{Stdout: "before\n", Error: &pyexec.Error{
+		Code: pyexec.CodeRuntime, Message: "ValueError: boom", Traceback: "Traceback...\nValueError: boom\n"}}}
+	a := do(t, Config{}, exec, http.MethodPost, "/execute", okScript)
+	assert.Equal(t, "before\n", *a.Body.Stdout)
+	assert.Equal(t, "ValueError: boom", a.Body.Error.Message)
+	assert.Contains(t, a.Body.Error.Traceback, "ValueError: boom")
+}
+
+func TestExecute_OverloadedSetsRetryAfter(t *testing.T) {
+	exec := &fakeExecutor{err: &pyexec.Error{Code: pyexec.CodeOverloaded, Message: "busy"}}
+	a := do(t, Config{RetryAfter: 2 * time.Second}, exec, http.MethodPost, "/execute", okScript)
+	assert.Equal(t, "2", a.Header.Get("Retry-After"))
+}
+
+func TestExecute_PassesTimeoutAndRequestID(t *testing.T) {
+	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
+	a := do(t, Config{}, exec, http.MethodPost, "/execute", `{"script": "s", "timeout": 2.5, "extra": true}`, "X-Request-ID", "abc-123")
+	assert.Equal(t, 200, a.Status)
+	assert.Equal(t, 2500*time.Millisecond, exec.got.Timeout)
+	assert.Equal(t, "abc-123", exec.got.ID)
+	assert.Equal(t, "abc-123", a.Header.Get("X-Request-ID"))
+
+	do(t, Config{DefaultTimeout: 3 * time.Second}, exec, http.MethodPost, "/execute", `{"script": "s"}`)
+	assert.Equal(t, 3*time.Second, exec.got.Timeout)
+}
+
+func TestExecute_NullResultIsKept(t *testing.T) {
+	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("null")}}
+	a := do(t, Config{}, exec, http.MethodPost, "/execute", okScript)
+	assert.Equal(t, 200, a.Status)
+	assert.Equal(t, "null", string(a.Body.Result))
+	assert.Nil(t, a.Body.Error)
+}
+
+func TestHealth(t *testing.T) {
+	for _, ready := range []bool{true, false} {
+		app := New(Config{}, &fakeExecutor{}, func() pyexec.Status {
+			return pyexec.Status{Ready: ready, Limits: pyexec.Limits{Cgroup: "v1"}}
+		}, zap.NewNop())
+		res, err := app.Test(httptest.NewRequest(http.MethodGet, "/health", nil), -1)
+		require.NoError(t, err)
+		var body map[string]any
+		require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+		if ready {
+			assert.Equal(t, 200, res.StatusCode)
+			assert.Equal(t, "ok", body["status"])
+		} else {
+			assert.Equal(t, 503, res.StatusCode)
+			assert.Equal(t, "unavailable", body["status"])
+		}
+		assert.Equal(t, "v1", body["limits"].(map[string]any)["cgroup"])
+	}
+}
+
+func TestHealthStaysOpenWithAPIKey(t *testing.T) {
+	app := New(Config{APIKey: "k"}, &fakeExecutor{}, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	res, err := app.Test(httptest.NewRequest(http.MethodGet, "/health", nil), -1)
+	require.NoError(t, err)
+	assert.Equal(t, 200, res.StatusCode)
+}
+
+func TestStatusOfCoversEveryCode(t *testing.T) {
+	want := map[pyexec.Code]int{
+		pyexec.CodeInvalidRequest: 400, pyexec.CodeValidation: 400, pyexec.CodePayloadTooLarge: 413,
+		pyexec.CodeRuntime: 200, pyexec.CodeInvalidResult: 200, pyexec.CodeTimeout: 200,
+		pyexec.CodeMemoryLimit: 200, pyexec.CodeOutputLimit: 200, pyexec.CodeSandbox: 200,
+		pyexec.CodeUnauthorized: 401, pyexec.CodeNotFound: 404, pyexec.CodeMethodNotAllowed: 405,
+		pyexec.CodeOverloaded: 503, pyexec.CodeInternal: 500, pyexec.Code("something_new"): 500,
+	}
+	for code, status := range want {
+		assert.Equal(t, status, StatusOf(code), string(code))
+	}
+}
+
+func TestDecodeRequestKeepsItsOwnCopyOfTheScript(t *testing.T) {
+	s := &server{cfg: Config{}}
+	s.cfg.setDefaults()
+	buf := []byte(`{"script": "def main(): return 1"}`)
+	req, err := s.decodeRequest(buf)
+	require.NoError(t, err)
+	copy(buf, bytes.Repeat([]byte("X"), len(buf)))
+	assert.Equal(t, "def main(): return 1", req.Script)
+}
+
+// The body limit is enforced by the HTTP server while reading, so this one
+// needs a real listener rather than app.Test.
+func TestExecute_BodyOverLimitIsPayloadTooLarge(t *testing.T) {
+	app := New(Config{BodyLimit: 64 * 1024}, &fakeExecutor{}, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = app.Listener(ln) }()
+	t.Cleanup(func() { _ = app.Shutdown() })
+
+	// Announce a large body and send none: the server must answer from the
+	// Content-Length alone, without reading (or waiting for) the body.
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 307200\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	assert.Equal(t, 413, res.StatusCode)
+	var body map[string]any
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+	assert.Equal(t, "payload_too_large", body["error"].(map[string]any)["type"])
+	assert.Contains(t, body, "stdout")
+	assert.Contains(t, body, "result")
+}

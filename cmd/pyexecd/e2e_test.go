@@ -1,0 +1,445 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/pyexec/pyexec/internal/testenv"
+)
+
+// service is a real pyexecd, with the real jail, on a loopback port.
+type service struct {
+	t    *testing.T
+	m    *Main
+	base string
+}
+
+func startService(t *testing.T, tweak func(*Config)) *service {
+	t.Helper()
+	py := testenv.Python(t)
+	m := NewMain()
+	m.Config.Python = py
+	m.Config.Host = "127.0.0.1"
+	m.Config.Port = "0"
+	m.Config.PoolSize = 2
+	m.Config.QueueTimeout = 60 * time.Second
+	if tweak != nil {
+		tweak(&m.Config)
+	}
+	m.Log = zap.NewNop()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	require.NoError(t, m.Run(ctx))
+	t.Cleanup(func() { assert.NoError(t, m.Close()) })
+	return &service{t: t, m: m, base: "http://" + m.Addr}
+}
+
+type result struct {
+	Status int
+	Header http.Header
+	Body   struct {
+		Result json.RawMessage `json:"result"`
+		Stdout string          `json:"stdout"`
+		Stderr string          `json:"stderr"`
+		Error  *struct {
+			Type      string `json:"type"`
+			Message   string `json:"message"`
+			Traceback string `json:"traceback"`
+		} `json:"error"`
+		Meta struct {
+			StdoutTruncated bool `json:"stdout_truncated"`
+		} `json:"meta"`
+	}
+	Elapsed time.Duration
+}
+
+func (s *service) post(body any) result {
+	s.t.Helper()
+	data, err := json.Marshal(body)
+	require.NoError(s.t, err)
+	start := time.Now()
+	res, err := http.Post(s.base+"/execute", "application/json", bytes.NewReader(data))
+	require.NoError(s.t, err)
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	require.NoError(s.t, err)
+	var r result
+	r.Status, r.Header, r.Elapsed = res.StatusCode, res.Header, time.Since(start)
+	require.NoError(s.t, json.Unmarshal(raw, &r.Body), "not JSON: %.500s", raw)
+	var keys map[string]json.RawMessage
+	require.NoError(s.t, json.Unmarshal(raw, &keys))
+	for _, k := range []string{"result", "stdout", "error"} {
+		require.Contains(s.t, keys, k)
+	}
+	return r
+}
+
+func (s *service) run(script string, timeout float64) result {
+	s.t.Helper()
+	body := map[string]any{"script": script}
+	if timeout > 0 {
+		body["timeout"] = timeout
+	}
+	return s.post(body)
+}
+
+// healthy checks that a normal request still succeeds.
+func (s *service) healthy() {
+	s.t.Helper()
+	r := s.run("def main():\n    return {'ok': True}\n", 0)
+	require.Equal(s.t, 200, r.Status)
+	require.Nil(s.t, r.Body.Error, "normal request failed after the previous one")
+	require.JSONEq(s.t, `{"ok": true}`, string(r.Body.Result))
+}
+
+func errType(r result) string {
+	if r.Body.Error == nil {
+		return ""
+	}
+	return r.Body.Error.Type
+}
+
+func TestE2E_OriginalSpec(t *testing.T) {
+	s := startService(t, nil)
+
+	t.Run("the README example works verbatim", func(t *testing.T) {
+		r := s.run("def main():\n    print(\"hello from sandbox\")\n    return {\"message\": \"success\"}", 0)
+		assert.Equal(t, 200, r.Status)
+		assert.JSONEq(t, `{"message": "success"}`, string(r.Body.Result))
+		assert.Equal(t, "hello from sandbox\n", r.Body.Stdout)
+		assert.Nil(t, r.Body.Error)
+	})
+	t.Run("missing main is a 400", func(t *testing.T) {
+		r := s.run("def foo():\n    return {'x': 1}\n", 0)
+		assert.Equal(t, 400, r.Status)
+		assert.Equal(t, "validation_error", errType(r))
+		assert.Equal(t, "script must define main()", r.Body.Error.Message)
+		s.healthy()
+	})
+	for _, fn := range []string{"eval", "exec"} {
+		t.Run(fn+" is a 400", func(t *testing.T) {
+			r := s.run(fmt.Sprintf("def main():\n    return %s('1')\n", fn), 0)
+			assert.Equal(t, 400, r.Status)
+			assert.Equal(t, "validation_error", errType(r))
+			assert.Contains(t, r.Body.Error.Message, "use of "+fn+"() is not allowed")
+			s.healthy()
+		})
+	}
+	t.Run("os.system is blocked", func(t *testing.T) {
+		r := s.run("import os\ndef main(): os.system('rm -rf /')\n", 0)
+		assert.Equal(t, 400, r.Status)
+		assert.Contains(t, r.Body.Error.Message, "os.system")
+	})
+	t.Run("syntax error names its line", func(t *testing.T) {
+		r := s.run("def main():\n    return (\n", 0)
+		assert.Equal(t, 400, r.Status)
+		assert.Contains(t, r.Body.Error.Message, "syntax error at line")
+	})
+	t.Run("script over 200 KiB is a 400", func(t *testing.T) {
+		r := s.run("def main():\n    return 1\n#"+strings.Repeat("x", 200*1024), 0)
+		assert.Equal(t, 400, r.Status)
+		assert.Equal(t, "validation_error", errType(r))
+		assert.Contains(t, r.Body.Error.Message, "over the 204800-byte limit")
+		s.healthy()
+	})
+	t.Run("main returning JSON gives the result", func(t *testing.T) {
+		r := s.run("def main():\n    return {'a': [1, 2.5, None, True, 'x'], 'b': {'c': -1}}\n", 0)
+		assert.Equal(t, 200, r.Status)
+		assert.JSONEq(t, `{"a": [1, 2.5, null, true, "x"], "b": {"c": -1}}`, string(r.Body.Result))
+	})
+	t.Run("main raising keeps the message and earlier stdout", func(t *testing.T) {
+		r := s.run("def main():\n    print('step 1')\n    raise ValueError('boom')\n", 0)
+		assert.Equal(t, 200, r.Status)
+		assert.Equal(t, "runtime_error", errType(r))
+		assert.Equal(t, "ValueError: boom", r.Body.Error.Message)
+		assert.Equal(t, "step 1\n", r.Body.Stdout)
+		assert.Contains(t, r.Body.Error.Traceback, `File "<script>", line 3, in main`)
+		assert.NotContains(t, r.Body.Error.Traceback, "harness")
+		assert.Equal(t, "null", string(r.Body.Result))
+		s.healthy()
+	})
+	t.Run("printing is captured", func(t *testing.T) {
+		r := s.run("import sys\ndef main():\n    print('a')\n    print('b', file=sys.stderr)\n    print('c')\n", 0)
+		assert.Equal(t, "a\nc\n", r.Body.Stdout)
+		assert.Equal(t, "b\n", r.Body.Stderr)
+		assert.Equal(t, "null", string(r.Body.Result))
+	})
+	t.Run("set is invalid JSON", func(t *testing.T) {
+		r := s.run("def main():\n    return set([1, 2])\n", 0)
+		assert.Equal(t, "invalid_result", errType(r))
+		assert.True(t, strings.HasPrefix(r.Body.Error.Message, "Returned value is not valid JSON"))
+	})
+}
+
+func TestE2E_Limits(t *testing.T) {
+	s := startService(t, nil)
+
+	for name, script := range map[string]string{
+		"infinite loop": "def main():\n    while True:\n        pass\n",
+		"long sleep":    "import time\ndef main():\n    time.sleep(10**6)\n",
+	} {
+		t.Run(name+" times out within the limit", func(t *testing.T) {
+			r := s.run(script, 1)
+			assert.Equal(t, 200, r.Status)
+			assert.Equal(t, "timeout", errType(r))
+			assert.Contains(t, r.Body.Error.Message, "1s time limit")
+			// Functional bound, not a speed target: the script must not
+			// outlive its limit by more than the kill and the round trip.
+			assert.Less(t, r.Elapsed, 6*time.Second)
+			s.healthy()
+		})
+	}
+	t.Run("8 GiB allocation is memory_limit", func(t *testing.T) {
+		r := s.run("def main():\n    b = bytearray(8 * 1024**3)\n    return len(b)\n", 10)
+		assert.Equal(t, "memory_limit", errType(r))
+		s.healthy()
+	})
+	t.Run("gradual growth is memory_limit", func(t *testing.T) {
+		r := s.run("def main():\n    x = []\n    while True:\n        x.append(bytearray(10**7))\n", 20)
+		assert.Equal(t, "memory_limit", errType(r))
+		s.healthy()
+	})
+	t.Run("fork bomb is contained", func(t *testing.T) {
+		r := s.run("import os\ndef main():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n", 2)
+		assert.Contains(t, []string{"timeout", "sandbox_error", "runtime_error"}, errType(r))
+		s.healthy()
+		// Nothing of the bomb survives: every process of every worker
+		// is in a cgroup that only holds the warm pool now.
+		require.Eventually(t, func() bool { return jailProcs() <= s.m.Config.PoolSize+1 }, 10*time.Second, 100*time.Millisecond,
+			"jailed processes left: %d", jailProcs())
+	})
+	t.Run("100 MB of output is truncated and flagged", func(t *testing.T) {
+		r := s.run("import sys\ndef main():\n    for _ in range(100):\n        sys.stdout.write('x' * (1 << 20))\n    return 'done'\n", 20)
+		assert.Nil(t, r.Body.Error)
+		assert.JSONEq(t, `"done"`, string(r.Body.Result))
+		assert.Len(t, r.Body.Stdout, 1<<20)
+		assert.True(t, r.Body.Meta.StdoutTruncated)
+		s.healthy()
+	})
+	t.Run("result over the cap is output_limit", func(t *testing.T) {
+		r := s.run("def main():\n    return 'y' * (2 << 20)\n", 10)
+		assert.Equal(t, "output_limit", errType(r))
+		s.healthy()
+	})
+}
+
+// jailProcs counts processes running as the jail's user on the host.
+func jailProcs() int {
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "Uid:") && strings.Fields(line)[1] == "65534" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func TestE2E_Isolation(t *testing.T) {
+	t.Setenv("PYEXEC_TEST_SECRET", "s3cr3t-value")
+	s := startService(t, nil)
+
+	t.Run("no network: a listener on host loopback gets no connection", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer ln.Close()
+		port := ln.Addr().(*net.TCPAddr).Port
+		accepted := make(chan struct{}, 1)
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				c.Close()
+				accepted <- struct{}{}
+			}
+		}()
+		r := s.run(fmt.Sprintf("import socket\ndef main():\n    s = socket.socket()\n    s.settimeout(2)\n    try:\n        s.connect(('127.0.0.1', %d))\n        return 'connected'\n    except OSError as e:\n        return 'refused: ' + type(e).__name__\n", port), 5)
+		require.Nil(t, r.Body.Error)
+		assert.Contains(t, string(r.Body.Result), "refused")
+		select {
+		case <-accepted:
+			t.Fatal("the host listener accepted a connection from the jail")
+		case <-time.After(200 * time.Millisecond):
+		}
+		r = s.run("import socket\ndef main():\n    try:\n        socket.getaddrinfo('pypi.org', 443)\n        return 'resolved'\n    except OSError as e:\n        return 'no dns'\n", 5)
+		assert.JSONEq(t, `"no dns"`, string(r.Body.Result))
+	})
+	t.Run("file system outside /tmp is read-only and host files are invisible", func(t *testing.T) {
+		wd, err := os.Getwd()
+		require.NoError(t, err)
+		canary := filepath.Join(wd, "canary-"+fmt.Sprint(time.Now().UnixNano()))
+		require.NoError(t, os.WriteFile(canary, []byte("host secret"), 0o644))
+		defer os.Remove(canary)
+		script := fmt.Sprintf(`import os
+def main():
+    out = {}
+    for path in [%q, "/etc/passwd", "/etc/shadow", "/root", "/home", "/var"]:
+        out[path] = os.path.exists(path)
+    for path in ["/usr/evil", "/evil", %q]:
+        try:
+            open(path, "w").write("x")
+            out["wrote " + path] = True
+        except OSError:
+            out["wrote " + path] = False
+    open("/tmp/ok", "w").write("fine")
+    out["tmp"] = open("/tmp/ok").read()
+    return out
+`, canary, filepath.Join(filepath.Dir(s.m.Config.Python), "evil"))
+		r := s.run(script, 5)
+		require.Nil(t, r.Body.Error, "%+v", r.Body.Error)
+		var out map[string]any
+		require.NoError(t, json.Unmarshal(r.Body.Result, &out))
+		for k, v := range out {
+			if k == "tmp" {
+				assert.Equal(t, "fine", v)
+				continue
+			}
+			assert.Equal(t, false, v, k)
+		}
+	})
+	t.Run("the service's environment is invisible", func(t *testing.T) {
+		r := s.run("import os\ndef main():\n    return dict(os.environ)\n", 0)
+		require.Nil(t, r.Body.Error)
+		assert.NotContains(t, string(r.Body.Result), "s3cr3t-value")
+		assert.NotContains(t, string(r.Body.Result), "PYEXEC_TEST_SECRET")
+	})
+	t.Run("scripts run as nobody without capabilities", func(t *testing.T) {
+		r := s.run("import os\ndef main():\n    caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')]\n    return [os.getuid(), os.getgid(), caps[0].split()[1]]\n", 0)
+		require.Nil(t, r.Body.Error)
+		assert.JSONEq(t, `[65534, 65534, "0000000000000000"]`, string(r.Body.Result))
+	})
+	t.Run("numpy and pandas work", func(t *testing.T) {
+		r := s.run("import numpy as np\nimport pandas as pd\ndef main():\n    return {'sum': pd.Series([1, 2, 3]).sum(), 'arr': np.arange(3) * 2, 'mean': np.float64(1.5)}\n", 0)
+		require.Nil(t, r.Body.Error)
+		assert.JSONEq(t, `{"sum": 6, "arr": [0, 2, 4], "mean": 1.5}`, string(r.Body.Result))
+	})
+	t.Run("NaN is invalid_result", func(t *testing.T) {
+		r := s.run("def main():\n    return float('nan')\n", 0)
+		assert.Equal(t, "invalid_result", errType(r))
+		s.healthy()
+	})
+	t.Run("fake protocol lines and fd writes stay in stdout", func(t *testing.T) {
+		script := "import os, sys\ndef main():\n    print('{\"result\": 666, \"error\": null, \"id\": \"x\"}')\n    sys.stdout.flush()\n    os.write(1, b'raw write\\n')\n    return 42\n"
+		r := s.run(script, 0)
+		require.Nil(t, r.Body.Error)
+		assert.JSONEq(t, `42`, string(r.Body.Result))
+		assert.Equal(t, "{\"result\": 666, \"error\": null, \"id\": \"x\"}\nraw write\n", r.Body.Stdout)
+	})
+}
+
+func TestE2E_ConcurrentRequestsGetTheirOwnAnswers(t *testing.T) {
+	s := startService(t, func(c *Config) { c.PoolSize = 4 })
+	const n = 20
+	var wg sync.WaitGroup
+	got := make([]result, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			got[i] = s.run(fmt.Sprintf("import os\ndef main():\n    print('req %d')\n    open('/tmp/mine', 'a').write('%d')\n    return {'i': %d, 'tmp': open('/tmp/mine').read()}\n", i, i, i), 10)
+		}(i)
+	}
+	wg.Wait()
+	for i, r := range got {
+		require.Nil(t, r.Body.Error, "request %d: %+v", i, r.Body.Error)
+		assert.JSONEq(t, fmt.Sprintf(`{"i": %d, "tmp": "%d"}`, i, i), string(r.Body.Result), "request %d saw another's data", i)
+		assert.Equal(t, fmt.Sprintf("req %d\n", i), r.Body.Stdout)
+	}
+	s.healthy()
+}
+
+func TestE2E_HealthReportsPoolAndLimits(t *testing.T) {
+	s := startService(t, nil)
+	res, err := http.Get(s.base + "/health")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	assert.Equal(t, 200, res.StatusCode)
+	var h struct {
+		Status string `json:"status"`
+		Pool   struct {
+			Size int `json:"size"`
+		} `json:"pool"`
+		Limits struct {
+			Cgroup   string `json:"cgroup"`
+			MemoryMB int    `json:"memory_mb"`
+		} `json:"limits"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&h))
+	assert.Equal(t, "ok", h.Status)
+	assert.Equal(t, 2, h.Pool.Size)
+	assert.Contains(t, []string{"v1", "v2", "none"}, h.Limits.Cgroup)
+	assert.Equal(t, 512, h.Limits.MemoryMB)
+}
+
+func TestE2E_ClientDisconnectKillsTheWorker(t *testing.T) {
+	s := startService(t, func(c *Config) { c.PoolSize = 1 })
+	before := s.m.pool
+	require.NotNil(t, before)
+	data, _ := json.Marshal(map[string]any{"script": "import time\ndef main():\n    time.sleep(25)\n", "timeout": 30})
+	conn, err := net.Dial("tcp", s.m.Addr)
+	require.NoError(t, err)
+	fmt.Fprintf(conn, "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(data), data)
+	require.Eventually(t, func() bool { st, _, _ := s.m.pool.Status(); return st.Busy == 1 }, 10*time.Second, 10*time.Millisecond)
+	conn.Close()
+	// The worker must be killed and replaced long before the script's 25 s.
+	require.Eventually(t, func() bool { st, _, _ := s.m.pool.Status(); return st.Busy == 0 && st.Idle == 1 }, 10*time.Second, 20*time.Millisecond)
+	s.healthy()
+}
+
+func TestE2E_OverloadedWhenEveryWorkerIsBusy(t *testing.T) {
+	s := startService(t, func(c *Config) { c.PoolSize = 1; c.QueueTimeout = 300 * time.Millisecond })
+	done := make(chan result, 1)
+	go func() { done <- s.run("import time\ndef main():\n    time.sleep(3)\n    return 1\n", 10) }()
+	require.Eventually(t, func() bool { st, _, _ := s.m.pool.Status(); return st.Busy == 1 }, 10*time.Second, 10*time.Millisecond)
+	r := s.run("def main():\n    return 2\n", 0)
+	assert.Equal(t, 503, r.Status)
+	assert.Equal(t, "overloaded", errType(r))
+	assert.NotEmpty(t, r.Header.Get("Retry-After"))
+	first := <-done
+	assert.JSONEq(t, "1", string(first.Body.Result))
+}
+
+func TestE2E_MinimalValidationStillJailed(t *testing.T) {
+	s := startService(t, func(c *Config) { c.Validation = "minimal" })
+	script := `import subprocess, sys
+def main():
+    subprocess.run([sys.executable, "-c", "print('from-child')"])
+    try:
+        open("/etc/pwned", "w")
+    except OSError as e:
+        print("denied", type(e).__name__)
+    return 1
+`
+	r := s.run(script, 10)
+	require.Nil(t, r.Body.Error, "%+v", r.Body.Error)
+	assert.Contains(t, r.Body.Stdout, "from-child", "child process output is captured at the fd level")
+	assert.Contains(t, r.Body.Stdout, "denied")
+	_, err := os.Stat("/etc/pwned")
+	assert.True(t, os.IsNotExist(err))
+	r = s.run("def main():\n    return eval('1')\n", 0)
+	assert.Equal(t, 400, r.Status)
+}
+
+func TestE2E_ColdModeServes(t *testing.T) {
+	s := startService(t, func(c *Config) { c.PoolSize = 0 })
+	s.healthy()
+}

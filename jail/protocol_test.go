@@ -1,0 +1,150 @@
+package jail
+
+import (
+	"encoding/json"
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// pipeLines writes chunks into an io.Pipe from another goroutine, the way a
+// harness writes into the worker's stdout, then closes it.
+func pipeLines(chunks ...string) io.Reader {
+	r, w := io.Pipe()
+	go func() {
+		for _, c := range chunks {
+			if _, err := io.WriteString(w, c); err != nil {
+				return
+			}
+		}
+		w.Close()
+	}()
+	return r
+}
+
+func TestLineReader_ReadsLinesSplitAcrossWrites(t *testing.T) {
+	lr := newLineReader(pipeLines(`{"a":`, `1}`+"\n"+`{"b"`, `:2}`+"\n"), 100)
+	line, err := lr.next()
+	require.NoError(t, err)
+	assert.Equal(t, `{"a":1}`, string(line))
+	line, err = lr.next()
+	require.NoError(t, err)
+	assert.Equal(t, `{"b":2}`, string(line))
+	_, err = lr.next()
+	assert.ErrorIs(t, err, io.EOF)
+}
+
+func TestLineReader_LongLinesBeyondScannerLimit(t *testing.T) {
+	long := strings.Repeat("x", 200*1024) // past bufio.Scanner's 64 KiB
+	lr := newLineReader(pipeLines(long+"\n"), 300*1024)
+	line, err := lr.next()
+	require.NoError(t, err)
+	assert.Len(t, line, len(long))
+}
+
+func TestLineReader_OverLongLineIsRefusedAndSkipped(t *testing.T) {
+	long := strings.Repeat("y", 10_000)
+	lr := newLineReader(pipeLines(long+"\n", "ok\n"), 1000)
+	_, err := lr.next()
+	require.ErrorIs(t, err, ErrLineTooLong)
+	line, err := lr.next()
+	require.NoError(t, err, "the reader must stay in step after a long line")
+	assert.Equal(t, "ok", string(line))
+}
+
+func TestLineReader_EarlyEOF(t *testing.T) {
+	lr := newLineReader(pipeLines(`{"result": 1`), 100)
+	_, err := lr.next()
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+
+	lr = newLineReader(pipeLines(), 100)
+	_, err = lr.next()
+	assert.ErrorIs(t, err, io.EOF)
+}
+
+func TestLineReader_ExactlyMaxFits(t *testing.T) {
+	lr := newLineReader(pipeLines(strings.Repeat("z", 100)+"\n"), 100)
+	line, err := lr.next()
+	require.NoError(t, err)
+	assert.Len(t, line, 100)
+	lr = newLineReader(pipeLines(strings.Repeat("z", 101)+"\n"), 100)
+	_, err = lr.next()
+	assert.ErrorIs(t, err, ErrLineTooLong)
+}
+
+func TestDecodeReady(t *testing.T) {
+	m, err := decodeReady([]byte(`{"ready": true, "protocol": 1, "numpy": "2.4.6"}`))
+	require.NoError(t, err)
+	assert.Equal(t, "2.4.6", m.Numpy)
+
+	for name, line := range map[string]string{
+		"garbage":        `hello`,
+		"not ready":      `{"ready": false, "protocol": 1}`,
+		"other protocol": `{"ready": true, "protocol": 2}`,
+		"empty":          ``,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := decodeReady([]byte(line))
+			assert.Error(t, err)
+		})
+	}
+}
+
+func TestDecodeReply(t *testing.T) {
+	m, err := decodeReply([]byte(`{"result": {"x": [1, 2]}, "id": "r1", "stdout": "hi\n", "error": null, "user_code_ran": true}`), "r1")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"x": [1, 2]}`, string(m.Result))
+	assert.Equal(t, "hi\n", m.Stdout)
+
+	m, err = decodeReply([]byte(`{"result": null, "id": "r1", "error": {"type": "runtime_error", "message": "ValueError: boom"}}`), "r1")
+	require.NoError(t, err)
+	assert.Equal(t, "runtime_error", m.Error.Type)
+
+	for name, line := range map[string]string{
+		"garbage":          `{"result": `,
+		"wrong id":         `{"result": 1, "id": "other", "error": null}`,
+		"neither":          `{"id": "r1"}`,
+		"not an object":    `[1, 2]`,
+		"invalid json num": `{"result": 1e999x, "id": "r1"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := decodeReply([]byte(line), "r1")
+			assert.Error(t, err)
+		})
+	}
+}
+
+func TestEncodeLine_IsOneLine(t *testing.T) {
+	line, err := encodeLine(requestMsg{ID: "a", Script: "def main():\n    return '\\n'\n", TimeoutMS: 1000})
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(line), "\n"))
+	assert.True(t, strings.HasSuffix(string(line), "\n"))
+	var back requestMsg
+	require.NoError(t, json.Unmarshal(line, &back))
+	assert.Equal(t, "def main():\n    return '\\n'\n", back.Script)
+}
+
+func TestOwnCgroupPaths(t *testing.T) {
+	data := []byte("9:name=systemd:/\n8:pids:/\n4:memory:/process_api/abc\n1:cpu,cpuacct:/x\n0::/user.slice\n")
+	p := ownCgroupPaths(data)
+	assert.Equal(t, "/process_api/abc", p["memory"])
+	assert.Equal(t, "/", p["pids"])
+	assert.Equal(t, "/x", p["cpu"])
+	assert.Equal(t, "/x", p["cpuacct"])
+	assert.Equal(t, "/user.slice", p[""])
+}
+
+func TestCounter(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/memory.events"
+	require.NoError(t, os.WriteFile(path, []byte("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n"), 0o644))
+	assert.EqualValues(t, 1, counter(path, "oom_kill"))
+	assert.EqualValues(t, 12, counter(path, "max"))
+	assert.EqualValues(t, 0, counter(path, "absent"))
+	assert.EqualValues(t, 0, counter(dir+"/missing", "oom_kill"))
+}
+
