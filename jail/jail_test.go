@@ -136,8 +136,7 @@ func TestWorker_WithoutCgroupsRlimitsStillFence(t *testing.T) {
 func TestWorker_HarnessFailsToStartIsReportedWithStderr(t *testing.T) {
 	s := newSpawner(t, Config{})
 	// A harness that dies at once: spawn must fail with its stderr, not hang.
-	bad := *s
-	bad.harnessDir = openTempDir(t)
+	bad := &Spawner{cfg: s.cfg, log: s.log, nsjail: s.nsjail, cg: s.cg, env: s.env, harnessDir: openTempDir(t)}
 	require.NoError(t, os.WriteFile(filepath.Join(bad.harnessDir, "harness.py"), []byte("import sys\nprint('broken harness', file=sys.stderr)\nsys.exit(3)\n"), 0o644))
 	bad.args = bad.buildArgs(mustPlan(t, s))
 	_, err := bad.Spawn(context.Background())
