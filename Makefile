@@ -52,8 +52,10 @@ vet:
 test-py: venv
 	cd pyharness && "$(PY)" -m pytest -q -p no:cacheprovider tests
 
+# -v so the log shows each real-jail test passed (none skipped); the
+# per-test RUN/PAUSE/CONT chatter is dropped.
 test-go: venv
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 20m -v ./... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'
 
 test: venv vet test-py test-go
 

@@ -422,3 +422,26 @@ func (s *Spawner) Close() {
 	s.cg.close()
 	_ = os.RemoveAll(s.harnessDir)
 }
+
+// Processes counts the processes in every worker cgroup of this instance
+// (nsjail and everything it started). ok is false without cgroups, where
+// the count cannot be known.
+func (s *Spawner) Processes() (n int, ok bool) {
+	if s.cg.mode == CgroupNone {
+		return 0, false
+	}
+	// The pids controller's directory holds every worker (v1: the second
+	// parent; v2: the only one).
+	parent := s.cg.parents[len(s.cg.parents)-1]
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return 0, false
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			w := workerCgroup{mode: s.cg.mode, dirs: []string{filepath.Join(parent, e.Name())}}
+			n += len(w.pids())
+		}
+	}
+	return n, true
+}
