@@ -147,4 +147,3 @@ func TestCounter(t *testing.T) {
 	assert.EqualValues(t, 0, counter(path, "absent"))
 	assert.EqualValues(t, 0, counter(dir+"/missing", "oom_kill"))
 }
-
