@@ -113,6 +113,7 @@ func setupV1(root string, own map[string]string, name string, memory int64, pids
 		if !exists(base) {
 			base = mount
 		}
+		removeStaleParents(base, CgroupV1)
 		parent := filepath.Join(base, name)
 		if err := os.MkdirAll(parent, 0o755); err != nil {
 			return nil, fmt.Errorf("create %s: %w", parent, err)
@@ -159,6 +160,7 @@ func setupV2(root, own, name string, memory int64, pids int) (*cgroups, error) {
 			return nil, fmt.Errorf("enable controllers in %s: %w", base, err)
 		}
 	}
+	removeStaleParents(base, CgroupV2)
 	parent := filepath.Join(base, name)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", parent, err)
@@ -175,6 +177,27 @@ func setupV2(root, own, name string, memory int64, pids int) (*cgroups, error) {
 	}
 	probe.remove()
 	return cg, nil
+}
+
+// removeStaleParents cleans up after instances that died without closing:
+// a parent named pyexec-<pid> whose process is gone is emptied (its jailed
+// processes killed) and removed.
+func removeStaleParents(base, mode string) {
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "pyexec-")
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pid, err := strconv.Atoi(rest)
+		if err != nil || pid == os.Getpid() || exists(fmt.Sprintf("/proc/%d", pid)) {
+			continue
+		}
+		(&cgroups{mode: mode, parents: []string{filepath.Join(base, e.Name())}}).close()
+	}
 }
 
 func moveProcs(from, to string) error {
