@@ -1,0 +1,229 @@
+package load
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+)
+
+// Case is one request of a scenario and the check of its answer.
+type Case struct {
+	// Kind groups cases in reports ("normal", "validation", "abuse"...).
+	Kind string
+	Body []byte
+	// Check returns an error when the answer is not what this request must
+	// get. A wrong result counts as a failure, never as a success.
+	Check func(status int, a *Answer) error
+}
+
+// Answer is the decoded body of an /execute answer.
+type Answer struct {
+	Result json.RawMessage `json:"result"`
+	Stdout string          `json:"stdout"`
+	Error  *struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+	Meta struct {
+		StdoutTruncated bool `json:"stdout_truncated"`
+	} `json:"meta"`
+}
+
+// Type is the answer's error type, or "ok".
+func (a *Answer) Type() string {
+	if a.Error == nil {
+		return "ok"
+	}
+	return a.Error.Type
+}
+
+// Scenario produces the i-th request of a run.
+type Scenario struct {
+	Name        string
+	Description string
+	Next        func(i int) Case
+}
+
+func body(script string, timeout float64) []byte {
+	m := map[string]any{"script": script}
+	if timeout > 0 {
+		m["timeout"] = timeout
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		panic(err) // a map of a string and a float always marshals
+	}
+	return data
+}
+
+// expect checks status, error type and (when want is not empty) the result.
+func expect(status int, errType, want string) func(int, *Answer) error {
+	return func(got int, a *Answer) error {
+		if got != status {
+			return fmt.Errorf("status %d, want %d (%s)", got, status, a.Type())
+		}
+		if a.Type() != errType {
+			msg := ""
+			if a.Error != nil {
+				msg = ": " + a.Error.Message
+			}
+			return fmt.Errorf("outcome %s%s, want %s", a.Type(), msg, errType)
+		}
+		if want != "" && !jsonEqual(a.Result, want) {
+			return fmt.Errorf("result %s, want %s", a.Result, want)
+		}
+		return nil
+	}
+}
+
+// expectOneOf accepts any of the listed outcomes with status 200.
+func expectOneOf(types ...string) func(int, *Answer) error {
+	return func(got int, a *Answer) error {
+		for _, t := range types {
+			if a.Type() == t && got == 200 {
+				return nil
+			}
+		}
+		return fmt.Errorf("status %d outcome %s, want one of %s", got, a.Type(), strings.Join(types, ", "))
+	}
+}
+
+func jsonEqual(raw json.RawMessage, want string) bool {
+	var a, b any
+	if json.Unmarshal(raw, &a) != nil || json.Unmarshal([]byte(want), &b) != nil {
+		return false
+	}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+const helloScript = "def main():\n    print(\"hello from sandbox\")\n    return {\"message\": \"success\"}"
+
+func hello(int) Case {
+	check := expect(200, "ok", `{"message": "success"}`)
+	return Case{Kind: "normal", Body: body(helloScript, 0), Check: func(s int, a *Answer) error {
+		if err := check(s, a); err != nil {
+			return err
+		}
+		if a.Stdout != "hello from sandbox\n" {
+			return fmt.Errorf("stdout %q", a.Stdout)
+		}
+		return nil
+	}}
+}
+
+// pandasCase builds a small DataFrame, groups and sums. The offset makes
+// every answer distinct, so a mixed-up answer is caught.
+func pandasCase(i int) Case {
+	script := fmt.Sprintf(`import pandas as pd
+def main():
+    df = pd.DataFrame({"k": [i %% 3 for i in range(30)], "v": [i + %d for i in range(30)]})
+    return {str(k): int(v) for k, v in df.groupby("k")["v"].sum().items()}
+`, i)
+	want := fmt.Sprintf(`{"0": %d, "1": %d, "2": %d}`, 135+10*i, 145+10*i, 155+10*i)
+	return Case{Kind: "normal", Body: body(script, 0), Check: expect(200, "ok", want)}
+}
+
+// cpuIterations is about 50 ms of pure-Python work on the reference machine.
+const cpuIterations = 1_200_000
+
+func cpuCase(i int) Case {
+	n := cpuIterations + i%10
+	script := fmt.Sprintf("def main():\n    total = 0\n    for i in range(%d):\n        total += i * i %% 7\n    return total\n", n)
+	var total int64
+	for k := int64(0); k < int64(n); k++ {
+		total += k * k % 7
+	}
+	return Case{Kind: "normal", Body: body(script, 0), Check: expect(200, "ok", fmt.Sprint(total))}
+}
+
+func echoCase(i int) Case {
+	script := fmt.Sprintf("def main():\n    print(%d)\n    return {\"i\": %d}\n", i, i)
+	return Case{Kind: "normal", Body: body(script, 0), Check: expect(200, "ok", fmt.Sprintf(`{"i": %d}`, i))}
+}
+
+// mixedCase: mostly normal scripts, some validation errors, runtime errors
+// and timeouts (out of every 20: 16 normal, 2 validation, 1 runtime, 1 timeout).
+func mixedCase(i int) Case {
+	switch i % 20 {
+	case 3, 13:
+		return Case{Kind: "validation", Body: body("def helper():\n    return 1\n", 0),
+			Check: expect(400, "validation_error", "")}
+	case 7:
+		return Case{Kind: "runtime", Body: body("def main():\n    raise ValueError('boom')\n", 0),
+			Check: expect(200, "runtime_error", "")}
+	case 17:
+		return Case{Kind: "timeout", Body: body("import time\ndef main():\n    time.sleep(5)\n", 0.5),
+			Check: expect(200, "timeout", "")}
+	default:
+		return echoCase(i)
+	}
+}
+
+// abuseCase: 70% normal traffic, 30% memory, fork and output bombs.
+func abuseCase(i int) Case {
+	switch i % 10 {
+	case 2:
+		return Case{Kind: "memory bomb", Body: body("def main():\n    b = bytearray(8 * 1024**3)\n    return len(b)\n", 5),
+			Check: expect(200, "memory_limit", "")}
+	case 5:
+		return Case{Kind: "fork bomb", Body: body("import os\ndef main():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n", 1),
+			Check: expectOneOf("timeout", "sandbox_error", "runtime_error")}
+	case 8:
+		return Case{Kind: "output bomb", Body: body("import sys\ndef main():\n    for _ in range(10):\n        sys.stdout.write('x' * (1 << 20))\n    return 1\n", 5),
+			Check: func(s int, a *Answer) error {
+				if err := expect(200, "ok", "1")(s, a); err != nil {
+					return err
+				}
+				if !a.Meta.StdoutTruncated {
+					return fmt.Errorf("10 MiB of output not flagged as truncated")
+				}
+				return nil
+			}}
+	default:
+		return echoCase(i)
+	}
+}
+
+// scenarios is the built-in set, by name.
+func scenarios() map[string]Scenario {
+	return map[string]Scenario{
+		"hello":  {Name: "hello", Description: "the README example: print a line, return a dict", Next: hello},
+		"pandas": {Name: "pandas", Description: "build a 30-row DataFrame, group and sum, return a dict", Next: pandasCase},
+		"cpu":    {Name: "cpu", Description: "about 50 ms of pure-Python arithmetic", Next: cpuCase},
+		"mixed":  {Name: "mixed", Description: "80% normal, 10% validation errors, 5% runtime errors, 5% timeouts (0.5 s)", Next: mixedCase},
+		"abuse":  {Name: "abuse", Description: "70% normal, 10% each of 8 GiB allocations, fork bombs (1 s) and 10 MiB of output", Next: abuseCase},
+	}
+}
+
+// Lookup returns a built-in scenario.
+func Lookup(name string) (Scenario, bool) {
+	s, ok := scenarios()[name]
+	return s, ok
+}
+
+// Names lists the built-in scenarios.
+func Names() []string {
+	var names []string
+	for n := range scenarios() {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// FromFile makes a scenario of one script file; an answer is right when it
+// has no error.
+func FromFile(path string, timeout float64) (Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Scenario{}, fmt.Errorf("read script: %w", err)
+	}
+	b := body(string(data), timeout)
+	return Scenario{Name: path, Description: "script file " + path, Next: func(int) Case {
+		return Case{Kind: "normal", Body: b, Check: expect(200, "ok", "")}
+	}}, nil
+}
