@@ -20,7 +20,7 @@ VENV_REQS   ?= -r pyharness/requirements.txt -r pyharness/requirements-dev.txt
 export PYEXEC_PYTHON ?= $(PY)
 export PORT
 
-.PHONY: all setup venv build run test test-go test-py vet clean
+.PHONY: all setup venv build run test test-go test-py vet bench clean
 
 all: build
 
@@ -58,6 +58,12 @@ test-go: venv
 	$(GO) test -race -count=1 -timeout 20m -v ./... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'
 
 test: venv vet test-py test-go
+
+# Regenerates docs/BENCHMARKS.md and its chart: cold baseline and warm pool
+# side by side on loopback, cross-checked with wrk (from Debian).
+bench: venv build
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(GO) run ./bench/report -bin "$(BIN)/pyexecd" -python "$(PY)" -out docs/BENCHMARKS.md -chart docs/bench-latency.svg
 
 clean:
 	rm -rf "$(BIN)" "$(VENV)"

@@ -2,6 +2,7 @@ package jail
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -186,4 +187,18 @@ func TestNewSpawner_RefusesBadConfig(t *testing.T) {
 	assert.Error(t, err)
 	_, err = NewSpawner(Config{PythonPath: "/bin/true", Validation: "lax"}, zap.NewNop())
 	assert.ErrorContains(t, err, "validation policy")
+}
+
+func TestWorker_WaitsAtLowPriorityAndRunsScriptsAtNormal(t *testing.T) {
+	s := newSpawner(t, Config{})
+	w := spawn(t, s)
+	require.NotZero(t, w.harnessPID, "the harness's host pid must be known")
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.harnessPID))
+	require.NoError(t, err)
+	text := string(data)
+	fields := strings.Fields(text[strings.LastIndexByte(text, ')')+2:])
+	assert.Equal(t, "19", fields[16], "an idle worker waits at nice 19") // field 19 of stat
+	resp := run(t, w, "import os\ndef main():\n    return os.nice(0)\n", 5*time.Second)
+	require.Nil(t, resp.Error)
+	assert.Equal(t, "0", string(resp.Result))
 }

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 
 	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/pyharness"
@@ -179,13 +178,6 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 	}
 
 	s := &Spawner{cfg: cfg, log: log, nsjail: nsjail}
-	// Workers start at nsjail's nice level 19, so spawning (the imports)
-	// yields to running scripts; RLIMIT_NICE, inherited by every worker,
-	// lets the harness return to normal priority when a script starts.
-	// It changes nothing for the service itself, which runs as root.
-	if err := unix.Setrlimit(unix.RLIMIT_NICE, &unix.Rlimit{Cur: 20, Max: 20}); err != nil {
-		log.Warn("cannot allow workers to raise their priority", zap.Error(err))
-	}
 	memory := int64(cfg.MemoryMB) << 20
 	s.cg, err = setupCgroups(cfg.CgroupRoot, "/proc/self/cgroup", cfg.Cgroup, memory, cfg.PidsMax, log)
 	if err != nil {

@@ -7,12 +7,14 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/pyexec/pyexec"
 )
@@ -46,6 +48,8 @@ type Worker struct {
 	stderr  *tailBuffer
 	ready   *readyMsg
 	started time.Time
+	// harnessPID is the jailed interpreter's pid on the host (0: unknown).
+	harnessPID int
 
 	reusable bool
 	used     bool
@@ -87,6 +91,7 @@ func (s *Spawner) Spawn(ctx context.Context) (*Worker, error) {
 			return fail(fmt.Errorf("%w: %s", err, w.stderr.String()))
 		}
 		w.ready = ready
+		w.harnessPID = childOf(w.cmd.Process.Pid)
 		return w, nil
 	case <-w.done:
 		return fail(fmt.Errorf("exited during start-up: %s", w.describeExit()))
@@ -171,6 +176,23 @@ func (w *Worker) readLines(max int) {
 	}
 }
 
+// childOf returns the first child of pid, read from /proc, or 0.
+func childOf(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) == 0 {
+		return 0
+	}
+	child, err := strconv.Atoi(fields[0])
+	if err != nil {
+		return 0
+	}
+	return child
+}
+
 // ID names the worker in logs.
 func (w *Worker) ID() string { return w.id }
 
@@ -200,6 +222,12 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	line, err := encodeLine(msg)
 	if err != nil {
 		return nil, fmt.Errorf("run: %w", err)
+	}
+	// Workers wait, and spawn (the imports), at nsjail's nice level 19 so
+	// that refills yield to running scripts; the script itself runs at
+	// normal priority.
+	if w.harnessPID > 0 {
+		_ = unix.Setpriority(unix.PRIO_PROCESS, w.harnessPID, 0)
 	}
 	start := time.Now()
 	timer := time.NewTimer(req.Timeout)

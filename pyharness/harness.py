@@ -311,16 +311,6 @@ def _set_cpu_limit(timeout_ms):
         pass
 
 
-def _raise_priority():
-    """Workers start at a low priority so that spawning them (the imports)
-    yields to scripts that are running; a script runs at normal priority.
-    The service allows this through RLIMIT_NICE; elsewhere it is a no-op."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def run_script(tree, source, limits, devnull, captures=None):
     """Run a validated script and build the reply fields (without id).
     captures, when given, are the (stdout, stderr) Captures made ahead."""
@@ -443,7 +433,6 @@ def serve(channel, devnull, policy_default="standard"):
             })
             continue
         limits = dict(limits, timeout_ms=req.get("timeout_ms"))
-        _raise_priority()
         reply = run_script(tree, source, limits, devnull, captures)
         raw = reply.pop("_result_text", None)
         reply.update({

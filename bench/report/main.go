@@ -1,0 +1,402 @@
+// Command report runs the benchmark behind docs/BENCHMARKS.md: it starts the
+// service twice on loopback, once as the cold baseline (PYEXEC_POOL_SIZE=0,
+// a fresh jail and interpreter per request) and once in the default warm
+// mode, drives both with the same scenarios through bench/load, measures
+// what one spawn costs, cross-checks one run with wrk, and writes the
+// report and its chart. `make bench` runs it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pyexec/pyexec/bench/load"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+}
+
+// plan is one measured run of a scenario.
+type plan struct {
+	Scenario string
+	Kind     string // "latency" or "throughput"
+}
+
+type settings struct {
+	bin, python, out, chart, wrk string
+	latN, coldLatN               int
+	think                        time.Duration
+	thrDur                       time.Duration
+}
+
+func run() error {
+	var s settings
+	flag.StringVar(&s.bin, "bin", "bin/pyexecd", "service binary")
+	flag.StringVar(&s.python, "python", ".venv/bin/python", "interpreter for the jail")
+	flag.StringVar(&s.out, "out", "docs/BENCHMARKS.md", "report to write")
+	flag.StringVar(&s.chart, "chart", "docs/bench-latency.svg", "chart to write")
+	flag.StringVar(&s.wrk, "wrk", "wrk", "wrk binary for the cross-check (empty: skip)")
+	quick := flag.Bool("quick", false, "short runs, to try the pipeline")
+	flag.Parse()
+	s.latN, s.coldLatN, s.think, s.thrDur = 40, 12, 500*time.Millisecond, 20*time.Second
+	if *quick {
+		s.latN, s.coldLatN, s.think, s.thrDur = 5, 3, 300*time.Millisecond, 3*time.Second
+	}
+	ctx := context.Background()
+
+	facts := machineFacts()
+	plans := []plan{
+		{"hello", "latency"}, {"pandas", "latency"}, {"cpu", "latency"},
+		{"hello", "throughput"}, {"pandas", "throughput"}, {"cpu", "throughput"},
+		{"mixed", "throughput"}, {"abuse", "throughput"},
+	}
+	res := &results{facts: facts, settings: s, runs: map[string]map[string]*load.Report{}}
+	for _, mode := range []string{"cold", "warm"} {
+		fmt.Fprintf(os.Stderr, "== %s mode\n", mode)
+		env := []string{}
+		if mode == "cold" {
+			env = append(env, "PYEXEC_POOL_SIZE=0")
+		}
+		svc, err := startService(ctx, s, env)
+		if err != nil {
+			return err
+		}
+		res.runs[mode] = map[string]*load.Report{}
+		if mode == "warm" {
+			res.poolSize, res.idle, err = svc.idleFootprint(ctx)
+			if err != nil {
+				svc.stop()
+				return err
+			}
+		}
+		for _, p := range plans {
+			opt := load.Options{URL: svc.url, Progress: os.Stderr}
+			if p.Kind == "latency" {
+				opt.Concurrency, opt.Think, opt.Requests = 1, s.think, s.latN
+				if mode == "cold" {
+					opt.Requests = s.coldLatN
+				}
+			} else {
+				opt.Concurrency, opt.Duration = 8, s.thrDur
+			}
+			sc, _ := load.Lookup(p.Scenario)
+			if err := load.WaitIdle(ctx, svc.url, 2*time.Minute); err != nil {
+				svc.stop()
+				return err
+			}
+			cpu0 := busySeconds()
+			rep, err := load.Run(ctx, sc, opt)
+			if err != nil {
+				svc.stop()
+				return err
+			}
+			if mode == "cold" && p == (plan{"hello", "latency"}) {
+				res.spawnCPU = (busySeconds() - cpu0) / float64(rep.Requests)
+				res.spawnWall = rep.Latency.P50 / 1000
+			}
+			fmt.Fprintf(os.Stderr, "%s %s: %s", mode, p.Kind, rep.Format())
+			res.runs[mode][p.Kind+"/"+p.Scenario] = rep
+		}
+		svc.stop()
+	}
+	if s.wrk != "" {
+		if err := crossCheck(ctx, s, res); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(s.out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(s.chart, []byte(renderChart(res)), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(s.out, []byte(renderReport(res)), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s and %s\n", s.out, s.chart)
+	return nil
+}
+
+// service is one pyexecd started by the report.
+type service struct {
+	cmd *exec.Cmd
+	url string
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
+}
+
+func startService(ctx context.Context, s settings, env []string) (*service, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	python, err := filepath.Abs(s.python)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(s.bin)
+	cmd.Env = append(os.Environ(), "PORT="+port, "PYEXEC_HOST=127.0.0.1",
+		"PYEXEC_PYTHON="+python, "PYEXEC_LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start service: %w", err)
+	}
+	svc := &service{cmd: cmd, url: "http://127.0.0.1:" + port}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if res, err := http.Get(svc.url + "/health"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return svc, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	svc.stop()
+	return nil, errors.New("start service: not healthy within 2 minutes")
+}
+
+func (s *service) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// busySeconds is the CPU time the whole machine has spent busy (all but
+// idle and iowait), from /proc/stat. Jailed interpreters are not always
+// reaped by the service (a killed nsjail leaves its child to init), so the
+// service's own counters would miss them; the machine-wide figure does not,
+// and only over-counts by the load generator's small share.
+func busySeconds() float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(strings.SplitN(string(data), "\n", 2)[0])
+	var busy float64
+	for i, f := range fields[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		v, _ := strconv.ParseFloat(f, 64)
+		busy += v
+	}
+	return busy / 100 // USER_HZ is 100 on Linux
+}
+
+// footprint is the resident memory of idle warm workers.
+type footprint struct {
+	Workers   int
+	HarnessKB int // mean RSS of one jailed interpreter
+	NsjailKB  int // mean RSS of one nsjail supervisor
+	ServiceKB int
+}
+
+func (s *service) idleFootprint(ctx context.Context) (int, footprint, error) {
+	if err := load.WaitIdle(ctx, s.url, 2*time.Minute); err != nil {
+		return 0, footprint{}, err
+	}
+	time.Sleep(time.Second)
+	procs := map[int]procInfo{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, ok := readProc(pid); ok {
+			procs[pid] = p
+		}
+	}
+	root := s.cmd.Process.Pid
+	var fp footprint
+	var harness, nsjail []int
+	for pid, p := range procs {
+		if p.ppid == root && strings.Contains(p.name, "nsjail") {
+			nsjail = append(nsjail, p.rssKB)
+			for cpid, c := range procs {
+				if c.ppid == pid {
+					harness = append(harness, c.rssKB)
+					_ = cpid
+				}
+			}
+		}
+	}
+	fp.Workers = len(nsjail)
+	fp.HarnessKB, fp.NsjailKB = mean(harness), mean(nsjail)
+	fp.ServiceKB = procs[root].rssKB
+	return fp.Workers, fp, nil
+}
+
+type procInfo struct {
+	ppid  int
+	name  string
+	rssKB int
+}
+
+func readProc(pid int) (procInfo, bool) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return procInfo{}, false
+	}
+	defer f.Close()
+	var p procInfo
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "Name":
+			p.name = v
+		case "PPid":
+			p.ppid, _ = strconv.Atoi(v)
+		case "VmRSS":
+			p.rssKB, _ = strconv.Atoi(strings.Fields(v)[0])
+		}
+	}
+	return p, true
+}
+
+func mean(xs []int) int {
+	if len(xs) == 0 {
+		return 0
+	}
+	t := 0
+	for _, x := range xs {
+		t += x
+	}
+	return t / len(xs)
+}
+
+// wrkResult is what wrk reported for the cross-check.
+type wrkResult struct {
+	Command    string
+	Throughput float64
+	P50ms      float64
+	Non2xx     int
+	Ours       *load.Report
+}
+
+var (
+	wrkRPS    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkP50    = regexp.MustCompile(`50%\s+([0-9.]+)(us|ms|s)`)
+	wrkNon2xx = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+)
+
+// crossCheck runs the warm hello throughput scenario with wrk and with our
+// tool, one after the other against the same fresh service.
+func crossCheck(ctx context.Context, s settings, res *results) error {
+	if _, err := exec.LookPath(s.wrk); err != nil {
+		return fmt.Errorf("cross-check: %w (make bench installs wrk)", err)
+	}
+	svc, err := startService(ctx, s, nil)
+	if err != nil {
+		return err
+	}
+	defer svc.stop()
+	script, err := filepath.Abs("bench/wrk/post.lua")
+	if err != nil {
+		return err
+	}
+	secs := int(s.thrDur / time.Second)
+	if err := load.WaitIdle(ctx, svc.url, 2*time.Minute); err != nil {
+		return err
+	}
+	args := []string{"-t2", "-c8", fmt.Sprintf("-d%ds", secs), "--latency", "-s", script, svc.url + "/execute"}
+	out, err := exec.CommandContext(ctx, s.wrk, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("cross-check: wrk: %w: %s", err, out)
+	}
+	w := &wrkResult{Command: "wrk " + strings.Join(args[:len(args)-1], " ") + " URL/execute"}
+	if m := wrkRPS.FindStringSubmatch(string(out)); m != nil {
+		w.Throughput, _ = strconv.ParseFloat(m[1], 64)
+	}
+	if m := wrkP50.FindStringSubmatch(string(out)); m != nil {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		switch m[2] {
+		case "us":
+			v /= 1000
+		case "s":
+			v *= 1000
+		}
+		w.P50ms = v
+	}
+	if m := wrkNon2xx.FindStringSubmatch(string(out)); m != nil {
+		w.Non2xx, _ = strconv.Atoi(m[1])
+	}
+	if err := load.WaitIdle(ctx, svc.url, 2*time.Minute); err != nil {
+		return err
+	}
+	sc, _ := load.Lookup("hello")
+	w.Ours, err = load.Run(ctx, sc, load.Options{URL: svc.url, Concurrency: 8, Duration: s.thrDur})
+	if err != nil {
+		return err
+	}
+	res.wrk = w
+	return nil
+}
+
+func machineFacts() map[string]string {
+	f := map[string]string{
+		"cores":  strconv.Itoa(runtime.NumCPU()),
+		"go":     runtime.Version(),
+		"date":   time.Now().UTC().Format("2006-01-02 15:04 MST"),
+		"kernel": "unknown",
+		"cpu":    "unknown",
+		"memory": "unknown",
+	}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				f["cpu"] = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		f["kernel"] = strings.TrimSpace(string(data))
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		line := strings.SplitN(string(data), "\n", 2)[0]
+		if fields := strings.Fields(line); len(fields) >= 2 {
+			kb, _ := strconv.Atoi(fields[1])
+			f["memory"] = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+		}
+	}
+	return f
+}
