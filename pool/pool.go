@@ -49,7 +49,7 @@ type Config struct {
 	// MaxAge recycles idle workers older than this (default 10m).
 	MaxAge time.Duration
 	// SpawnConcurrency is how many workers are started at once in the
-	// background (default: the number of CPUs).
+	// background (default: Size, so every empty slot refills at once).
 	SpawnConcurrency int
 	// ColdConcurrency bounds concurrent requests when Size is 0
 	// (default: twice the number of CPUs).
@@ -69,7 +69,7 @@ func (c *Config) setDefaults() {
 		c.MaxAge = 10 * time.Minute
 	}
 	if c.SpawnConcurrency == 0 {
-		c.SpawnConcurrency = runtime.NumCPU()
+		c.SpawnConcurrency = c.Size
 	}
 	if c.ColdConcurrency == 0 {
 		c.ColdConcurrency = 2 * runtime.NumCPU()

@@ -21,10 +21,16 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/bench/load"
+	"github.com/pyexec/pyexec/jail"
 )
 
 func main() {
@@ -69,6 +75,14 @@ func run() error {
 		{"mixed", "throughput"}, {"abuse", "throughput"},
 	}
 	res := &results{facts: facts, settings: s, runs: map[string]map[string]*load.Report{}}
+	python, err := filepath.Abs(s.python)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "== spawn only, 8 at a time")
+	if res.spawnRate, res.spawnCPUConc, err = spawnOnly(ctx, python, 8, s.thrDur); err != nil {
+		return err
+	}
 	for _, mode := range []string{"cold", "warm"} {
 		fmt.Fprintf(os.Stderr, "== %s mode\n", mode)
 		env := []string{}
@@ -399,4 +413,50 @@ func machineFacts() map[string]string {
 		}
 	}
 	return f
+}
+
+// spawnOnly measures the unavoidable part: workers spawned, given a trivial
+// script and killed, conc at a time, through package jail directly (no
+// HTTP, no pool), for d. It returns spawns per second and the machine's
+// busy CPU-seconds per spawn.
+func spawnOnly(ctx context.Context, python string, conc int, d time.Duration) (float64, float64, error) {
+	sp, err := jail.NewSpawner(jail.Config{PythonPath: python}, zap.NewNop())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer sp.Close()
+	var done atomic.Int64
+	var firstErr atomic.Value
+	deadline := time.Now().Add(d)
+	busy0, start := busySeconds(), time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				w, err := sp.Spawn(ctx)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				_, err = w.Run(ctx, pyexec.Request{ID: "s", Script: "def main():\n    return 1\n", Timeout: 5 * time.Second})
+				w.Kill()
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return 0, 0, fmt.Errorf("spawn only: %w", err)
+	}
+	n := float64(done.Load())
+	if n == 0 {
+		return 0, 0, errors.New("spawn only: no worker spawned")
+	}
+	return n / time.Since(start).Seconds(), (busySeconds() - busy0) / n, nil
 }

@@ -17,8 +17,12 @@ type results struct {
 	spawnCPU  float64                            // CPU seconds per cold request
 	spawnWall float64                            // seconds, p50 of a cold request
 	poolSize  int
-	idle      footprint
-	wrk       *wrkResult
+	// spawnRate is workers spawned per second, 8 at a time, through package
+	// jail alone; spawnCPUConc their busy CPU-seconds each.
+	spawnRate    float64
+	spawnCPUConc float64
+	idle         footprint
+	wrk          *wrkResult
 }
 
 func (r *results) get(mode, key string) *load.Report {
@@ -144,6 +148,9 @@ func renderReport(r *results) string {
 			share := warmThr.Throughput / bound
 			fmt.Fprintf(&b, "| `hello` at 8 clients ≥ 80%% of the spawn bound (%.1f req/s) | %.1f req/s (%.0f%%) | %s |\n", bound, warmThr.Throughput, share*100, verdict(share >= 0.8))
 		}
+		if r.spawnRate > 0 {
+			fmt.Fprintf(&b, "| (for reference) `hello` at 8 clients vs spawning alone, 8 at a time (%.1f/s) | %.0f%% | |\n", r.spawnRate, 100*warmThr.Throughput/r.spawnRate)
+		}
 		b.WriteString("\n")
 	}
 
@@ -153,6 +160,11 @@ func renderReport(r *results) string {
 	fmt.Fprintf(&b, "  wall time of a cold request (p50): **%.2f s**.\n", r.spawnWall)
 	if bound > 0 {
 		fmt.Fprintf(&b, "- Spawn-bound throughput estimate: %s cores ÷ %.2f CPU-s = **%.1f req/s**.\n", r.facts["cores"], r.spawnCPU, bound)
+	}
+	if r.spawnRate > 0 {
+		fmt.Fprintf(&b, "- Spawning alone, 8 at a time through package `jail` (no HTTP, no pool; spawn, trivial script, kill):\n")
+		fmt.Fprintf(&b, "  **%.1f workers/s** at %.2f CPU-seconds each. Spawns contend for caches and kernel locks, so one costs\n", r.spawnRate, r.spawnCPUConc)
+		fmt.Fprintf(&b, "  more CPU under concurrency than alone, and part of its wall time is spent waiting in the kernel.\n")
 	}
 	fmt.Fprintf(&b, "- Idle warm pool of %d workers: each jailed interpreter (numpy and pandas imported) holds **%.0f MiB** RSS,\n", r.poolSize, float64(r.idle.HarnessKB)/1024)
 	fmt.Fprintf(&b, "  its nsjail supervisor %.1f MiB; the service itself %.0f MiB.\n\n", float64(r.idle.NsjailKB)/1024, float64(r.idle.ServiceKB)/1024)

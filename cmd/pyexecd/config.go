@@ -35,9 +35,12 @@ type Config struct {
 
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
-	size := runtime.NumCPU()
-	if size < 2 {
-		size = 2
+	// Four workers per CPU: a spawn spends part of its time waiting on the
+	// kernel (namespaces, mounts), so several must overlap to keep the
+	// CPUs busy refilling under sustained load (see docs/BENCHMARKS.md).
+	size := 4 * runtime.NumCPU()
+	if size > 32 {
+		size = 32
 	}
 	return Config{
 		Port:           "8080",

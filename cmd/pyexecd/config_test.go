@@ -23,7 +23,7 @@ func TestParseEnv_DefaultsAreSafe(t *testing.T) {
 	assert.Equal(t, 512, c.MemoryMB)
 	assert.Equal(t, 200*1024, c.MaxScriptBytes)
 	assert.Empty(t, c.APIKey)
-	assert.GreaterOrEqual(t, c.PoolSize, 2)
+	assert.GreaterOrEqual(t, c.PoolSize, 4)
 }
 
 func TestParseEnv_ReadsEveryVariable(t *testing.T) {

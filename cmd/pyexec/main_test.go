@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeService answers /execute with a canned status and body and records
+// what it was sent.
+type fakeService struct {
+	status int
+	body   string
+	got    map[string]any
+	auth   string
+}
+
+func (f *fakeService) start(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.auth = r.Header.Get("Authorization")
+		data, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(data, &f.got)
+		w.WriteHeader(f.status)
+		_, _ = io.WriteString(w, f.body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func runCLI(t *testing.T, stdin string, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, strings.NewReader(stdin), &out, &errb, func(k string) string { return env[k] })
+	return code, out.String(), errb.String()
+}
+
+func writeScript(t *testing.T, text string) string {
+	path := filepath.Join(t.TempDir(), "script.py")
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
+	return path
+}
+
+func TestCLI_ExitCodes(t *testing.T) {
+	cases := []struct {
+		name   string
+		status int
+		body   string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"success prints stdout then the result", 200,
+			`{"result": {"message": "success"}, "stdout": "hello from sandbox\n", "error": null}`,
+			0, "hello from sandbox\n{\n  \"message\": \"success\"\n}\n", ""},
+		{"runtime error is 1", 200,
+			`{"result": null, "stdout": "before\n", "error": {"type": "runtime_error", "message": "ValueError: boom", "traceback": "Traceback...\n"}}`,
+			1, "before\n", "runtime_error: ValueError: boom"},
+		{"validation error is 1", 400,
+			`{"result": null, "stdout": "", "error": {"type": "validation_error", "message": "script must define main()"}}`,
+			1, "", "script must define main()"},
+		{"timeout is 1", 200,
+			`{"result": null, "stdout": "", "error": {"type": "timeout", "message": "script exceeded the 1s time limit"}}`,
+			1, "", "timeout"},
+		{"overloaded is 2", 503,
+			`{"result": null, "stdout": "", "error": {"type": "overloaded", "message": "busy"}}`,
+			2, "", "overloaded"},
+		{"unauthorized is 2", 401,
+			`{"result": null, "stdout": "", "error": {"type": "unauthorized", "message": "key"}}`,
+			2, "", "unauthorized"},
+		{"non-JSON answer is 2", 502, `<html>bad gateway</html>`, 2, "", "not JSON"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeService{status: tc.status, body: tc.body}
+			url := f.start(t)
+			code, out, errOut := runCLI(t, "", nil, "run", writeScript(t, "def main(): return 1\n"), "--url", url)
+			assert.Equal(t, tc.code, code)
+			assert.Equal(t, tc.stdout, out)
+			assert.Contains(t, errOut, tc.stderr)
+		})
+	}
+}
+
+func TestCLI_ReadsStdinAndSendsTimeoutAndKey(t *testing.T) {
+	f := &fakeService{status: 200, body: `{"result": 1, "stdout": "", "error": null}`}
+	url := f.start(t)
+	code, out, _ := runCLI(t, "def main():\n    return 1\n", map[string]string{"PYEXEC_API_KEY": "k3y"},
+		"run", "--timeout", "2.5", "--url", url, "-")
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "1\n", out)
+	assert.Equal(t, "def main():\n    return 1\n", f.got["script"])
+	assert.EqualValues(t, 2.5, f.got["timeout"])
+	assert.Equal(t, "Bearer k3y", f.auth)
+}
+
+func TestCLI_UsageAndConnectionErrorsAre2(t *testing.T) {
+	code, _, errOut := runCLI(t, "", nil)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "usage")
+
+	code, _, _ = runCLI(t, "", nil, "run")
+	assert.Equal(t, 2, code)
+
+	code, _, errOut = runCLI(t, "", nil, "run", "/nonexistent/script.py")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "read script")
+
+	code, _, errOut = runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", "http://127.0.0.1:1")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "cannot reach the service")
+
+	code, _, _ = runCLI(t, "", nil, "run", "--bogus", "x.py")
+	assert.Equal(t, 2, code)
+}
