@@ -24,7 +24,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 libstdc++6 zlib1g \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=venv /opt/pyexec/venv /opt/pyexec/venv
-COPY --from=build /out/pyexecd /usr/local/bin/pyexecd
+COPY --from=build /out/pyexecd /out/pyexec /usr/local/bin/
 ENV PYEXEC_PYTHON=/opt/pyexec/venv/bin/python \
     PORT=8080
 EXPOSE 8080

@@ -20,7 +20,7 @@ VENV_REQS   ?= -r pyharness/requirements.txt -r pyharness/requirements-dev.txt
 export PYEXEC_PYTHON ?= $(PY)
 export PORT
 
-.PHONY: all setup venv build run test test-go test-py vet bench clean
+.PHONY: all setup venv build run test test-go test-py test-compose vet bench clean
 
 all: build
 
@@ -42,6 +42,7 @@ venv: $(STAMP)
 
 build:
 	$(GO) build -o "$(BIN)/pyexecd" ./cmd/pyexecd
+	$(GO) build -o "$(BIN)/pyexec" ./cmd/pyexec
 
 run: venv build
 	"$(BIN)/pyexecd"
@@ -57,7 +58,14 @@ test-py: venv
 test-go: venv
 	$(GO) test -race -count=1 -timeout 20m -v ./... 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT)'
 
-test: venv vet test-py test-go
+# The compose file cannot be run here (no Docker engine), but it can be
+# validated: Debian's docker-compose parses it without an engine.
+test-compose:
+	@command -v docker-compose >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+	docker-compose -f docker-compose.yml config -q
+	@echo "docker-compose.yml: valid"
+
+test: venv vet test-py test-compose test-go
 
 # Regenerates docs/BENCHMARKS.md and its chart: cold baseline and warm pool
 # side by side on loopback, cross-checked with wrk (from Debian).

@@ -30,6 +30,7 @@ const (
 	CodeOutputLimit      Code = "output_limit"
 	CodeSandbox          Code = "sandbox_error"
 	CodeUnauthorized     Code = "unauthorized"
+	CodeRateLimited      Code = "rate_limited"
 	CodeNotFound         Code = "not_found"
 	CodeMethodNotAllowed Code = "method_not_allowed"
 	CodeOverloaded       Code = "overloaded"
@@ -121,13 +122,15 @@ type Executor interface {
 
 // PoolStatus is a snapshot of the worker pool.
 type PoolStatus struct {
-	Size          int    `json:"size"`
-	Idle          int    `json:"idle"`
-	Busy          int    `json:"busy"`
-	Starting      int    `json:"starting"`
-	Spawned       int64  `json:"spawned"`
-	SpawnFailures int64  `json:"spawn_failures"`
-	LastSpawnErr  string `json:"last_spawn_error,omitempty"`
+	Size          int   `json:"size"`
+	Idle          int   `json:"idle"`
+	Busy          int   `json:"busy"`
+	Starting      int   `json:"starting"`
+	Spawned       int64 `json:"spawned"`
+	SpawnFailures int64 `json:"spawn_failures"`
+	// Recycled counts idle workers replaced for age or found dead.
+	Recycled     int64  `json:"recycled"`
+	LastSpawnErr string `json:"last_spawn_error,omitempty"`
 }
 
 // Limits describes the limits actually enforced on each script, so that

@@ -5,7 +5,10 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	_ "embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +18,10 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/limiter"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/pyexec/pyexec"
@@ -37,6 +43,17 @@ type Config struct {
 	APIKey string
 	// RetryAfter is sent with overloaded answers (default 1s).
 	RetryAfter time.Duration
+	// RateLimit, when positive, is how many /execute requests one client
+	// (its API key, or else its address) may make per minute.
+	RateLimit int
+	// Metrics, when set, are updated per request and served on /metrics.
+	Metrics *Metrics
+	// BaseContext is the parent of every request's context; cancelling it
+	// ends every running script (default: context.Background()).
+	BaseContext context.Context
+	// TraceProject is the Google Cloud project used to turn an
+	// X-Cloud-Trace-Context header into a Cloud Logging trace field.
+	TraceProject string
 }
 
 func (c *Config) setDefaults() {
@@ -55,7 +72,16 @@ func (c *Config) setDefaults() {
 	if c.RetryAfter == 0 {
 		c.RetryAfter = time.Second
 	}
+	if c.BaseContext == nil {
+		c.BaseContext = context.Background()
+	}
 }
+
+// openAPIDocument describes the whole API; it is served on /openapi.json
+// and the tests check real answers against it.
+//
+//go:embed openapi.json
+var openAPIDocument string
 
 // HealthFunc reports the service's state for /health.
 type HealthFunc func() pyexec.Status
@@ -83,8 +109,19 @@ func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) *
 		Immutable: false,
 	})
 	app.Use(s.requestLog)
-	app.Post("/execute", s.authorize, s.execute)
+	execute := []fiber.Handler{s.authorize}
+	if cfg.RateLimit > 0 {
+		execute = append(execute, s.rateLimiter())
+	}
+	app.Post("/execute", append(execute, s.execute)...)
 	app.Get("/health", s.healthz)
+	app.Get("/openapi.json", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.SendString(openAPIDocument)
+	})
+	if cfg.Metrics != nil {
+		app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Metrics.gatherer, promhttp.HandlerOpts{})))
+	}
 	return app
 }
 
@@ -137,14 +174,37 @@ func (s *server) requestLog(c *fiber.Ctx) error {
 	if outcome == "" {
 		outcome = "ok"
 	}
-	s.log.Info("request",
+	status := c.Response().StatusCode()
+	elapsed := time.Since(start)
+	if c.Path() == "/execute" {
+		s.cfg.Metrics.observeRequest(outcome, status, elapsed)
+	}
+	fields := []zap.Field{
 		zap.String("request_id", id),
 		zap.String("method", c.Method()),
 		zap.String("path", c.Path()),
-		zap.Int("status", c.Response().StatusCode()),
+		zap.Int("status", status),
 		zap.String("outcome", outcome),
-		zap.Duration("duration", time.Since(start)))
+		zap.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+	}
+	if trace := traceField(c.Get("X-Cloud-Trace-Context"), s.cfg.TraceProject); trace != "" {
+		fields = append(fields, zap.String("logging.googleapis.com/trace", trace))
+	}
+	s.log.Info("request", fields...)
 	return nil
+}
+
+// traceField turns "TRACE_ID/SPAN_ID;o=1" into the trace name Cloud
+// Logging links requests by; without a project the bare id is kept.
+func traceField(header, project string) string {
+	traceID, _, _ := strings.Cut(header, "/")
+	if !validRequestID(traceID) {
+		return ""
+	}
+	if project == "" {
+		return traceID
+	}
+	return "projects/" + project + "/traces/" + traceID
 }
 
 func validRequestID(id string) bool {
@@ -182,6 +242,8 @@ func (s *server) writeError(c *fiber.Ctx, ae *pyexec.Error) error {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(s.cfg.RetryAfter.Seconds()))))
 	case pyexec.CodeUnauthorized:
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="pyexec"`)
+	case pyexec.CodeRateLimited:
+		c.Set(fiber.HeaderRetryAfter, "60")
 	}
 	return c.Status(StatusOf(ae.Code)).JSON(body{
 		Error: &errorBody{Type: ae.Code, Message: ae.Message, Traceback: ae.Traceback},
@@ -201,6 +263,26 @@ func (s *server) authorize(c *fiber.Ctx) error {
 		}
 	}
 	return pyexec.Errorf(pyexec.CodeUnauthorized, "a valid API key is required (Authorization: Bearer <key>)")
+}
+
+// rateLimiter allows RateLimit requests per minute per client: its API key
+// when one is sent (so clients behind one proxy are told apart), else its
+// address.
+func (s *server) rateLimiter() fiber.Handler {
+	return limiter.New(limiter.Config{
+		Max:        s.cfg.RateLimit,
+		Expiration: time.Minute,
+		KeyGenerator: func(c *fiber.Ctx) string {
+			if auth := c.Get(fiber.HeaderAuthorization); auth != "" {
+				sum := sha256.Sum256([]byte(auth))
+				return "key:" + hex.EncodeToString(sum[:])
+			}
+			return "ip:" + c.IP()
+		},
+		LimitReached: func(c *fiber.Ctx) error {
+			return pyexec.Errorf(pyexec.CodeRateLimited, "more than %d requests in a minute from this client", s.cfg.RateLimit)
+		},
+	})
 }
 
 // decodeRequest validates the envelope: a JSON object with a string script
@@ -244,9 +326,12 @@ func (s *server) execute(c *fiber.Ctx) error {
 		return err
 	}
 	req.ID = requestID(c)
-	ctx, stop := watchPeerClose(c.UserContext(), c.Context().Conn())
+	ctx, stop := watchPeerClose(s.cfg.BaseContext, c.Context().Conn())
 	defer stop()
 	resp, err := s.exec.Execute(ctx, req)
+	if err == nil {
+		s.cfg.Metrics.observeRun(resp.QueueWait, resp.Duration)
+	}
 	if err != nil {
 		if errors.Is(context.Cause(ctx), errClientGone) {
 			c.Locals(localOutcome, "client_gone")

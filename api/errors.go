@@ -25,6 +25,8 @@ func StatusOf(code pyexec.Code) int {
 		return http.StatusOK
 	case pyexec.CodeUnauthorized:
 		return http.StatusUnauthorized
+	case pyexec.CodeRateLimited:
+		return http.StatusTooManyRequests
 	case pyexec.CodeNotFound:
 		return http.StatusNotFound
 	case pyexec.CodeMethodNotAllowed:

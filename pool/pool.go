@@ -56,6 +56,9 @@ type Config struct {
 	ColdConcurrency int
 	// MaintainInterval is how often idle workers are checked (default 1s).
 	MaintainInterval time.Duration
+	// OnSpawn, when set, is told how long each spawn took and whether it
+	// failed (for metrics). It must not block.
+	OnSpawn func(d time.Duration, err error)
 }
 
 func (c *Config) setDefaults() {
@@ -138,15 +141,19 @@ func New(cfg Config, log *zap.Logger) (*Pool, error) {
 func (p *Pool) construct(ctx context.Context) (Worker, error) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.SpawnTimeout)
 	defer cancel()
+	start := time.Now()
 	w, err := p.cfg.Spawn(sctx)
-	p.recordSpawn(err)
+	p.recordSpawn(time.Since(start), err)
 	if err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
-func (p *Pool) recordSpawn(err error) {
+func (p *Pool) recordSpawn(d time.Duration, err error) {
+	if p.cfg.OnSpawn != nil {
+		p.cfg.OnSpawn(d, err)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil {
@@ -175,8 +182,9 @@ func (p *Pool) Start() {
 // one spawn has succeeded), ctx ends, or the first spawn fails.
 func (p *Pool) WaitReady(ctx context.Context) error {
 	if p.warm == nil {
+		start := time.Now()
 		w, err := p.cfg.Spawn(ctx)
-		p.recordSpawn(err)
+		p.recordSpawn(time.Since(start), err)
 		if err != nil {
 			return fmt.Errorf("wait ready: %w", err)
 		}
@@ -279,6 +287,7 @@ func (p *Pool) maintain() {
 			switch {
 			case !w.Alive():
 				p.log.Warn("idle worker died; replacing it")
+				p.recycled.Add(1)
 				res.Destroy()
 				p.nudge()
 			case time.Since(res.CreationTime()) > p.cfg.MaxAge:
@@ -380,9 +389,10 @@ func (p *Pool) executeCold(ctx context.Context, req pyexec.Request) (*pyexec.Res
 	p.coldBusy.Add(1)
 	defer p.coldBusy.Add(-1)
 	sctx, scancel := context.WithTimeout(ctx, p.cfg.SpawnTimeout)
+	spawnStart := time.Now()
 	w, err := p.cfg.Spawn(sctx)
 	scancel()
-	p.recordSpawn(err)
+	p.recordSpawn(time.Since(spawnStart), err)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -409,6 +419,7 @@ func (p *Pool) Status() (pyexec.PoolStatus, bool, string) {
 		Size:          p.cfg.Size,
 		Spawned:       p.spawned.Load(),
 		SpawnFailures: p.failures.Load(),
+		Recycled:      p.recycled.Load(),
 	}
 	lastErr := p.lastSpawnError()
 	if lastErr != nil {

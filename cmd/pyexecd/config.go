@@ -11,26 +11,29 @@ import (
 // Config is the service's whole configuration, read from the environment.
 // Every default is safe; the README's configuration table lists them.
 type Config struct {
-	Port           string
-	Host           string
-	PoolSize       int
-	Isolation      string
-	Validation     string
-	Timeout        time.Duration
-	MaxTimeout     time.Duration
-	MemoryMB       int
-	PidsMax        int
-	TmpfsMB        int
-	MaxScriptBytes int
-	MaxOutputBytes int
-	QueueTimeout   time.Duration
-	APIKey         string
-	Nsjail         string
-	Python         string
-	Cgroup         string
-	LogLevel       string
-	WorkerMaxAge   time.Duration
-	StartupTimeout time.Duration
+	Port            string
+	Host            string
+	PoolSize        int
+	Isolation       string
+	Validation      string
+	Timeout         time.Duration
+	MaxTimeout      time.Duration
+	MemoryMB        int
+	PidsMax         int
+	TmpfsMB         int
+	MaxScriptBytes  int
+	MaxOutputBytes  int
+	QueueTimeout    time.Duration
+	APIKey          string
+	Nsjail          string
+	Python          string
+	Cgroup          string
+	LogLevel        string
+	WorkerMaxAge    time.Duration
+	StartupTimeout  time.Duration
+	ShutdownTimeout time.Duration
+	RateLimit       int
+	TraceProject    string
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -61,6 +64,8 @@ func DefaultConfig() Config {
 		LogLevel:       "info",
 		WorkerMaxAge:   10 * time.Minute,
 		StartupTimeout: 60 * time.Second,
+		// Cloud Run allows 10 s between SIGTERM and SIGKILL.
+		ShutdownTimeout: 9 * time.Second,
 	}
 }
 
@@ -88,6 +93,10 @@ func (c *Config) ParseEnv(getenv func(string) string) error {
 	p.str("PYEXEC_LOG_LEVEL", &c.LogLevel)
 	p.seconds("PYEXEC_WORKER_MAX_AGE", &c.WorkerMaxAge)
 	p.seconds("PYEXEC_STARTUP_TIMEOUT", &c.StartupTimeout)
+	p.seconds("PYEXEC_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	p.integer("PYEXEC_RATE_LIMIT", &c.RateLimit, 0, 1<<30)
+	p.str("GOOGLE_CLOUD_PROJECT", &c.TraceProject)
+	p.str("PYEXEC_TRACE_PROJECT", &c.TraceProject)
 	if p.err != nil {
 		return p.err
 	}

@@ -18,7 +18,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
+	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/internal/testenv"
 )
 
@@ -429,4 +431,97 @@ def main():
 func TestE2E_ColdModeServes(t *testing.T) {
 	s := startService(t, func(c *Config) { c.PoolSize = 0 })
 	s.healthy()
+}
+
+func scrapeMetrics(t *testing.T, base string) string {
+	t.Helper()
+	res, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return string(data)
+}
+
+// metricValue finds the value of one exposition line (name with labels).
+func metricValue(text, series string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			fmt.Sscan(rest, &v)
+			return v
+		}
+	}
+	return -1
+}
+
+func TestE2E_MetricsFollowTheService(t *testing.T) {
+	s := startService(t, nil)
+	before := scrapeMetrics(t, s.base)
+	assert.EqualValues(t, 2, metricValue(before, "pyexec_pool_size"))
+	spawned := metricValue(before, "pyexec_spawns_total")
+	require.GreaterOrEqual(t, spawned, 1.0)
+	s.healthy()
+	s.run("def main():\n    raise ValueError('x')\n", 0)
+	require.Eventually(t, func() bool {
+		return metricValue(scrapeMetrics(t, s.base), "pyexec_spawns_total") >= spawned+2
+	}, 30*time.Second, 100*time.Millisecond, "used workers are replaced and counted")
+	after := scrapeMetrics(t, s.base)
+	assert.EqualValues(t, 1, metricValue(after, `pyexec_requests_total{outcome="ok",status="200"}`))
+	assert.EqualValues(t, 1, metricValue(after, `pyexec_requests_total{outcome="runtime_error",status="200"}`))
+	assert.GreaterOrEqual(t, metricValue(after, `pyexec_spawn_duration_seconds_count{result="ok"}`), spawned+2)
+	assert.GreaterOrEqual(t, metricValue(after, `pyexec_pool_workers{state="idle"}`), 0.0)
+	assert.Contains(t, after, "go_goroutines")
+}
+
+func TestE2E_ShutdownFinishesInFlightAndLeavesNothing(t *testing.T) {
+	py := testenv.Python(t)
+	m := NewMain()
+	m.Config.Python, m.Config.Host, m.Config.Port, m.Config.PoolSize = py, "127.0.0.1", "0", 2
+	m.Config.ShutdownTimeout = 5 * time.Second
+	m.Log = zap.NewNop()
+	require.NoError(t, m.Run(context.Background()))
+	s := &service{t: t, m: m, base: "http://" + m.Addr}
+	sp := m.spawner
+
+	inflight := make(chan result, 1)
+	go func() { inflight <- s.run("import time\ndef main():\n    time.sleep(1)\n    return 'finished'\n", 10) }()
+	require.Eventually(t, func() bool { st, _, _ := m.pool.Status(); return st.Busy == 1 }, 10*time.Second, 10*time.Millisecond)
+
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	require.Eventually(t, func() bool { return m.draining.Load() }, time.Second, time.Millisecond)
+	resp, err := m.Execute(context.Background(), pyexec.Request{Script: "def main():\n    return 1\n", Timeout: time.Second})
+	assert.Nil(t, resp)
+	assert.Equal(t, pyexec.CodeOverloaded, pyexec.ErrorCode(err), "new work is refused while draining")
+
+	r := <-inflight
+	assert.JSONEq(t, `"finished"`, string(r.Body.Result), "the request in flight finishes")
+	require.NoError(t, <-closed)
+	n, ok := sp.Processes()
+	if ok {
+		assert.Zero(t, n, "no jailed process is left")
+	}
+}
+
+func TestLogger_WritesCloudLoggingJSON(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := newLogger("info", zapcore.AddSync(&buf))
+	require.NoError(t, err)
+	log.Debug("hidden")
+	log.Warn("hello", zap.String("request_id", "r1"))
+	log.Error("bad")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 2, "debug is below the level")
+	var line map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &line))
+	assert.Equal(t, "WARNING", line["severity"])
+	assert.Equal(t, "hello", line["message"])
+	assert.Equal(t, "r1", line["request_id"])
+	assert.Contains(t, line, "time")
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &line))
+	assert.Equal(t, "ERROR", line["severity"])
+
+	_, err = newLogger("loud", zapcore.AddSync(&buf))
+	assert.Error(t, err)
 }

@@ -9,10 +9,13 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -57,6 +60,10 @@ type Main struct {
 	pool    *pool.Pool
 	app     *fiber.App
 	served  chan error
+	// cancelRequests ends every running script when a graceful shutdown
+	// runs out of time.
+	cancelRequests context.CancelFunc
+	draining       atomic.Bool
 }
 
 // NewMain returns a Main with the default configuration.
@@ -71,7 +78,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	if m.Log == nil {
-		log, err := newLogger(c.LogLevel)
+		log, err := newLogger(c.LogLevel, zapcore.Lock(os.Stderr))
 		if err != nil {
 			return err
 		}
@@ -93,16 +100,21 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("start: %w", err)
 	}
 	m.spawner = sp
+	logCapabilities(m.Log, sp.Capabilities())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p, err := pool.New(pool.Config{
 		Size:         c.PoolSize,
 		Spawn:        func(ctx context.Context) (pool.Worker, error) { return sp.Spawn(ctx) },
 		QueueTimeout: c.QueueTimeout,
 		MaxAge:       c.WorkerMaxAge,
+		OnSpawn:      spawnHistogram(reg),
 	}, m.Log.Named("pool"))
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	m.pool = p
+	reg.MustRegister(newPoolCollector(p))
 	p.Start()
 	wctx, cancel := context.WithTimeout(ctx, c.StartupTimeout)
 	defer cancel()
@@ -110,12 +122,18 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("start: the sandbox cannot run scripts on this host: %w", err)
 	}
 
+	base, cancel := context.WithCancel(context.Background())
+	m.cancelRequests = cancel
 	m.app = api.New(api.Config{
 		MaxScriptBytes: c.MaxScriptBytes,
 		DefaultTimeout: c.Timeout,
 		MaxTimeout:     c.MaxTimeout,
 		APIKey:         c.APIKey,
-	}, p, m.health, m.Log.Named("api"))
+		RateLimit:      c.RateLimit,
+		Metrics:        api.NewMetrics(reg),
+		BaseContext:    base,
+		TraceProject:   c.TraceProject,
+	}, m, m.health, m.Log.Named("api"))
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.Host, c.Port))
 	if err != nil {
 		return fmt.Errorf("start: listen: %w", err)
@@ -129,8 +147,19 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
+// Execute runs a script on the pool, unless the service is shutting down.
+func (m *Main) Execute(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
+	if m.draining.Load() {
+		return nil, pyexec.Errorf(pyexec.CodeOverloaded, "the service is shutting down")
+	}
+	return m.pool.Execute(ctx, req)
+}
+
 func (m *Main) health() pyexec.Status {
 	ps, ready, reason := m.pool.Status()
+	if m.draining.Load() {
+		ready, reason = false, "shutting down"
+	}
 	limits := m.spawner.Limits()
 	limits.TimeoutDefault = m.Config.Timeout.Seconds()
 	limits.TimeoutMax = m.Config.MaxTimeout.Seconds()
@@ -149,10 +178,16 @@ func (m *Main) health() pyexec.Status {
 // and cgroups. Safe to call after a failed Run.
 func (m *Main) Close() error {
 	var errs []error
+	m.draining.Store(true)
 	if m.app != nil {
-		if err := m.app.ShutdownWithTimeout(m.Config.MaxTimeout + 5*time.Second); err != nil {
+		// Requests in flight may finish within the shutdown timeout; after
+		// it, their scripts are killed so the workers can be torn down.
+		timer := time.AfterFunc(m.Config.ShutdownTimeout, m.cancelRequests)
+		if err := m.app.ShutdownWithTimeout(m.Config.ShutdownTimeout + time.Second); err != nil {
 			errs = append(errs, err)
 		}
+		timer.Stop()
+		m.cancelRequests()
 		if err := <-m.served; err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
@@ -172,15 +207,58 @@ func (m *Main) Close() error {
 	return errors.Join(errs...)
 }
 
-func newLogger(level string) (*zap.Logger, error) {
+// newLogger writes JSON lines to w that Cloud Logging reads as structured
+// entries: "severity" with its level names, "message", "time".
+func newLogger(level string, w zapcore.WriteSyncer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("PYEXEC_LOG_LEVEL=%q: %w", level, err)
 	}
-	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.EncoderConfig.TimeKey = "time"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	cfg.DisableStacktrace = true
-	return cfg.Build()
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "time"
+	enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	enc.MessageKey = "message"
+	enc.LevelKey = "severity"
+	enc.EncodeLevel = cloudSeverity
+	enc.StacktraceKey = ""
+	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), w, lvl), zap.AddCaller()), nil
+}
+
+func cloudSeverity(l zapcore.Level, enc zapcore.PrimitiveArrayEncoder) {
+	switch l {
+	case zapcore.DebugLevel:
+		enc.AppendString("DEBUG")
+	case zapcore.InfoLevel:
+		enc.AppendString("INFO")
+	case zapcore.WarnLevel:
+		enc.AppendString("WARNING")
+	case zapcore.ErrorLevel:
+		enc.AppendString("ERROR")
+	case zapcore.FatalLevel:
+		enc.AppendString("ALERT")
+	default:
+		enc.AppendString("CRITICAL")
+	}
+}
+
+// logCapabilities writes one line saying what the host allows the sandbox.
+func logCapabilities(log *zap.Logger, caps []jail.Capability) {
+	fields := make([]zap.Field, 0, len(caps))
+	missing := 0
+	for _, c := range caps {
+		v := "yes"
+		if !c.OK {
+			v = "no"
+			missing++
+		}
+		if c.Detail != "" {
+			v += " (" + c.Detail + ")"
+		}
+		fields = append(fields, zap.String(c.Name, v))
+	}
+	if missing > 0 {
+		log.Warn("sandbox capabilities", fields...)
+		return
+	}
+	log.Info("sandbox capabilities", fields...)
 }

@@ -1,0 +1,95 @@
+package api
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/pyexec/pyexec"
+)
+
+func TestRequestLog_FieldsAndNoScriptOrOutput(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage(`"secret-result"`), Stdout: "secret-stdout"}}
+	app := New(Config{TraceProject: "proj"}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.New(core))
+	req := httptest.NewRequest(http.MethodPost, "/execute", strings.NewReader(`{"script": "def main(): return 'secret-script'"}`))
+	req.Header.Set("X-Request-ID", "req-42")
+	req.Header.Set("X-Cloud-Trace-Context", "105445aa7843bc8bf206b12000100000/1;o=1")
+	res, err := app.Test(req, -1)
+	require.NoError(t, err)
+	require.Equal(t, 200, res.StatusCode)
+
+	entries := logs.FilterMessage("request").All()
+	require.Len(t, entries, 1)
+	f := entries[0].ContextMap()
+	assert.Equal(t, "req-42", f["request_id"])
+	assert.Equal(t, "ok", f["outcome"])
+	assert.EqualValues(t, 200, f["status"])
+	assert.Contains(t, f, "duration_ms")
+	assert.Equal(t, "projects/proj/traces/105445aa7843bc8bf206b12000100000", f["logging.googleapis.com/trace"])
+	for _, e := range logs.All() {
+		line, _ := json.Marshal(e.ContextMap())
+		for _, secret := range []string{"secret-script", "secret-stdout", "secret-result"} {
+			assert.NotContains(t, string(line)+e.Message, secret, "scripts and output must not be logged")
+		}
+	}
+}
+
+func TestRateLimit_PerClient(t *testing.T) {
+	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
+	app := New(Config{RateLimit: 2}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	send := func(key string) *http.Response {
+		req := httptest.NewRequest(http.MethodPost, "/execute", strings.NewReader(okScript))
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		res, err := app.Test(req, -1)
+		require.NoError(t, err)
+		return res
+	}
+	assert.Equal(t, 200, send("a").StatusCode)
+	assert.Equal(t, 200, send("a").StatusCode)
+	res := send("a")
+	assert.Equal(t, 429, res.StatusCode)
+	assert.NotEmpty(t, res.Header.Get("Retry-After"))
+	var body map[string]any
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
+	assert.Equal(t, "rate_limited", body["error"].(map[string]any)["type"])
+	assert.Equal(t, 200, send("b").StatusCode, "another client has its own budget")
+}
+
+func TestMetrics_ChangeAsRequestsAreServed(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
+	app := New(Config{Metrics: m}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	scrape := func() string {
+		res, err := app.Test(httptest.NewRequest(http.MethodGet, "/metrics", nil), -1)
+		require.NoError(t, err)
+		data, _ := io.ReadAll(res.Body)
+		return string(data)
+	}
+	before := scrape()
+	assert.NotContains(t, before, `pyexec_requests_total{outcome="ok",status="200"}`)
+	for i := 0; i < 3; i++ {
+		_, err := app.Test(httptest.NewRequest(http.MethodPost, "/execute", strings.NewReader(okScript)), -1)
+		require.NoError(t, err)
+	}
+	_, err := app.Test(httptest.NewRequest(http.MethodPost, "/execute", strings.NewReader(`{}`)), -1)
+	require.NoError(t, err)
+	after := scrape()
+	assert.Contains(t, after, `pyexec_requests_total{outcome="ok",status="200"} 3`)
+	assert.Contains(t, after, `pyexec_requests_total{outcome="invalid_request",status="400"} 1`)
+	assert.Contains(t, after, "pyexec_request_duration_seconds_count 4")
+	assert.Contains(t, after, "pyexec_execution_duration_seconds_count 3")
+	assert.Contains(t, after, "pyexec_queue_wait_seconds_count 3")
+}
