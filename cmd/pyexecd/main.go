@@ -184,7 +184,10 @@ func (m *Main) Close() error {
 		// it, their scripts are killed so the workers can be torn down.
 		timer := time.AfterFunc(m.Config.ShutdownTimeout, m.cancelRequests)
 		if err := m.app.ShutdownWithTimeout(m.Config.ShutdownTimeout + time.Second); err != nil {
-			errs = append(errs, err)
+			// Connections still open (a client keeping an unused
+			// connection, say) are abandoned: the process is ending and
+			// no script is running any more.
+			m.Log.Warn("connections still open at shutdown", zap.Error(err))
 		}
 		timer.Stop()
 		m.cancelRequests()
