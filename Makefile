@@ -20,7 +20,7 @@ VENV_REQS   ?= -r pyharness/requirements.txt -r pyharness/requirements-dev.txt
 export PYEXEC_PYTHON ?= $(PY)
 export PORT
 
-.PHONY: all setup venv build run test test-go test-py test-compose vet bench clean
+.PHONY: all setup venv build run test test-go test-py test-compose vet bench soak fuzz clean
 
 all: build
 
@@ -72,6 +72,11 @@ test: venv vet test-py test-compose test-go
 bench: venv build
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(GO) run ./bench/report -bin "$(BIN)/pyexecd" -python "$(PY)" -out docs/BENCHMARKS.md -chart docs/bench-latency.svg
+
+# Regenerates docs/RELIABILITY.md: the adversarial suite's outcomes, then
+# 10,000 requests (70% normal, 30% abusive) at concurrency 8 (about 30 min).
+soak: venv build
+	$(GO) run ./bench/soak -bin "$(BIN)/pyexecd" -python "$(PY)" -out docs/RELIABILITY.md
 
 clean:
 	rm -rf "$(BIN)" "$(VENV)"

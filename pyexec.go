@@ -128,6 +128,9 @@ type PoolStatus struct {
 	Starting      int   `json:"starting"`
 	Spawned       int64 `json:"spawned"`
 	SpawnFailures int64 `json:"spawn_failures"`
+	// JailedProcesses counts every process in the workers' cgroups
+	// (-1 without cgroups, where it cannot be known).
+	JailedProcesses int `json:"jailed_processes"`
 	// Recycled counts idle workers replaced for age or found dead.
 	Recycled     int64  `json:"recycled"`
 	LastSpawnErr string `json:"last_spawn_error,omitempty"`
@@ -145,6 +148,7 @@ type Limits struct {
 	TmpfsMB        int      `json:"tmpfs_mb"`
 	CPUs           int      `json:"cpus"`
 	Network        string   `json:"network"`
+	Seccomp        string   `json:"seccomp"`
 	TimeoutDefault float64  `json:"timeout_default_s"`
 	TimeoutMax     float64  `json:"timeout_max_s"`
 	MaxScriptBytes int      `json:"max_script_bytes"`

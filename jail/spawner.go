@@ -387,6 +387,7 @@ func (s *Spawner) buildArgs(binds []string, links [][2]string) []string {
 	for _, e := range s.env {
 		a = append(a, "--env", e)
 	}
+	a = append(a, "--seccomp_string", seccompPolicy())
 	return append(a, "--", s.cfg.PythonPath, "-I", "-B", harnessDir+"/"+pyharness.FileName)
 }
 
@@ -399,6 +400,7 @@ func (s *Spawner) describeLimits() pyexec.Limits {
 		TmpfsMB:        c.TmpfsMB,
 		CPUs:           c.CPUs,
 		Network:        "none (private network namespace)",
+		Seccomp:        fmt.Sprintf("%d system calls and namespace-creating clone flags refused", len(deniedSyscalls())),
 		MaxScriptBytes: c.MaxScriptBytes,
 		MaxOutputBytes: c.MaxOutputBytes,
 	}

@@ -12,8 +12,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,12 +21,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/pyexec/pyexec"
+	"github.com/pyexec/pyexec/bench/internal/service"
 	"github.com/pyexec/pyexec/bench/load"
 	"github.com/pyexec/pyexec/jail"
 )
@@ -89,20 +87,20 @@ func run() error {
 		if mode == "cold" {
 			env = append(env, "PYEXEC_POOL_SIZE=0")
 		}
-		svc, err := startService(ctx, s, env)
+		svc, err := service.Start(s.bin, s.python, env)
 		if err != nil {
 			return err
 		}
 		res.runs[mode] = map[string]*load.Report{}
 		if mode == "warm" {
-			res.poolSize, res.idle, err = svc.idleFootprint(ctx)
+			res.poolSize, res.idle, err = idleFootprint(ctx, svc)
 			if err != nil {
-				svc.stop()
+				svc.Stop()
 				return err
 			}
 		}
 		for _, p := range plans {
-			opt := load.Options{URL: svc.url, Progress: os.Stderr}
+			opt := load.Options{URL: svc.URL, Progress: os.Stderr}
 			if p.Kind == "latency" {
 				opt.Concurrency, opt.Think, opt.Requests = 1, s.think, s.latN
 				if mode == "cold" {
@@ -112,24 +110,24 @@ func run() error {
 				opt.Concurrency, opt.Duration = 8, s.thrDur
 			}
 			sc, _ := load.Lookup(p.Scenario)
-			if err := load.WaitIdle(ctx, svc.url, 2*time.Minute); err != nil {
-				svc.stop()
+			if err := load.WaitIdle(ctx, svc.URL, 2*time.Minute); err != nil {
+				svc.Stop()
 				return err
 			}
-			cpu0 := busySeconds()
+			cpu0 := service.BusySeconds()
 			rep, err := load.Run(ctx, sc, opt)
 			if err != nil {
-				svc.stop()
+				svc.Stop()
 				return err
 			}
 			if mode == "cold" && p == (plan{"hello", "latency"}) {
-				res.spawnCPU = (busySeconds() - cpu0) / float64(rep.Requests)
+				res.spawnCPU = (service.BusySeconds() - cpu0) / float64(rep.Requests)
 				res.spawnWall = rep.Latency.P50 / 1000
 			}
 			fmt.Fprintf(os.Stderr, "%s %s: %s", mode, p.Kind, rep.Format())
 			res.runs[mode][p.Kind+"/"+p.Scenario] = rep
 		}
-		svc.stop()
+		svc.Stop()
 	}
 	if s.wrk != "" {
 		if err := crossCheck(ctx, s, res); err != nil {
@@ -149,87 +147,6 @@ func run() error {
 	return nil
 }
 
-// service is one pyexecd started by the report.
-type service struct {
-	cmd *exec.Cmd
-	url string
-}
-
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
-}
-
-func startService(ctx context.Context, s settings, env []string) (*service, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	python, err := filepath.Abs(s.python)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(s.bin)
-	cmd.Env = append(os.Environ(), "PORT="+port, "PYEXEC_HOST=127.0.0.1",
-		"PYEXEC_PYTHON="+python, "PYEXEC_LOG_LEVEL=warn")
-	cmd.Env = append(cmd.Env, env...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start service: %w", err)
-	}
-	svc := &service{cmd: cmd, url: "http://127.0.0.1:" + port}
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		if res, err := http.Get(svc.url + "/health"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return svc, nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	svc.stop()
-	return nil, errors.New("start service: not healthy within 2 minutes")
-}
-
-func (s *service) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-done
-	}
-}
-
-// busySeconds is the CPU time the whole machine has spent busy (all but
-// idle and iowait), from /proc/stat. Jailed interpreters are not always
-// reaped by the service (a killed nsjail leaves its child to init), so the
-// service's own counters would miss them; the machine-wide figure does not,
-// and only over-counts by the load generator's small share.
-func busySeconds() float64 {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	fields := strings.Fields(strings.SplitN(string(data), "\n", 2)[0])
-	var busy float64
-	for i, f := range fields[1:] {
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		v, _ := strconv.ParseFloat(f, 64)
-		busy += v
-	}
-	return busy / 100 // USER_HZ is 100 on Linux
-}
-
 // footprint is the resident memory of idle warm workers.
 type footprint struct {
 	Workers   int
@@ -238,8 +155,8 @@ type footprint struct {
 	ServiceKB int
 }
 
-func (s *service) idleFootprint(ctx context.Context) (int, footprint, error) {
-	if err := load.WaitIdle(ctx, s.url, 2*time.Minute); err != nil {
+func idleFootprint(ctx context.Context, s *service.Service) (int, footprint, error) {
+	if err := load.WaitIdle(ctx, s.URL, 2*time.Minute); err != nil {
 		return 0, footprint{}, err
 	}
 	time.Sleep(time.Second)
@@ -254,7 +171,7 @@ func (s *service) idleFootprint(ctx context.Context) (int, footprint, error) {
 			procs[pid] = p
 		}
 	}
-	root := s.cmd.Process.Pid
+	root := s.Cmd.Process.Pid
 	var fp footprint
 	var harness, nsjail []int
 	for pid, p := range procs {
@@ -338,20 +255,20 @@ func crossCheck(ctx context.Context, s settings, res *results) error {
 	if _, err := exec.LookPath(s.wrk); err != nil {
 		return fmt.Errorf("cross-check: %w (make bench installs wrk)", err)
 	}
-	svc, err := startService(ctx, s, nil)
+	svc, err := service.Start(s.bin, s.python, nil)
 	if err != nil {
 		return err
 	}
-	defer svc.stop()
+	defer svc.Stop()
 	script, err := filepath.Abs("bench/wrk/post.lua")
 	if err != nil {
 		return err
 	}
 	secs := int(s.thrDur / time.Second)
-	if err := load.WaitIdle(ctx, svc.url, 2*time.Minute); err != nil {
+	if err := load.WaitIdle(ctx, svc.URL, 2*time.Minute); err != nil {
 		return err
 	}
-	args := []string{"-t2", "-c8", fmt.Sprintf("-d%ds", secs), "--latency", "-s", script, svc.url + "/execute"}
+	args := []string{"-t2", "-c8", fmt.Sprintf("-d%ds", secs), "--latency", "-s", script, svc.URL + "/execute"}
 	out, err := exec.CommandContext(ctx, s.wrk, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("cross-check: wrk: %w: %s", err, out)
@@ -373,11 +290,11 @@ func crossCheck(ctx context.Context, s settings, res *results) error {
 	if m := wrkNon2xx.FindStringSubmatch(string(out)); m != nil {
 		w.Non2xx, _ = strconv.Atoi(m[1])
 	}
-	if err := load.WaitIdle(ctx, svc.url, 2*time.Minute); err != nil {
+	if err := load.WaitIdle(ctx, svc.URL, 2*time.Minute); err != nil {
 		return err
 	}
 	sc, _ := load.Lookup("hello")
-	w.Ours, err = load.Run(ctx, sc, load.Options{URL: svc.url, Concurrency: 8, Duration: s.thrDur})
+	w.Ours, err = load.Run(ctx, sc, load.Options{URL: svc.URL, Concurrency: 8, Duration: s.thrDur})
 	if err != nil {
 		return err
 	}
@@ -428,7 +345,7 @@ func spawnOnly(ctx context.Context, python string, conc int, d time.Duration) (f
 	var done atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(d)
-	busy0, start := busySeconds(), time.Now()
+	busy0, start := service.BusySeconds(), time.Now()
 	var wg sync.WaitGroup
 	for i := 0; i < conc; i++ {
 		wg.Add(1)
@@ -458,5 +375,5 @@ func spawnOnly(ctx context.Context, python string, conc int, d time.Duration) (f
 	if n == 0 {
 		return 0, 0, errors.New("spawn only: no worker spawned")
 	}
-	return n / time.Since(start).Seconds(), (busySeconds() - busy0) / n, nil
+	return n / time.Since(start).Seconds(), (service.BusySeconds() - busy0) / n, nil
 }

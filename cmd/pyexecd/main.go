@@ -102,7 +102,16 @@ func (m *Main) Run(ctx context.Context) error {
 	m.spawner = sp
 	logCapabilities(m.Log, sp.Capabilities())
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pyexec_jailed_processes",
+			Help: "Processes in the workers' cgroups (nsjail and what it runs); -1 without cgroups.",
+		}, func() float64 {
+			if n, ok := sp.Processes(); ok {
+				return float64(n)
+			}
+			return -1
+		}))
 	p, err := pool.New(pool.Config{
 		Size:         c.PoolSize,
 		Spawn:        func(ctx context.Context) (pool.Worker, error) { return sp.Spawn(ctx) },
@@ -159,6 +168,10 @@ func (m *Main) health() pyexec.Status {
 	ps, ready, reason := m.pool.Status()
 	if m.draining.Load() {
 		ready, reason = false, "shutting down"
+	}
+	ps.JailedProcesses = -1
+	if n, ok := m.spawner.Processes(); ok {
+		ps.JailedProcesses = n
 	}
 	limits := m.spawner.Limits()
 	limits.TimeoutDefault = m.Config.Timeout.Seconds()

@@ -1,0 +1,275 @@
+// Command soak runs the reliability check behind docs/RELIABILITY.md: the
+// adversarial test suite (its outcomes become the attack table), then a
+// long mixed load against a fresh service (10,000 requests at concurrency
+// 8, 70% normal and 30% abusive), comparing what the service reports about
+// itself before and after. `make soak` runs it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/pyexec/pyexec/bench/internal/service"
+	"github.com/pyexec/pyexec/bench/load"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "soak:", err)
+		os.Exit(1)
+	}
+}
+
+// snapshot is what the service says about itself at one moment.
+type snapshot struct {
+	Goroutines float64
+	OpenFDs    float64
+	HeapBytes  float64
+	RSSBytes   float64
+	Jailed     int
+	Idle       int
+}
+
+type attackRow struct {
+	Name    string `json:"name"`
+	Outcome string `json:"outcome"`
+	Got     string `json:"got"`
+	Passed  bool   `json:"passed"`
+}
+
+func run() error {
+	bin := flag.String("bin", "bin/pyexecd", "service binary")
+	python := flag.String("python", ".venv/bin/python", "interpreter for the jail")
+	n := flag.Int("n", 10000, "requests")
+	conc := flag.Int("c", 8, "concurrent clients")
+	out := flag.String("out", "docs/RELIABILITY.md", "report to write")
+	skipAttacks := flag.Bool("skip-attacks", false, "do not rerun the adversarial suite")
+	flag.Parse()
+	ctx := context.Background()
+
+	var attacks []attackRow
+	if !*skipAttacks {
+		fmt.Fprintln(os.Stderr, "== adversarial suite")
+		rows, err := runAttacks(*python)
+		if err != nil {
+			return err
+		}
+		attacks = rows
+	}
+
+	fmt.Fprintln(os.Stderr, "== soak")
+	svc, err := service.Start(*bin, *python, nil)
+	if err != nil {
+		return err
+	}
+	before, err := settle(ctx, svc)
+	if err != nil {
+		svc.Stop()
+		return err
+	}
+	sc, _ := load.Lookup("abuse")
+	start := time.Now()
+	rep, err := load.Run(ctx, sc, load.Options{URL: svc.URL, Concurrency: *conc, Requests: *n, Progress: os.Stderr, HTTPTimeout: 2 * time.Minute})
+	if err != nil {
+		svc.Stop()
+		return err
+	}
+	elapsed := time.Since(start)
+	crashed := false
+	select {
+	case <-svc.Exited:
+		crashed = true
+	default:
+	}
+	var after snapshot
+	if !crashed {
+		if after, err = settle(ctx, svc); err != nil {
+			svc.Stop()
+			return err
+		}
+	}
+	stopErr := svc.Stop()
+	leftover := jailedLeft()
+
+	doc := render(attacks, rep, before, after, crashed, stopErr, leftover, elapsed, *n, *conc)
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, []byte(doc), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "wrote", *out)
+	if crashed || rep.Wrong > 0 || rep.Errors > 0 || after.Jailed > 2*after.Idle {
+		return fmt.Errorf("the soak found problems; see %s", *out)
+	}
+	return nil
+}
+
+// runAttacks runs the adversarial suite through go test and reads the
+// outcome of every attack.
+func runAttacks(python string) ([]attackRow, error) {
+	tmp, err := os.CreateTemp("", "pyexec-attacks-*.json")
+	if err != nil {
+		return nil, err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	abs, err := filepath.Abs(python)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("go", "test", "-count=1", "-run", "TestAttacks", "./cmd/pyexecd")
+	cmd.Env = append(os.Environ(), "PYEXEC_PYTHON="+abs, "PYEXEC_ATTACK_REPORT="+tmp.Name(), "CI=true")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	testErr := cmd.Run()
+	data, err := os.ReadFile(tmp.Name())
+	if err != nil || len(data) == 0 {
+		return nil, fmt.Errorf("adversarial suite wrote no report (%v)", testErr)
+	}
+	var rows []attackRow
+	if err := json.Unmarshal(data, &rows); err != nil {
+		return nil, err
+	}
+	if testErr != nil {
+		return rows, fmt.Errorf("adversarial suite failed: %w", testErr)
+	}
+	return rows, nil
+}
+
+// settle waits for a full idle pool, then reads the service's state.
+func settle(ctx context.Context, svc *service.Service) (snapshot, error) {
+	if err := load.WaitIdle(ctx, svc.URL, 3*time.Minute); err != nil {
+		return snapshot{}, err
+	}
+	time.Sleep(2 * time.Second) // let finished requests' goroutines and conns wind down
+	m, err := svc.Metrics()
+	if err != nil {
+		return snapshot{}, err
+	}
+	return snapshot{
+		Goroutines: m["go_goroutines"],
+		OpenFDs:    m["process_open_fds"],
+		HeapBytes:  m["go_memstats_heap_alloc_bytes"],
+		RSSBytes:   m["process_resident_memory_bytes"],
+		Jailed:     int(m["pyexec_jailed_processes"]),
+		Idle:       int(m[`pyexec_pool_workers{state="idle"}`]),
+	}, nil
+}
+
+// jailedLeft counts processes still running as the jail's user on the
+// host after the service has stopped.
+func jailedLeft() int {
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" && f[1] == "65534" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+
+func render(attacks []attackRow, rep *load.Report, before, after snapshot, crashed bool, stopErr error,
+	leftover int, elapsed time.Duration, n, conc int) string {
+	var b strings.Builder
+	b.WriteString("# Reliability\n\n")
+	b.WriteString("Generated by `make soak` (`go run ./bench/soak`), which runs the adversarial suite\n")
+	b.WriteString("(`TestAttacks_MinimalValidation` in `cmd/pyexecd/attack_test.go`, also part of `make test`) and then a\n")
+	b.WriteString("soak against a fresh service. Everything here holds with `PYEXEC_VALIDATION=minimal`: validation\n")
+	b.WriteString("is not the security boundary, the jail is.\n\n")
+	fmt.Fprintf(&b, "Machine: %d cores, %s; run at %s.\n\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
+
+	b.WriteString("## Attacks\n\n")
+	b.WriteString("Each attack runs as a script; \"got\" is what the attacker obtained, \"outcome\" the error type the\n")
+	b.WriteString("service answered with. After every attack a normal request must succeed, and at the end no jailed\n")
+	b.WriteString("process may be left beyond the warm pool.\n\n")
+	b.WriteString("| attack | outcome | attacker got | held |\n|---|---|---|---|\n")
+	for _, a := range attacks {
+		held := "yes"
+		if !a.Passed {
+			held = "**no**"
+		}
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s |\n", a.Name, a.Outcome, a.Got, held)
+	}
+	b.WriteString("\n")
+
+	b.WriteString("## Faults\n\n")
+	b.WriteString("| fault | what happens | shown by |\n|---|---|---|\n")
+	faults := [][3]string{
+		{"Python or nsjail missing or not executable at start-up", "the service says which path and why, and exits non-zero before listening", "`TestRun_FailsClearlyWithoutASandbox`, `TestNewSpawner_RefusesBadConfig`"},
+		{"workers cannot be spawned", "`/health` answers 503 with the reason; refills back off exponentially (100 ms up to 10 s), so a broken host is not hammered", "`TestPool_SpawnFailuresMakeItUnreadyAndBackOff`"},
+		{"a worker killed from outside mid-run", "that request gets `sandbox_error`; the pool refills", "`TestWorker_KilledFromOutsideMidRunIsSandboxError`, `TestE2E_WorkerKilledFromOutside`"},
+		{"an idle worker dies", "it is noticed on acquisition or by the maintenance loop and replaced; no request sees it", "`TestPool_DeadIdleWorkerIsReplaced`"},
+		{"a client disconnects mid-run", "its worker is killed at once and replaced", "`TestE2E_ClientDisconnectKillsTheWorker`"},
+		{"the pool is exhausted", "`overloaded` (503 + `Retry-After`) after the queue timeout; queued requests are served in arrival order", "`TestE2E_OverloadedWhenEveryWorkerIsBusy`, `TestPool_QueuedRequestsAreServedInOrder`"},
+		{"SIGTERM", "`/health` turns 503, new scripts get `overloaded`, requests in flight finish (bounded by `PYEXEC_SHUTDOWN_TIMEOUT`), every jailed process is killed, exit 0", "`TestE2E_ShutdownFinishesInFlightAndLeavesNothing`, `TestE2E_SIGTERM`"},
+		{"garbage on the protocol, over-long lines, early EOF", "`sandbox_error` for that request; the codec stays in step", "`TestLineReader_*`, `FuzzLineReader`, `FuzzDecodeReply`"},
+		{"malformed request bodies", "`invalid_request`, never a crash", "`FuzzDecodeRequest`"},
+	}
+	for _, f := range faults {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", f[0], f[1], f[2])
+	}
+	b.WriteString("\n")
+
+	b.WriteString("## Soak\n\n")
+	fmt.Fprintf(&b, "%d requests at concurrency %d, the `abuse` scenario of the load tool (%s), against\n", n, conc, strings.TrimSuffix(scenarioDescription(), "."))
+	fmt.Fprintf(&b, "a service with the default configuration; %.0f s in all (%.1f requests/s).\n\n", elapsed.Seconds(), rep.Throughput)
+	b.WriteString("| | value |\n|---|---|\n")
+	crashes := 0
+	if crashed {
+		crashes = 1
+	}
+	fmt.Fprintf(&b, "| service crashes | %d |\n", crashes)
+	fmt.Fprintf(&b, "| wrong results | %d (of %d answers checked; %d transport errors) |\n", rep.Wrong, rep.Requests, rep.Errors)
+	fmt.Fprintf(&b, "| outcomes | %s |\n", counts(rep.ByType))
+	fmt.Fprintf(&b, "| jailed processes after the soak, pool idle | %d (%d idle workers × 2: nsjail and its interpreter) |\n", after.Jailed, after.Idle)
+	fmt.Fprintf(&b, "| jailed processes left after the service stopped | %d |\n", leftover)
+	fmt.Fprintf(&b, "| service exit after SIGTERM | %s |\n", exitText(stopErr))
+	fmt.Fprintf(&b, "| goroutines, start → end | %.0f → %.0f |\n", before.Goroutines, after.Goroutines)
+	fmt.Fprintf(&b, "| open fds, start → end | %.0f → %.0f |\n", before.OpenFDs, after.OpenFDs)
+	fmt.Fprintf(&b, "| Go heap, start → end | %s → %s |\n", mib(before.HeapBytes), mib(after.HeapBytes))
+	fmt.Fprintf(&b, "| service RSS, start → end | %s → %s |\n", mib(before.RSSBytes), mib(after.RSSBytes))
+	fmt.Fprintf(&b, "| latency p50 / p99 / max | %.0f ms / %.0f ms / %.0f ms |\n", rep.Latency.P50, rep.Latency.P99, rep.Latency.Max)
+	for _, f := range rep.Failures {
+		fmt.Fprintf(&b, "\nFailure: %s\n", f)
+	}
+	return b.String()
+}
+
+func scenarioDescription() string {
+	sc, _ := load.Lookup("abuse")
+	return sc.Description
+}
+
+func exitText(err error) string {
+	if err == nil {
+		return "clean (status 0)"
+	}
+	return err.Error()
+}
+
+func counts(m map[string]int) string {
+	var parts []string
+	for _, k := range []string{"ok", "memory_limit", "timeout", "sandbox_error", "runtime_error", "output_limit", "overloaded"} {
+		if v, ok := m[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %d", k, v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
