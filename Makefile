@@ -20,7 +20,7 @@ VENV_REQS   ?= -r pyharness/requirements.txt -r pyharness/requirements-dev.txt
 export PYEXEC_PYTHON ?= $(PY)
 export PORT
 
-.PHONY: all setup venv build run test test-go test-py test-compose vet bench soak fuzz clean
+.PHONY: all setup venv build run test test-go test-py test-compose vet bench soak fuzz fuzz-brief clean
 
 all: build
 
@@ -65,7 +65,23 @@ test-compose:
 	docker-compose -f docker-compose.yml config -q
 	@echo "docker-compose.yml: valid"
 
-test: venv vet test-py test-compose test-go
+# Fuzz targets: the request decoder and the worker protocol codec. Their
+# seed corpora run with every `go test`; `make test` fuzzes each briefly,
+# `make fuzz` for longer.
+FUZZ_TARGETS := ./api:FuzzDecodeRequest ./jail:FuzzLineReader ./jail:FuzzDecodeReply
+FUZZTIME     ?= 60s
+
+fuzz-brief:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo ">> fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+test: venv vet test-py test-compose test-go fuzz-brief
 
 # Regenerates docs/BENCHMARKS.md and its chart: cold baseline and warm pool
 # side by side on loopback, cross-checked with wrk (from Debian).

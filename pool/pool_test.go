@@ -266,3 +266,40 @@ func TestPool_ClosedPoolRefuses(t *testing.T) {
 		assert.True(t, w.killed.Load())
 	}
 }
+
+func TestPool_QueuedRequestsAreServedInOrder(t *testing.T) {
+	gate := make(chan struct{})
+	f := &factory{make: func(w *fakeWorker) {
+		w.reusable = true // one worker serves everything, in turn
+		w.run = func(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
+			if req.ID == "first" {
+				<-gate
+			}
+			return &pyexec.Response{Result: []byte(`"` + req.ID + `"`)}, nil
+		}
+	}}
+	p := newPool(t, Config{Size: 1, Spawn: f.spawn, QueueTimeout: 5 * time.Second})
+	require.NoError(t, p.WaitReady(context.Background()))
+	go func() { _, _ = p.Execute(context.Background(), pyexec.Request{ID: "first", Timeout: time.Second}) }()
+	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Busy == 1 }, time.Second, time.Millisecond)
+
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	for i := 0; i < 5; i++ {
+		id := fmt.Sprintf("q%d", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := p.Execute(context.Background(), pyexec.Request{ID: id, Timeout: time.Second})
+			require.NoError(t, err)
+			mu.Lock()
+			order = append(order, string(resp.Result))
+			mu.Unlock()
+		}()
+		time.Sleep(20 * time.Millisecond) // arrive one after the other
+	}
+	close(gate)
+	wg.Wait()
+	assert.Equal(t, []string{`"q0"`, `"q1"`, `"q2"`, `"q3"`, `"q4"`}, order)
+}

@@ -1,0 +1,52 @@
+package api
+
+import (
+	"testing"
+	"unicode/utf8"
+
+	"github.com/pyexec/pyexec"
+)
+
+// FuzzDecodeRequest: no body, however malformed, may panic the decoder or
+// yield anything but a request or an invalid_request/validation_error.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, seed := range []string{
+		`{"script": "def main():\n    return 1"}`,
+		`{"script": "x", "timeout": 2.5}`,
+		`{"script": "x", "timeout": "5"}`,
+		`{"script": null}`,
+		`{"script": 5}`,
+		`{"timeout": 1e308, "script": ""}`,
+		`[1, 2]`,
+		`{`,
+		``,
+		`null`,
+		`{"script": "\ud800"}`,
+		`{"script": "a", "script": "b"}`,
+		`{"script": "x", "timeout": -0}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	s := &server{cfg: Config{MaxScriptBytes: 1024}}
+	s.cfg.setDefaults()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := s.decodeRequest(data)
+		if err != nil {
+			switch pyexec.ErrorCode(err) {
+			case pyexec.CodeInvalidRequest, pyexec.CodeValidation:
+			default:
+				t.Fatalf("unexpected error code for %q: %v", data, err)
+			}
+			return
+		}
+		if req.Timeout <= 0 || req.Timeout > s.cfg.MaxTimeout {
+			t.Fatalf("timeout %v out of range for %q", req.Timeout, data)
+		}
+		if len(req.Script) > s.cfg.MaxScriptBytes {
+			t.Fatalf("script over the limit accepted: %d bytes", len(req.Script))
+		}
+		if !utf8.ValidString(req.Script) {
+			t.Fatalf("decoded script is not UTF-8: %q", req.Script)
+		}
+	})
+}

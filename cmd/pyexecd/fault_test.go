@@ -1,0 +1,141 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pyexec/pyexec/internal/testenv"
+)
+
+// childrenOf lists the pids whose parent is pid.
+func childrenOf(pid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		text := string(data)
+		fields := strings.Fields(text[strings.LastIndexByte(text, ')')+2:])
+		if len(fields) > 1 {
+			if ppid, _ := strconv.Atoi(fields[1]); ppid == pid {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func alive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	text := string(data)
+	fields := strings.Fields(text[strings.LastIndexByte(text, ')')+2:])
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+func TestE2E_WorkerKilledFromOutside(t *testing.T) {
+	s := startService(t, func(c *Config) { c.PoolSize = 1 })
+	done := make(chan result, 1)
+	go func() { done <- s.run("import time\ndef main():\n    time.sleep(20)\n", 25) }()
+	require.Eventually(t, func() bool { st, _, _ := s.m.pool.Status(); return st.Busy == 1 }, 10*time.Second, 10*time.Millisecond)
+	// The service runs in this process: its nsjail processes are our
+	// children, and the jailed interpreters theirs.
+	var victims []int
+	for _, nsjail := range childrenOf(os.Getpid()) {
+		victims = append(victims, childrenOf(nsjail)...)
+	}
+	require.NotEmpty(t, victims)
+	for _, pid := range victims {
+		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	}
+	select {
+	case r := <-done:
+		assert.Equal(t, "sandbox_error", errType(r))
+	case <-time.After(15 * time.Second):
+		t.Fatal("the request did not end when its worker was killed")
+	}
+	s.healthy()
+}
+
+// TestE2E_SIGTERM runs the real binary: SIGTERM lets the request in flight
+// finish, then the service exits 0 and leaves no jailed process behind.
+func TestE2E_SIGTERM(t *testing.T) {
+	py := testenv.Python(t)
+	bin := filepath.Join(t.TempDir(), "pyexecd")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+	port, err := freeTestPort()
+	require.NoError(t, err)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "PORT="+port, "PYEXEC_HOST=127.0.0.1", "PYEXEC_PYTHON="+py,
+		"PYEXEC_POOL_SIZE=2", "PYEXEC_LOG_LEVEL=warn")
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	base := "http://127.0.0.1:" + port
+	require.Eventually(t, func() bool {
+		res, err := http.Get(base + "/health")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == 200
+	}, 60*time.Second, 50*time.Millisecond)
+
+	s := &service{t: t, base: base}
+	inflight := make(chan result, 1)
+	go func() { inflight <- s.run("import time\ndef main():\n    time.sleep(1)\n    return 'finished'\n", 10) }()
+	var workers []int
+	require.Eventually(t, func() bool {
+		workers = childrenOf(cmd.Process.Pid)
+		return len(workers) >= 2
+	}, 10*time.Second, 10*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // the script is running
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+
+	r := <-inflight
+	assert.JSONEq(t, `"finished"`, string(r.Body.Result), "the request in flight finishes")
+	select {
+	case err := <-exited:
+		assert.NoError(t, err, "exit status after SIGTERM")
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("the service did not exit after SIGTERM")
+	}
+	for _, pid := range workers {
+		assert.Eventually(t, func() bool { return !alive(pid) }, 5*time.Second, 10*time.Millisecond, "worker %d left behind", pid)
+	}
+	_, err = http.Get(base + "/health")
+	assert.Error(t, err, "nothing listens any more")
+}
+
+func freeTestPort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	return port, err
+}
