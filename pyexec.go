@@ -37,17 +37,18 @@ const (
 	CodeInternal         Code = "internal_error"
 )
 
-// ScriptCodes are the codes a sandboxed script can cause. A worker may report
-// only these; anything else it claims is treated as a sandbox failure.
-var scriptCodes = map[Code]bool{
-	CodeValidation: true, CodeRuntime: true, CodeInvalidResult: true,
-	CodeTimeout: true, CodeMemoryLimit: true, CodeOutputLimit: true,
-	CodeSandbox: true,
-}
-
 // IsScriptCode reports whether c is a code that a script's own behaviour can
-// produce (as opposed to a code about the HTTP request or the platform).
-func IsScriptCode(c Code) bool { return scriptCodes[c] }
+// produce (as opposed to a code about the HTTP request or the platform). A
+// worker may report only these; anything else it claims is treated as a
+// sandbox failure.
+func IsScriptCode(c Code) bool {
+	switch c {
+	case CodeValidation, CodeRuntime, CodeInvalidResult, CodeTimeout,
+		CodeMemoryLimit, CodeOutputLimit, CodeSandbox:
+		return true
+	}
+	return false
+}
 
 // Error is the one application error type. Message is safe to show to the
 // client; Err, when set, is the internal cause and is only logged.

@@ -4,6 +4,8 @@ package testenv
 import (
 	"os"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // Python returns the interpreter for real-jail tests (PYEXEC_PYTHON, set by
@@ -28,4 +30,17 @@ func Python(t testing.TB) string {
 		t.Skip("the real-jail tests need root")
 	}
 	return p
+}
+
+// LeakOptions are the goroutines goleak may ignore: they belong to fasthttp
+// and fiber, which start them once per process (the Date header clock, the
+// rate limiter's store) or let them notice a stop on their next tick (the
+// worker pool's cleaner).
+func LeakOptions() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		goleak.IgnoreTopFunction("github.com/gofiber/fiber/v2/internal/memory.(*Storage).gc"),
+		goleak.IgnoreTopFunction("github.com/gofiber/fiber/v2/internal/memory.New.StartTimeStampUpdater.func1.1"),
+	}
 }
