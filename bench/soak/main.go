@@ -155,10 +155,10 @@ func settle(ctx context.Context, svc *service.Service) (snapshot, error) {
 		return snapshot{}, err
 	}
 	return snapshot{
-		Goroutines: m["go_goroutines"],
-		OpenFDs:    m["process_open_fds"],
-		HeapBytes:  m["go_memstats_heap_alloc_bytes"],
-		RSSBytes:   m["process_resident_memory_bytes"],
+		Goroutines: m["pyexec_go_goroutines"],
+		OpenFDs:    m["pyexec_process_open_fds"],
+		HeapBytes:  m["pyexec_go_memstats_heap_alloc_bytes"],
+		RSSBytes:   m["pyexec_process_resident_memory_bytes"],
 		Jailed:     int(m["pyexec_jailed_processes"]),
 		Idle:       int(m[`pyexec_pool_workers{state="idle"}`]),
 	}, nil

@@ -471,7 +471,12 @@ func TestE2E_MetricsFollowTheService(t *testing.T) {
 	assert.EqualValues(t, 1, metricValue(after, `pyexec_requests_total{outcome="runtime_error",status="200"}`))
 	assert.GreaterOrEqual(t, metricValue(after, `pyexec_spawn_duration_seconds_count{result="ok"}`), spawned+2)
 	assert.GreaterOrEqual(t, metricValue(after, `pyexec_pool_workers{state="idle"}`), 0.0)
-	assert.Contains(t, after, "go_goroutines")
+	assert.Contains(t, after, "pyexec_go_goroutines")
+	for _, line := range strings.Split(after, "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") {
+			assert.True(t, strings.HasPrefix(line, "pyexec_"), "metric not named pyexec_*: %s", line)
+		}
+	}
 }
 
 func TestE2E_ShutdownFinishesInFlightAndLeavesNothing(t *testing.T) {

@@ -102,7 +102,11 @@ func (m *Main) Run(ctx context.Context) error {
 	m.spawner = sp
 	logCapabilities(m.Log, sp.Capabilities())
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	// The Go runtime's and the process's own metrics, prefixed so that
+	// every metric the service exports is named pyexec_*.
+	prometheus.WrapRegistererWithPrefix("pyexec_", reg).MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pyexec_jailed_processes",
 			Help: "Processes in the workers' cgroups (nsjail and what it runs); -1 without cgroups.",
