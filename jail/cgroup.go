@@ -350,14 +350,17 @@ func (w *workerCgroup) killAll() {
 }
 
 // oomKilled reports whether the kernel's OOM killer fired in this cgroup.
-func (w *workerCgroup) oomKilled() bool {
+func (w *workerCgroup) oomKilled() bool { return w.oomKills() > 0 }
+
+// oomKills counts the OOM kills in this cgroup so far.
+func (w *workerCgroup) oomKills() int64 {
 	switch w.mode {
 	case CgroupV1:
-		return counter(filepath.Join(w.dirs[0], "memory.oom_control"), "oom_kill") > 0
+		return counter(filepath.Join(w.dirs[0], "memory.oom_control"), "oom_kill")
 	case CgroupV2:
-		return counter(filepath.Join(w.dirs[0], "memory.events"), "oom_kill") > 0
+		return counter(filepath.Join(w.dirs[0], "memory.events"), "oom_kill")
 	}
-	return false
+	return 0
 }
 
 // counter reads "name value" from a flat-keyed cgroup file.

@@ -23,6 +23,8 @@ type readyMsg struct {
 	Python   string `json:"python"`
 	Numpy    string `json:"numpy"`
 	Pandas   string `json:"pandas"`
+	Zygote   bool   `json:"zygote"`
+	Runs     int    `json:"runs"`
 }
 
 // requestLimits travel with each request so the harness applies the same
@@ -59,6 +61,11 @@ type replyMsg struct {
 	Error           *replyError     `json:"error"`
 	UserCodeRan     bool            `json:"user_code_ran"`
 	DurationMS      float64         `json:"duration_ms"`
+	// Fork isolation: the zygote's report of a child that ended without
+	// answering, with how it ended.
+	ChildDied bool `json:"child_died"`
+	Signal    int  `json:"signal"`
+	ExitCode  int  `json:"exit_code"`
 }
 
 // lineReader reads newline-terminated lines of at most max bytes.
@@ -141,7 +148,7 @@ func decodeReply(line []byte, id string) (*replyMsg, error) {
 	if m.ID != id {
 		return nil, fmt.Errorf("decode reply: answers request %q, want %q", m.ID, id)
 	}
-	if m.Error == nil && len(m.Result) == 0 {
+	if m.Error == nil && len(m.Result) == 0 && !m.ChildDied {
 		return nil, errors.New("decode reply: neither result nor error")
 	}
 	return &m, nil

@@ -62,7 +62,19 @@ type Config struct {
 	// MaxLifetime is nsjail's own time limit for a worker, a backstop behind
 	// the pool's recycling (default 1h).
 	MaxLifetime time.Duration
+	// Isolation is IsolationStrict (default: one interpreter per script)
+	// or IsolationFork (a zygote per jail, a fresh forked child per script).
+	Isolation string
+	// MaxRuns recycles a fork-isolation jail after this many scripts
+	// (default 100).
+	MaxRuns int
 }
+
+// Isolation modes.
+const (
+	IsolationStrict = "strict"
+	IsolationFork   = "fork"
+)
 
 func (c *Config) setDefaults() {
 	if c.MemoryMB == 0 {
@@ -97,6 +109,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxLifetime == 0 {
 		c.MaxLifetime = time.Hour
+	}
+	if c.Isolation == "" {
+		c.Isolation = IsolationStrict
+	}
+	if c.MaxRuns == 0 {
+		c.MaxRuns = 100
 	}
 }
 
@@ -149,6 +167,9 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 	if cfg.Validation != "standard" && cfg.Validation != "minimal" {
 		return nil, fmt.Errorf("new spawner: unknown validation policy %q", cfg.Validation)
 	}
+	if cfg.Isolation != IsolationStrict && cfg.Isolation != IsolationFork {
+		return nil, fmt.Errorf("new spawner: unknown isolation %q", cfg.Isolation)
+	}
 	python, err := filepath.Abs(cfg.PythonPath)
 	if err != nil {
 		return nil, fmt.Errorf("new spawner: %w", err)
@@ -195,6 +216,9 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 		"OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
 		"NUMEXPR_NUM_THREADS=1", "VECLIB_MAXIMUM_THREADS=1",
 		"PYEXEC_MAX_LINE=" + strconv.Itoa(cfg.maxRequestLine()),
+	}
+	if cfg.Isolation == IsolationFork {
+		s.env = append(s.env, "PYEXEC_ROLE=zygote", "PYEXEC_MAX_REPLY="+strconv.Itoa(cfg.maxReplyLine()))
 	}
 	// Hosts whose CPU needs an OpenBLAS kernel override set these; they
 	// carry no secrets, so they are the only variables passed through.
@@ -364,6 +388,11 @@ func (s *Spawner) buildArgs(binds []string, links [][2]string) []string {
 		"--rlimit_fsize", strconv.Itoa(c.TmpfsMB),
 		"--rlimit_nofile", "256",
 		"--rlimit_core", "0",
+	}
+	if c.Isolation == IsolationFork {
+		// A fork jail spawns rarely; its children run scripts and must
+		// not start at a low priority.
+		a = append(a, "--nice_level", "0")
 	}
 	if s.cg.mode == CgroupNone {
 		a = append(a, "--rlimit_nproc", strconv.Itoa(c.PidsMax))

@@ -54,6 +54,12 @@ type Worker struct {
 	reusable bool
 	used     bool
 	killOnce sync.Once
+
+	// Fork isolation: scripts run so far, and whether the zygote's next
+	// ready line (the jail restored) is still to be read.
+	fork      bool
+	runs      int
+	needReady bool
 }
 
 // Spawn starts one worker and waits for its ready line, at most
@@ -69,6 +75,7 @@ func (s *Spawner) Spawn(ctx context.Context) (*Worker, error) {
 		id: id, log: s.log.With(zap.String("worker", id)), cg: cg, cfg: &s.cfg,
 		lines: make(chan lineResult, 1), done: make(chan struct{}), stop: make(chan struct{}),
 		stderr: &tailBuffer{max: 8 << 10},
+		fork:   s.cfg.Isolation == IsolationFork,
 	}
 	if err := w.start(s); err != nil {
 		cg.remove()
@@ -208,9 +215,16 @@ func (w *Worker) Reusable() bool { return w.reusable }
 // the worker is killed and ctx's error returned.
 func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
 	if w.used && !w.reusable {
-		panic("jail: Run on a worker that already ran user code")
+		panic("jail: Run on a worker that is not reusable")
 	}
 	w.used, w.reusable = true, false
+	if w.needReady {
+		if err := w.awaitReady(ctx, 10*time.Second); err != nil {
+			w.Kill()
+			return nil, fmt.Errorf("run: %w: %w", ErrWorkerGone, err)
+		}
+	}
+	oomBefore := w.cg.oomKills()
 	msg := requestMsg{
 		ID: req.ID, Script: req.Script, TimeoutMS: req.Timeout.Milliseconds(),
 		Limits: requestLimits{
@@ -250,7 +264,7 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 			}
 			writeErr = nil
 		case lr, ok := <-w.lines:
-			resp := w.reply(lr, ok, req.ID)
+			resp := w.reply(lr, ok, req.ID, oomBefore)
 			resp.Duration = time.Since(start)
 			return resp, nil
 		case <-timer.C:
@@ -266,8 +280,30 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	}
 }
 
+// awaitReady reads the zygote's ready line, sent once it has restored the
+// jail after the previous script.
+func (w *Worker) awaitReady(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case lr, ok := <-w.lines:
+		if !ok || lr.err != nil {
+			return fmt.Errorf("no ready line: %v", lr.err)
+		}
+		if _, err := decodeReady(lr.line); err != nil {
+			return err
+		}
+		w.needReady = false
+		return nil
+	case <-t.C:
+		return fmt.Errorf("jail not restored within %v", d)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // reply turns what the reader delivered into a response.
-func (w *Worker) reply(lr lineResult, ok bool, id string) *pyexec.Response {
+func (w *Worker) reply(lr lineResult, ok bool, id string, oomBefore int64) *pyexec.Response {
 	if !ok || lr.err != nil {
 		if errors.Is(lr.err, ErrLineTooLong) {
 			w.Kill()
@@ -282,6 +318,11 @@ func (w *Worker) reply(lr lineResult, ok bool, id string) *pyexec.Response {
 		w.log.Warn("garbled reply", zap.Error(err))
 		w.Kill()
 		return &pyexec.Response{Error: pyexec.Errorf(pyexec.CodeSandbox, "the sandbox sent an invalid reply")}
+	}
+	if m.ChildDied {
+		// Fork isolation: the script's process ended without answering.
+		// The jail is replaced after any such end.
+		return &pyexec.Response{Error: w.childDeathError(m, oomBefore)}
 	}
 	resp := &pyexec.Response{
 		Stdout: m.Stdout, Stderr: m.Stderr,
@@ -299,8 +340,41 @@ func (w *Worker) reply(lr lineResult, ok bool, id string) *pyexec.Response {
 	} else {
 		resp.Result = m.Result
 	}
-	w.reusable = !m.UserCodeRan && m.Error != nil && pyexec.Code(m.Error.Type) == pyexec.CodeValidation
+	if w.fork {
+		w.runs++
+		w.needReady = true
+		w.reusable = w.runs < w.cfg.MaxRuns && (resp.Error == nil || recoverable(resp.Error.Code))
+	} else {
+		w.reusable = !m.UserCodeRan && m.Error != nil && pyexec.Code(m.Error.Type) == pyexec.CodeValidation
+	}
 	return resp
+}
+
+// recoverable outcomes leave a fork jail fit for the next script; after
+// the others (a timeout, a memory limit, a crash) the jail is replaced.
+func recoverable(c pyexec.Code) bool {
+	switch c {
+	case pyexec.CodeValidation, pyexec.CodeRuntime, pyexec.CodeInvalidResult, pyexec.CodeOutputLimit:
+		return true
+	}
+	return false
+}
+
+// childDeathError explains a forked child that ended without answering.
+func (w *Worker) childDeathError(m *replyMsg, oomBefore int64) *pyexec.Error {
+	if w.cg.oomKills() > oomBefore {
+		return pyexec.Errorf(pyexec.CodeMemoryLimit, "script exceeded the memory limit (%d MB)", w.cfg.MemoryMB)
+	}
+	switch {
+	case syscall.Signal(m.Signal) == syscall.SIGXCPU:
+		return pyexec.Errorf(pyexec.CodeTimeout, "script exceeded its CPU time limit")
+	case m.Signal == int(syscall.SIGKILL) && w.cg.mode == CgroupNone:
+		return pyexec.Errorf(pyexec.CodeSandbox, "the sandboxed process was killed (possibly out of memory)")
+	case m.Signal != 0:
+		return pyexec.Errorf(pyexec.CodeSandbox, "the sandboxed process died of signal %d (%v)", m.Signal, syscall.Signal(m.Signal))
+	default:
+		return pyexec.Errorf(pyexec.CodeSandbox, "the sandboxed process exited before answering (exit status %d)", m.ExitCode)
+	}
 }
 
 // deathError explains a worker that ended without replying.

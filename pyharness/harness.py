@@ -29,6 +29,7 @@ import linecache
 import math
 import os
 import resource
+import signal
 import sys
 import threading
 import time
@@ -372,18 +373,23 @@ class Channel:
     """The private protocol descriptors."""
 
     def __init__(self, in_fd, out_fd, max_line=DEFAULT_MAX_LINE):
-        self.reader = os.fdopen(in_fd, "rb", buffering=1 << 16)
+        self.reader = os.fdopen(in_fd, "rb", buffering=1 << 16) if in_fd is not None else None
         self.out_fd = out_fd
         self.max_line = max_line
 
-    def read(self):
-        """The next request object, or None at end of input."""
+    def read_line(self):
+        """The next raw request line, or None at end of input."""
         line = self.reader.readline(self.max_line + 1)
         if not line:
             return None
         if len(line) > self.max_line:
             raise ValueError("request line over %d bytes" % self.max_line)
-        return json.loads(line)
+        return line
+
+    def read(self):
+        """The next request object, or None at end of input."""
+        line = self.read_line()
+        return None if line is None else json.loads(line)
 
     def write(self, obj, raw_result=None):
         """Send one reply line. raw_result, when given, is the result's
@@ -394,11 +400,14 @@ class Channel:
         if raw_result is not None or "result" in obj:
             head = '{"result": %s' % (raw_result if raw_result is not None else "null")
             text = head + (", " + text[1:] if rest else "}")
-        data = (text + "\n").encode("ascii")
-        view = memoryview(data)
-        while view:
-            n = os.write(self.out_fd, view)
-            view = view[n:]
+        write_all(self.out_fd, (text + "\n").encode("ascii"))
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
 
 
 def warm_up(devnull):
@@ -410,38 +419,226 @@ def warm_up(devnull):
     linecache.cache.pop(SCRIPT_NAME, None)
 
 
+def handle(req, channel, devnull, captures, policy_default="standard"):
+    """Validate and run one request, answering on channel. Returns whether
+    user code ran (a request that fails validation ran none)."""
+    started = time.monotonic()
+    req_id = req.get("id")
+    limits = req.get("limits") or {}
+    source = req.get("script")
+    policy = limits.get("validation") or policy_default
+    try:
+        tree = validate(source, policy, limits.get("max_script_bytes"))
+    except ValidationError as exc:
+        channel.write({
+            "result": None, "id": req_id, "stdout": "", "stderr": "",
+            "error": {"type": "validation_error", "message": str(exc)},
+            "user_code_ran": False,
+            "duration_ms": (time.monotonic() - started) * 1000.0,
+        })
+        return False
+    limits = dict(limits, timeout_ms=req.get("timeout_ms"))
+    reply = run_script(tree, source, limits, devnull, captures)
+    raw = reply.pop("_result_text", None)
+    reply.update({
+        "id": req_id,
+        "user_code_ran": True,
+        "duration_ms": (time.monotonic() - started) * 1000.0,
+    })
+    channel.write(reply, raw_result=raw)
+    return True
+
+
 def serve(channel, devnull, policy_default="standard"):
-    """Answer requests until one has run user code or input ends."""
+    """Strict isolation: answer requests until one has run user code or
+    input ends."""
     captures = (Capture(1, 1 << 20), Capture(2, 1 << 20))
     while True:
         req = channel.read()
         if req is None:
             return
-        started = time.monotonic()
-        req_id = req.get("id")
-        limits = req.get("limits") or {}
-        source = req.get("script")
-        policy = limits.get("validation") or policy_default
+        if handle(req, channel, devnull, captures, policy_default):
+            return
+
+
+# ---------------------------------------------------------------------------
+# Fork isolation
+
+
+PR_SET_DUMPABLE = 4
+IPC_RMID = 0
+MAX_TMP_ENTRIES = 100000
+
+
+class Zygote:
+    """Fork isolation: one jail serves many scripts, each in a child forked
+    from this pre-imported process and used once.
+
+    The zygote is pid 1 of the jail's pid namespace. The next child is
+    forked ahead of its request and waits on a private pipe; it never holds
+    the protocol descriptors and answers through another pipe, which the
+    zygote forwards. After every run the zygote restores a pristine jail:
+    every other process in the namespace is killed, /tmp is emptied and
+    System V IPC objects are removed. A child's environment, cwd, signal
+    handlers, rlimits and modules die with it."""
+
+    def __init__(self, channel, devnull, max_reply):
+        import ctypes
+        if os.getpid() != 1:
+            # kill(-1) is only confined to the jail when we are its init.
+            raise SystemExit("pyexec harness: the zygote must be pid 1 of its own pid namespace")
+        self.channel = channel
+        self.devnull = devnull
+        self.max_reply = max_reply
+        self.runs = 0
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        # Children cannot ptrace or read the zygote's memory, and as the
+        # namespace's init it ignores signals it has no handler for.
+        self.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def prefork(self):
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(req_w)
+                os.close(rep_r)
+                self._child(req_r, rep_w)
+            finally:
+                os._exit(0)
+        os.close(req_r)
+        os.close(rep_w)
+        return pid, req_w, rep_r
+
+    def _child(self, req_r, rep_w):
+        # The protocol belongs to the zygote.
+        self.channel.reader.close()
+        os.close(self.channel.out_fd)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Every child would otherwise replay the zygote's random sequence.
+        import random
+        random.seed()
+        numpy = sys.modules.get("numpy")
+        if numpy is not None:
+            numpy.random.seed()
         try:
-            tree = validate(source, policy, limits.get("max_script_bytes"))
-        except ValidationError as exc:
-            channel.write({
-                "result": None, "id": req_id, "stdout": "", "stderr": "",
-                "error": {"type": "validation_error", "message": str(exc)},
-                "user_code_ran": False,
-                "duration_ms": (time.monotonic() - started) * 1000.0,
-            })
-            continue
-        limits = dict(limits, timeout_ms=req.get("timeout_ms"))
-        reply = run_script(tree, source, limits, devnull, captures)
-        raw = reply.pop("_result_text", None)
-        reply.update({
-            "id": req_id,
-            "user_code_ran": True,
-            "duration_ms": (time.monotonic() - started) * 1000.0,
-        })
-        channel.write(reply, raw_result=raw)
-        return
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")  # under memory pressure, the child goes first
+        except OSError:
+            pass
+        captures = (Capture(1, 1 << 20), Capture(2, 1 << 20))
+        with os.fdopen(req_r, "rb") as f:
+            line = f.readline(self.channel.max_line + 1)
+        if not line:
+            return
+        out = Channel(None, rep_w, self.channel.max_line)
+        handle(json.loads(line), out, self.devnull, captures)
+
+    def _read_reply(self, fd):
+        """One reply line from the child, at most max_reply bytes, or None
+        if the child ended without one."""
+        buf = bytearray()
+        while len(buf) <= self.max_reply:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            buf += chunk
+            end = buf.find(b"\n")
+            if end >= 0:
+                return bytes(buf[:end + 1])
+        return None
+
+    def _reset(self, child):
+        """Kill every other process in the namespace, reap them, empty /tmp
+        and remove IPC objects. Returns the child's wait status."""
+        status = None
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while True:
+            try:
+                pid, st = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            if pid == child:
+                status = st
+        self._wipe("/tmp")
+        self._remove_ipc()
+        return status
+
+    def _wipe(self, top):
+        """Empty top. Modes the child set (a directory without x, say) are
+        opened up first; a tree too large to clear ends the zygote, and the
+        service replaces the whole jail."""
+        removed = 0
+        for root, dirs, files in os.walk(top):
+            for name in dirs:
+                try:
+                    os.chmod(os.path.join(root, name), 0o700, follow_symlinks=False)
+                except (OSError, NotImplementedError):
+                    pass
+        for root, dirs, files in os.walk(top, topdown=False):
+            for name in files + dirs:
+                path = os.path.join(root, name)
+                try:
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        os.rmdir(path)
+                    else:
+                        os.unlink(path)
+                except OSError:
+                    pass
+                removed += 1
+                if removed > MAX_TMP_ENTRIES:
+                    raise RuntimeError("too much left in %s" % top)
+        if os.listdir(top):
+            raise RuntimeError("cannot empty %s" % top)
+
+    def _remove_ipc(self):
+        for kind, remove in (
+            ("shm", lambda i: self.libc.shmctl(i, IPC_RMID, None)),
+            ("sem", lambda i: self.libc.semctl(i, 0, IPC_RMID)),
+            ("msg", lambda i: self.libc.msgctl(i, IPC_RMID, None)),
+        ):
+            try:
+                with open("/proc/sysvipc/" + kind) as f:
+                    next(f)
+                    ids = [int(line.split()[1]) for line in f if line.strip()]
+            except (OSError, StopIteration, ValueError, IndexError):
+                continue
+            for ipc_id in ids:
+                remove(ipc_id)
+
+    def serve(self, versions):
+        first = True
+        while True:
+            child, req_w, rep_r = self.prefork()
+            ready = {"ready": True, "protocol": PROTOCOL, "pid": os.getpid(),
+                     "runs": self.runs, "zygote": True}
+            if first:
+                ready.update(versions)
+                first = False
+            self.channel.write(ready)
+            line = self.channel.read_line()
+            if line is None:
+                return
+            write_all(req_w, line)
+            os.close(req_w)
+            reply = self._read_reply(rep_r)
+            os.close(rep_r)
+            if reply is not None:
+                write_all(self.channel.out_fd, reply)
+            status = self._reset(child)
+            if reply is None:
+                died = {"id": json.loads(line).get("id"), "child_died": True, "signal": 0, "exit_code": 0}
+                if status is not None and os.WIFSIGNALED(status):
+                    died["signal"] = os.WTERMSIG(status)
+                elif status is not None and os.WIFEXITED(status):
+                    died["exit_code"] = os.WEXITSTATUS(status)
+                self.channel.write(died)
+            self.runs += 1
 
 
 def main():
@@ -464,9 +661,18 @@ def main():
             sys.stderr.flush()
             sys.exit(3)
 
+    # The warm-up leaves fd 2 on /dev/null; the harness's own errors must
+    # still reach the service's log of the worker.
+    err_fd = os.dup(2)
     warm_up(devnull)
+    os.dup2(err_fd, 2)
+    os.close(err_fd)
     max_line = int(os.environ.get("PYEXEC_MAX_LINE", DEFAULT_MAX_LINE))
     channel = Channel(in_fd, out_fd, max_line)
+    if os.environ.get("PYEXEC_ROLE") == "zygote":
+        max_reply = int(os.environ.get("PYEXEC_MAX_REPLY", 16 * DEFAULT_MAX_LINE))
+        Zygote(channel, devnull, max_reply).serve(versions)
+        os._exit(0)
     channel.write(dict({"ready": True, "protocol": PROTOCOL, "pid": os.getpid()}, **versions))
     serve(channel, devnull)
     # Leave at once: lingering threads or atexit hooks of the script must not

@@ -81,23 +81,29 @@ func run() error {
 	if res.spawnRate, res.spawnCPUConc, err = spawnOnly(ctx, python, 8, s.thrDur); err != nil {
 		return err
 	}
-	for _, mode := range []string{"cold", "warm"} {
+	res.footprints = map[string]footprint{}
+	for _, mode := range []string{"cold", "warm", "fork"} {
 		fmt.Fprintf(os.Stderr, "== %s mode\n", mode)
 		env := []string{}
-		if mode == "cold" {
+		switch mode {
+		case "cold":
 			env = append(env, "PYEXEC_POOL_SIZE=0")
+		case "fork":
+			env = append(env, "PYEXEC_ISOLATION=fork")
 		}
 		svc, err := service.Start(s.bin, s.python, env)
 		if err != nil {
 			return err
 		}
 		res.runs[mode] = map[string]*load.Report{}
-		if mode == "warm" {
-			res.poolSize, res.idle, err = idleFootprint(ctx, svc)
+		if mode != "cold" {
+			var fp footprint
+			res.poolSize, fp, err = idleFootprint(ctx, svc)
 			if err != nil {
 				svc.Stop()
 				return err
 			}
+			res.footprints[mode] = fp
 		}
 		for _, p := range plans {
 			opt := load.Options{URL: svc.URL, Progress: os.Stderr}
@@ -152,6 +158,7 @@ type footprint struct {
 	Workers   int
 	HarnessKB int // mean RSS of one jailed interpreter
 	NsjailKB  int // mean RSS of one nsjail supervisor
+	ChildKB   int // total RSS of pre-forked children (fork isolation)
 	ServiceKB int
 }
 
@@ -177,10 +184,15 @@ func idleFootprint(ctx context.Context, s *service.Service) (int, footprint, err
 	for pid, p := range procs {
 		if p.ppid == root && strings.Contains(p.name, "nsjail") {
 			nsjail = append(nsjail, p.rssKB)
-			for cpid, c := range procs {
-				if c.ppid == pid {
-					harness = append(harness, c.rssKB)
-					_ = cpid
+			for hpid, h := range procs {
+				if h.ppid != pid {
+					continue
+				}
+				harness = append(harness, h.rssKB)
+				for _, c := range procs {
+					if c.ppid == hpid {
+						fp.ChildKB += c.rssKB
+					}
 				}
 			}
 		}

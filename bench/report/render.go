@@ -11,12 +11,13 @@ import (
 
 // results is everything the report shows.
 type results struct {
-	facts     map[string]string
-	settings  settings
-	runs      map[string]map[string]*load.Report // mode -> kind/scenario -> report
-	spawnCPU  float64                            // CPU seconds per cold request
-	spawnWall float64                            // seconds, p50 of a cold request
-	poolSize  int
+	facts      map[string]string
+	settings   settings
+	runs       map[string]map[string]*load.Report // mode -> kind/scenario -> report
+	spawnCPU   float64                            // CPU seconds per cold request
+	spawnWall  float64                            // seconds, p50 of a cold request
+	poolSize   int
+	footprints map[string]footprint
 	// spawnRate is workers spawned per second, 8 at a time, through package
 	// jail alone; spawnCPUConc their busy CPU-seconds each.
 	spawnRate    float64
@@ -84,29 +85,32 @@ func verdict(ok bool) string {
 	return "**missed**"
 }
 
-// table renders one scenario's cold and warm runs side by side.
-func table(b *strings.Builder, cold, warm *load.Report) {
-	fmt.Fprintln(b, "| | cold (pool 0) | warm (default pool) | warm vs cold |")
-	fmt.Fprintln(b, "|---|---|---|---|")
-	row := func(name, c, w, rt string) { fmt.Fprintf(b, "| %s | %s | %s | %s |\n", name, c, w, rt) }
-	row("requests", fmt.Sprint(cold.Requests), fmt.Sprint(warm.Requests), "")
-	row("throughput", fmt.Sprintf("%.1f req/s", cold.Throughput), fmt.Sprintf("%.1f req/s", warm.Throughput),
-		ratio(warm.Throughput, cold.Throughput)+" more")
-	for _, q := range []struct {
-		name string
-		c, w float64
-	}{
-		{"p50", cold.Latency.P50, warm.Latency.P50},
-		{"p90", cold.Latency.P90, warm.Latency.P90},
-		{"p99", cold.Latency.P99, warm.Latency.P99},
-		{"max", cold.Latency.Max, warm.Latency.Max},
-	} {
-		row(q.name, ms(q.c), ms(q.w), ratio(q.c, q.w)+" lower")
+// table renders one scenario's runs side by side: the cold baseline, the
+// warm pool in strict isolation and in fork isolation.
+func table(b *strings.Builder, cold, warm, fork *load.Report) {
+	fmt.Fprintln(b, "| | cold (pool 0) | strict (warm pool) | fork (warm pool) | strict vs cold | fork vs strict |")
+	fmt.Fprintln(b, "|---|---|---|---|---|---|")
+	row := func(name, c, w, f, r1, r2 string) {
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", name, c, w, f, r1, r2)
 	}
-	row("answers checked", fmt.Sprintf("%d right, %d wrong", cold.Right, cold.Wrong),
-		fmt.Sprintf("%d right, %d wrong", warm.Right, warm.Wrong), "")
-	row("outcomes", counts(cold.ByType), counts(warm.ByType), "")
-	row("HTTP statuses", counts(cold.ByStatus), counts(warm.ByStatus), "")
+	row("requests", fmt.Sprint(cold.Requests), fmt.Sprint(warm.Requests), fmt.Sprint(fork.Requests), "", "")
+	row("throughput", fmt.Sprintf("%.1f req/s", cold.Throughput), fmt.Sprintf("%.1f req/s", warm.Throughput),
+		fmt.Sprintf("%.1f req/s", fork.Throughput), ratio(warm.Throughput, cold.Throughput)+" more", ratio(fork.Throughput, warm.Throughput)+" more")
+	for _, q := range []struct {
+		name    string
+		c, w, f float64
+	}{
+		{"p50", cold.Latency.P50, warm.Latency.P50, fork.Latency.P50},
+		{"p90", cold.Latency.P90, warm.Latency.P90, fork.Latency.P90},
+		{"p99", cold.Latency.P99, warm.Latency.P99, fork.Latency.P99},
+		{"max", cold.Latency.Max, warm.Latency.Max, fork.Latency.Max},
+	} {
+		row(q.name, ms(q.c), ms(q.w), ms(q.f), ratio(q.c, q.w)+" lower", ratio(q.w, q.f)+" lower")
+	}
+	checked := func(r *load.Report) string { return fmt.Sprintf("%d right, %d wrong", r.Right, r.Wrong) }
+	row("answers checked", checked(cold), checked(warm), checked(fork), "", "")
+	row("outcomes", counts(cold.ByType), counts(warm.ByType), counts(fork.ByType), "", "")
+	row("HTTP statuses", counts(cold.ByStatus), counts(warm.ByStatus), counts(fork.ByStatus), "", "")
 }
 
 func renderReport(r *results) string {
@@ -176,15 +180,46 @@ func renderReport(r *results) string {
 		fmt.Fprintf(&b, "  **%.1f workers/s** at %.2f CPU-seconds each. Spawns contend for caches and kernel locks, so one costs\n", r.spawnRate, r.spawnCPUConc)
 		fmt.Fprintf(&b, "  more CPU under concurrency than alone, and part of its wall time is spent waiting in the kernel.\n")
 	}
-	fmt.Fprintf(&b, "- Idle warm pool of %d workers: each jailed interpreter (numpy and pandas imported) holds **%.0f MiB** RSS,\n", r.poolSize, float64(r.idle.HarnessKB)/1024)
-	fmt.Fprintf(&b, "  its nsjail supervisor %.1f MiB; the service itself %.0f MiB.\n\n", float64(r.idle.NsjailKB)/1024, float64(r.idle.ServiceKB)/1024)
+	for _, mode := range []string{"warm", "fork"} {
+		fp, ok := r.footprints[mode]
+		if !ok {
+			continue
+		}
+		name := map[string]string{"warm": "strict", "fork": "fork"}[mode]
+		whole := float64(fp.Workers*(fp.HarnessKB+fp.NsjailKB)+fp.ChildKB) / 1024
+		fmt.Fprintf(&b, "- Idle pool, %s isolation, %d workers: each jailed interpreter (numpy and pandas imported) holds **%.0f MiB** RSS,\n", name, fp.Workers, float64(fp.HarnessKB)/1024)
+		fmt.Fprintf(&b, "  its nsjail supervisor %.1f MiB", float64(fp.NsjailKB)/1024)
+		if fp.ChildKB > 0 {
+			fmt.Fprintf(&b, ", the pre-forked children %.0f MiB in all (mostly pages shared with their zygote)", float64(fp.ChildKB)/1024)
+		}
+		fmt.Fprintf(&b, "; the whole pool %.0f MiB (RSS counts shared pages once per process), the service %.0f MiB.\n", whole, float64(fp.ServiceKB)/1024)
+	}
+	b.WriteString("\n")
+
+	if fork := r.get("fork", "throughput/hello"); fork != nil && warmThr != nil {
+		forkPandas := r.get("fork", "throughput/pandas")
+		forkLat := r.get("fork", "latency/hello")
+		b.WriteString("### Fork isolation\n\n| target | measured | |\n|---|---|---|\n")
+		fmt.Fprintf(&b, "| `hello` at 8 clients ≥ 150 req/s | %.1f req/s | %s |\n", fork.Throughput, verdict(fork.Throughput >= 150))
+		fmt.Fprintf(&b, "| `hello` at 8 clients p99 ≤ 25 ms | %s | %s |\n", ms(fork.Latency.P99), verdict(fork.Latency.P99 <= 25))
+		if forkPandas != nil {
+			fmt.Fprintf(&b, "| `pandas` at 8 clients ≥ 100 req/s | %.1f req/s | %s |\n", forkPandas.Throughput, verdict(forkPandas.Throughput >= 100))
+			fmt.Fprintf(&b, "| `pandas` at 8 clients p99 ≤ 25 ms | %s | %s |\n", ms(forkPandas.Latency.P99), verdict(forkPandas.Latency.P99 <= 25))
+		}
+		share := fork.Throughput / warmThr.Throughput
+		fmt.Fprintf(&b, "| `hello` sustained ≥ 30× strict | %.0f× | %s |\n", share, verdict(share >= 30))
+		if forkLat != nil && warmHello != nil {
+			fmt.Fprintf(&b, "| `hello` p50 at one client no worse than strict | %s vs %s | %s |\n", ms(forkLat.Latency.P50), ms(warmHello.Latency.P50), verdict(forkLat.Latency.P50 <= warmHello.Latency.P50*1.1))
+		}
+		b.WriteString("\n")
+	}
 
 	b.WriteString("![latency, cold vs warm](bench-latency.svg)\n\n")
 
 	for _, sc := range load.Names() {
 		for _, kind := range []string{"latency", "throughput"} {
-			cold, warm := r.get("cold", kind+"/"+sc), r.get("warm", kind+"/"+sc)
-			if cold == nil || warm == nil {
+			cold, warm, fork := r.get("cold", kind+"/"+sc), r.get("warm", kind+"/"+sc), r.get("fork", kind+"/"+sc)
+			if cold == nil || warm == nil || fork == nil {
 				continue
 			}
 			desc, _ := load.Lookup(sc)
@@ -193,7 +228,7 @@ func renderReport(r *results) string {
 				title = "8 clients, sustained"
 			}
 			fmt.Fprintf(&b, "## `%s`, %s\n\n%s.\n\n", sc, title, desc.Description)
-			table(&b, cold, warm)
+			table(&b, cold, warm, fork)
 			b.WriteString("\n")
 		}
 	}
@@ -237,22 +272,22 @@ func renderChart(r *results) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, h)
-	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="14" font-weight="bold">Latency of one client, cold vs warm (bar p50, whisker p99, log scale)</text>`+"\n", left)
+	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="14" font-weight="bold">Latency of one client: cold, strict and fork (bar p50, whisker p99, log scale)</text>`+"\n", left)
 	for _, t := range []float64{1, 10, 100, 1000} {
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", left, w-right, y(t), y(t))
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, y(t)+4, ms(t))
 	}
 	group := float64(w-left-right) / float64(len(scs))
-	colors := map[string]string{"cold": "#c0504d", "warm": "#4f81bd"}
+	colors := map[string]string{"cold": "#c0504d", "warm": "#4f81bd", "fork": "#9bbb59"}
 	for i, sc := range scs {
 		x0 := float64(left) + group*float64(i)
-		for j, mode := range []string{"cold", "warm"} {
+		for j, mode := range []string{"cold", "warm", "fork"} {
 			rep := r.get(mode, "latency/"+sc)
 			if rep == nil {
 				continue
 			}
-			bx := x0 + group*0.2 + float64(j)*group*0.3
-			bw := group * 0.25
+			bx := x0 + group*0.1 + float64(j)*group*0.27
+			bw := group * 0.22
 			yt := y(rep.Latency.P50)
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", bx, yt, bw, float64(h-bottom)-yt, colors[mode])
 			cx := bx + bw/2
@@ -263,7 +298,8 @@ func renderChart(r *results) string {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x0+group/2, h-bottom+18, sc)
 	}
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">cold (pool 0)</text>`+"\n", left, h-22, colors["cold"], left+18, h-12)
-	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">warm (default pool)</text>`+"\n", left+140, h-22, colors["warm"], left+158, h-12)
+	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">strict (warm pool)</text>`+"\n", left+140, h-22, colors["warm"], left+158, h-12)
+	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">fork (warm pool)</text>`+"\n", left+290, h-22, colors["fork"], left+308, h-12)
 	b.WriteString("</svg>\n")
 	return b.String()
 }

@@ -39,6 +39,7 @@ type snapshot struct {
 }
 
 type attackRow struct {
+	Mode    string `json:"mode"`
 	Name    string `json:"name"`
 	Outcome string `json:"outcome"`
 	Got     string `json:"got"`
@@ -130,13 +131,18 @@ func runAttacks(python string) ([]attackRow, error) {
 	cmd.Env = append(os.Environ(), "PYEXEC_PYTHON="+abs, "PYEXEC_ATTACK_REPORT="+tmp.Name(), "CI=true")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	testErr := cmd.Run()
-	data, err := os.ReadFile(tmp.Name())
-	if err != nil || len(data) == 0 {
-		return nil, fmt.Errorf("adversarial suite wrote no report (%v)", testErr)
-	}
 	var rows []attackRow
-	if err := json.Unmarshal(data, &rows); err != nil {
-		return nil, err
+	for _, mode := range []string{"strict", "fork"} {
+		data, err := os.ReadFile(tmp.Name() + "." + mode)
+		if err != nil || len(data) == 0 {
+			return nil, fmt.Errorf("adversarial suite wrote no report for %s (%v)", mode, testErr)
+		}
+		os.Remove(tmp.Name() + "." + mode)
+		var part []attackRow
+		if err := json.Unmarshal(data, &part); err != nil {
+			return nil, err
+		}
+		rows = append(rows, part...)
 	}
 	if testErr != nil {
 		return rows, fmt.Errorf("adversarial suite failed: %w", testErr)
@@ -199,13 +205,27 @@ func render(attacks []attackRow, rep *load.Report, before, after snapshot, crash
 	b.WriteString("Each attack runs as a script; \"got\" is what the attacker obtained, \"outcome\" the error type the\n")
 	b.WriteString("service answered with. After every attack a normal request must succeed, and at the end no jailed\n")
 	b.WriteString("process may be left beyond the warm pool.\n\n")
-	b.WriteString("| attack | outcome | attacker got | held |\n|---|---|---|---|\n")
+	b.WriteString("| attack | strict: outcome | fork: outcome | attacker got | held |\n|---|---|---|---|---|\n")
+	byName := map[string]map[string]attackRow{}
+	var names []string
 	for _, a := range attacks {
+		if byName[a.Name] == nil {
+			byName[a.Name] = map[string]attackRow{}
+			names = append(names, a.Name)
+		}
+		byName[a.Name][a.Mode] = a
+	}
+	for _, name := range names {
+		st, fk := byName[name]["strict"], byName[name]["fork"]
 		held := "yes"
-		if !a.Passed {
+		if !st.Passed || !fk.Passed {
 			held = "**no**"
 		}
-		fmt.Fprintf(&b, "| %s | `%s` | %s | %s |\n", a.Name, a.Outcome, a.Got, held)
+		got := st.Got
+		if fk.Got != st.Got {
+			got = "strict: " + st.Got + "; fork: " + fk.Got
+		}
+		fmt.Fprintf(&b, "| %s | `%s` | `%s` | %s | %s |\n", name, st.Outcome, fk.Outcome, got, held)
 	}
 	b.WriteString("\n")
 

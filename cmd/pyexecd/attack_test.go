@@ -279,7 +279,9 @@ func probe(statements ...string) string {
 	return b.String()
 }
 
-func TestAttacks_MinimalValidation(t *testing.T) {
+func TestAttacks_MinimalValidation(t *testing.T) { inEveryMode(t, testAttacks) }
+
+func testAttacks(t *testing.T, iso string) {
 	if runtime.GOARCH != "amd64" {
 		t.Skip("the system call numbers in the seccomp probe are x86_64's")
 	}
@@ -307,7 +309,7 @@ func TestAttacks_MinimalValidation(t *testing.T) {
 		}
 	}()
 
-	s := startService(t, func(c *Config) { c.Validation = "minimal"; c.PoolSize = 4 })
+	s := startService(t, iso, func(c *Config) { c.Validation = "minimal"; c.PoolSize = 4 })
 	_, portStr, err := net.SplitHostPort(s.m.Addr)
 	require.NoError(t, err)
 	var port int
@@ -316,6 +318,7 @@ func TestAttacks_MinimalValidation(t *testing.T) {
 	list := attacks(canary, abstract, port)
 	require.GreaterOrEqual(t, len(list), 40)
 	type row struct {
+		Mode    string `json:"mode"`
 		Name    string `json:"name"`
 		Outcome string `json:"outcome"`
 		Got     string `json:"got"`
@@ -326,7 +329,7 @@ func TestAttacks_MinimalValidation(t *testing.T) {
 		// make soak renders docs/RELIABILITY.md from this run's outcomes.
 		t.Cleanup(func() {
 			data, _ := json.MarshalIndent(rows, "", "  ")
-			assert.NoError(t, os.WriteFile(path, data, 0o644))
+			assert.NoError(t, os.WriteFile(path+"."+iso, data, 0o644))
 		})
 	}
 	for _, a := range list {
@@ -341,7 +344,7 @@ func TestAttacks_MinimalValidation(t *testing.T) {
 				if a.leaks && r.Body.Error == nil && string(r.Body.Result) != "[]" {
 					what = string(r.Body.Result)
 				}
-				rows = append(rows, row{Name: a.name, Outcome: got, Got: what, Passed: !t.Failed()})
+				rows = append(rows, row{Mode: iso, Name: a.name, Outcome: got, Got: what, Passed: !t.Failed()})
 			}()
 			switch {
 			case a.leaks:

@@ -32,6 +32,7 @@ type Config struct {
 	WorkerMaxAge    time.Duration
 	StartupTimeout  time.Duration
 	ShutdownTimeout time.Duration
+	ForkMaxRuns     int
 	RateLimit       int
 	TraceProject    string
 }
@@ -66,6 +67,7 @@ func DefaultConfig() Config {
 		StartupTimeout: 60 * time.Second,
 		// Cloud Run allows 10 s between SIGTERM and SIGKILL.
 		ShutdownTimeout: 9 * time.Second,
+		ForkMaxRuns:     100,
 	}
 }
 
@@ -95,6 +97,7 @@ func (c *Config) ParseEnv(getenv func(string) string) error {
 	p.seconds("PYEXEC_STARTUP_TIMEOUT", &c.StartupTimeout)
 	p.seconds("PYEXEC_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	p.integer("PYEXEC_RATE_LIMIT", &c.RateLimit, 0, 1<<30)
+	p.integer("PYEXEC_FORK_MAX_RUNS", &c.ForkMaxRuns, 1, 1<<20)
 	p.str("GOOGLE_CLOUD_PROJECT", &c.TraceProject)
 	p.str("PYEXEC_TRACE_PROJECT", &c.TraceProject)
 	if p.err != nil {
@@ -106,11 +109,9 @@ func (c *Config) ParseEnv(getenv func(string) string) error {
 // Validate checks values that depend on each other.
 func (c *Config) Validate() error {
 	switch c.Isolation {
-	case "strict":
-	case "fork":
-		return fmt.Errorf("PYEXEC_ISOLATION=fork is not available in this version; use strict")
+	case "strict", "fork":
 	default:
-		return fmt.Errorf("PYEXEC_ISOLATION=%q: want strict", c.Isolation)
+		return fmt.Errorf("PYEXEC_ISOLATION=%q: want strict or fork", c.Isolation)
 	}
 	if c.Validation != "standard" && c.Validation != "minimal" {
 		return fmt.Errorf("PYEXEC_VALIDATION=%q: want standard or minimal", c.Validation)

@@ -53,17 +53,17 @@ func TestParseEnv_ReadsEveryVariable(t *testing.T) {
 
 func TestParseEnv_RefusesBadValues(t *testing.T) {
 	for name, vars := range map[string]map[string]string{
-		"pool size not a number": {"PYEXEC_POOL_SIZE": "many"},
-		"negative pool size":     {"PYEXEC_POOL_SIZE": "-1"},
-		"unknown isolation":      {"PYEXEC_ISOLATION": "vm"},
-		"fork not available yet": {"PYEXEC_ISOLATION": "fork"},
-		"unknown validation":     {"PYEXEC_VALIDATION": "none"},
-		"timeout over max":       {"PYEXEC_TIMEOUT": "60"},
-		"timeout garbage":        {"PYEXEC_TIMEOUT": "soon"},
-		"tiny memory":            {"PYEXEC_MEMORY_MB": "1"},
-		"unknown cgroup":         {"PYEXEC_CGROUP": "v3"},
-		"port not a number":      {"PORT": "http"},
-		"negative queue timeout": {"PYEXEC_QUEUE_TIMEOUT": "-1s"},
+		"pool size not a number":  {"PYEXEC_POOL_SIZE": "many"},
+		"negative pool size":      {"PYEXEC_POOL_SIZE": "-1"},
+		"unknown isolation":       {"PYEXEC_ISOLATION": "vm"},
+		"fork runs at least once": {"PYEXEC_ISOLATION": "fork", "PYEXEC_FORK_MAX_RUNS": "0"},
+		"unknown validation":      {"PYEXEC_VALIDATION": "none"},
+		"timeout over max":        {"PYEXEC_TIMEOUT": "60"},
+		"timeout garbage":         {"PYEXEC_TIMEOUT": "soon"},
+		"tiny memory":             {"PYEXEC_MEMORY_MB": "1"},
+		"unknown cgroup":          {"PYEXEC_CGROUP": "v3"},
+		"port not a number":       {"PORT": "http"},
+		"negative queue timeout":  {"PYEXEC_QUEUE_TIMEOUT": "-1s"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := DefaultConfig()

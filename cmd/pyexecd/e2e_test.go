@@ -31,10 +31,21 @@ type service struct {
 	base string
 }
 
-func startService(t *testing.T, tweak func(*Config)) *service {
+// isolations are the modes every end-to-end suite runs in.
+func isolations() []string { return []string{"strict", "fork"} }
+
+// inEveryMode runs a suite once per isolation mode, as subtests.
+func inEveryMode(t *testing.T, suite func(t *testing.T, iso string)) {
+	for _, iso := range isolations() {
+		t.Run(iso, func(t *testing.T) { suite(t, iso) })
+	}
+}
+
+func startService(t *testing.T, iso string, tweak func(*Config)) *service {
 	t.Helper()
 	py := testenv.Python(t)
 	m := NewMain()
+	m.Config.Isolation = iso
 	m.Config.Python = py
 	m.Config.Host = "127.0.0.1"
 	m.Config.Port = "0"
@@ -116,8 +127,10 @@ func errType(r result) string {
 	return r.Body.Error.Type
 }
 
-func TestE2E_OriginalSpec(t *testing.T) {
-	s := startService(t, nil)
+func TestE2E_OriginalSpec(t *testing.T) { inEveryMode(t, testE2EOriginalSpec) }
+
+func testE2EOriginalSpec(t *testing.T, iso string) {
+	s := startService(t, iso, nil)
 
 	t.Run("the README example works verbatim", func(t *testing.T) {
 		r := s.run("def main():\n    print(\"hello from sandbox\")\n    return {\"message\": \"success\"}", 0)
@@ -188,8 +201,10 @@ func TestE2E_OriginalSpec(t *testing.T) {
 	})
 }
 
-func TestE2E_Limits(t *testing.T) {
-	s := startService(t, nil)
+func TestE2E_Limits(t *testing.T) { inEveryMode(t, testE2ELimits) }
+
+func testE2ELimits(t *testing.T, iso string) {
+	s := startService(t, iso, nil)
 
 	for name, script := range map[string]string{
 		"infinite loop": "def main():\n    while True:\n        pass\n",
@@ -245,9 +260,11 @@ func TestE2E_Limits(t *testing.T) {
 	})
 }
 
-func TestE2E_Isolation(t *testing.T) {
+func TestE2E_Isolation(t *testing.T) { inEveryMode(t, testE2EIsolation) }
+
+func testE2EIsolation(t *testing.T, iso string) {
 	t.Setenv("PYEXEC_TEST_SECRET", "s3cr3t-value")
-	s := startService(t, nil)
+	s := startService(t, iso, nil)
 
 	t.Run("no network: a listener on host loopback gets no connection", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -336,7 +353,11 @@ def main():
 }
 
 func TestE2E_ConcurrentRequestsGetTheirOwnAnswers(t *testing.T) {
-	s := startService(t, func(c *Config) { c.PoolSize = 4 })
+	inEveryMode(t, testE2EConcurrentRequestsGetTheirOwnAnswers)
+}
+
+func testE2EConcurrentRequestsGetTheirOwnAnswers(t *testing.T, iso string) {
+	s := startService(t, iso, func(c *Config) { c.PoolSize = 4 })
 	const n = 20
 	var wg sync.WaitGroup
 	got := make([]result, n)
@@ -357,7 +378,11 @@ func TestE2E_ConcurrentRequestsGetTheirOwnAnswers(t *testing.T) {
 }
 
 func TestE2E_HealthReportsPoolAndLimits(t *testing.T) {
-	s := startService(t, nil)
+	inEveryMode(t, testE2EHealthReportsPoolAndLimits)
+}
+
+func testE2EHealthReportsPoolAndLimits(t *testing.T, iso string) {
+	s := startService(t, iso, nil)
 	res, err := http.Get(s.base + "/health")
 	require.NoError(t, err)
 	defer res.Body.Close()
@@ -380,7 +405,11 @@ func TestE2E_HealthReportsPoolAndLimits(t *testing.T) {
 }
 
 func TestE2E_ClientDisconnectKillsTheWorker(t *testing.T) {
-	s := startService(t, func(c *Config) { c.PoolSize = 1 })
+	inEveryMode(t, testE2EClientDisconnectKillsTheWorker)
+}
+
+func testE2EClientDisconnectKillsTheWorker(t *testing.T, iso string) {
+	s := startService(t, iso, func(c *Config) { c.PoolSize = 1 })
 	before := s.m.pool
 	require.NotNil(t, before)
 	data, _ := json.Marshal(map[string]any{"script": "import time\ndef main():\n    time.sleep(25)\n", "timeout": 30})
@@ -395,7 +424,11 @@ func TestE2E_ClientDisconnectKillsTheWorker(t *testing.T) {
 }
 
 func TestE2E_OverloadedWhenEveryWorkerIsBusy(t *testing.T) {
-	s := startService(t, func(c *Config) { c.PoolSize = 1; c.QueueTimeout = 300 * time.Millisecond })
+	inEveryMode(t, testE2EOverloadedWhenEveryWorkerIsBusy)
+}
+
+func testE2EOverloadedWhenEveryWorkerIsBusy(t *testing.T, iso string) {
+	s := startService(t, iso, func(c *Config) { c.PoolSize = 1; c.QueueTimeout = 300 * time.Millisecond })
 	done := make(chan result, 1)
 	go func() { done <- s.run("import time\ndef main():\n    time.sleep(3)\n    return 1\n", 10) }()
 	require.Eventually(t, func() bool { st, _, _ := s.m.pool.Status(); return st.Busy == 1 }, 10*time.Second, 10*time.Millisecond)
@@ -408,7 +441,11 @@ func TestE2E_OverloadedWhenEveryWorkerIsBusy(t *testing.T) {
 }
 
 func TestE2E_MinimalValidationStillJailed(t *testing.T) {
-	s := startService(t, func(c *Config) { c.Validation = "minimal" })
+	inEveryMode(t, testE2EMinimalValidationStillJailed)
+}
+
+func testE2EMinimalValidationStillJailed(t *testing.T, iso string) {
+	s := startService(t, iso, func(c *Config) { c.Validation = "minimal" })
 	script := `import subprocess, sys
 def main():
     subprocess.run([sys.executable, "-c", "print('from-child')"])
@@ -429,7 +466,7 @@ def main():
 }
 
 func TestE2E_ColdModeServes(t *testing.T) {
-	s := startService(t, func(c *Config) { c.PoolSize = 0 })
+	s := startService(t, "strict", func(c *Config) { c.PoolSize = 0 })
 	s.healthy()
 }
 
@@ -456,7 +493,7 @@ func metricValue(text, series string) float64 {
 }
 
 func TestE2E_MetricsFollowTheService(t *testing.T) {
-	s := startService(t, nil)
+	s := startService(t, "strict", nil)
 	before := scrapeMetrics(t, s.base)
 	assert.EqualValues(t, 2, metricValue(before, "pyexec_pool_size"))
 	spawned := metricValue(before, "pyexec_spawns_total")

@@ -53,8 +53,10 @@ func alive(pid int) bool {
 	return len(fields) > 0 && fields[0] != "Z"
 }
 
-func TestE2E_WorkerKilledFromOutside(t *testing.T) {
-	s := startService(t, func(c *Config) { c.PoolSize = 1 })
+func TestE2E_WorkerKilledFromOutside(t *testing.T) { inEveryMode(t, testE2EWorkerKilledFromOutside) }
+
+func testE2EWorkerKilledFromOutside(t *testing.T, iso string) {
+	s := startService(t, iso, func(c *Config) { c.PoolSize = 1 })
 	done := make(chan result, 1)
 	go func() { done <- s.run("import time\ndef main():\n    time.sleep(20)\n", 25) }()
 	require.Eventually(t, func() bool { st, _, _ := s.m.pool.Status(); return st.Busy == 1 }, 10*time.Second, 10*time.Millisecond)

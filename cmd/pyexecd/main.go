@@ -95,6 +95,8 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxScriptBytes: c.MaxScriptBytes,
 		Validation:     c.Validation,
 		MaxLifetime:    c.WorkerMaxAge + 5*time.Minute,
+		Isolation:      c.Isolation,
+		MaxRuns:        c.ForkMaxRuns,
 	}, m.Log.Named("jail"))
 	if err != nil {
 		return fmt.Errorf("start: %w", err)

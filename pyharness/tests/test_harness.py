@@ -255,3 +255,14 @@ def test_memory_error_is_memory_limit(proc):
 def test_harness_exits_after_running_a_script(proc):
     proc.ask(OK)
     assert proc.p.wait(timeout=5) == 0
+
+
+def test_zygote_refuses_to_run_outside_its_own_pid_namespace():
+    # Its cleanup kills every other process in the namespace; outside a
+    # jail that would be the whole machine, so it must refuse to start.
+    env = dict(os.environ, PYEXEC_ROLE="zygote")
+    p = subprocess.run([sys.executable, "-B", HARNESS], env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=60)
+    assert p.returncode != 0
+    assert b"must be pid 1" in p.stderr
+    assert p.stdout == b""

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The leak suite: in fork isolation one jail serves many scripts, so each
+// plant below tries to leave state for the next script, and the check that
+// follows (in the same jail) must find none of it.
+
+// jailID identifies the jail a script ran in: the start time of its pid 1.
+const jailID = `
+def jail_id():
+    return open("/proc/1/stat").read().split(")")[1].split()[19]
+`
+
+const plant = jailID + `
+import os, sys, signal, resource, builtins, json, atexit, threading, time, socket, random, ctypes
+import numpy as np
+def daemon():
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            s = socket.socket(socket.AF_UNIX)
+            s.bind("\0pyexec-leak")
+            s.listen(1)
+            time.sleep(600)
+        os._exit(0)
+    os.wait()
+def main():
+    os.makedirs("/tmp/leak/deep", exist_ok=True)
+    open("/tmp/leak/deep/file", "w").write("x")
+    open("/tmp/.hidden", "w").write("x")
+    os.symlink("/tmp/leak", "/tmp/link")
+    os.chmod("/tmp/leak/deep", 0)
+    os.chmod("/tmp/leak", 0)
+    os.environ["PYEXEC_LEAK"] = "1"
+    os.chdir("/tmp")
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+    import string
+    string.ascii_letters = "pwned"
+    builtins.pyexec_leak = True
+    sys.modules["pyexec_leak"] = sys
+    sys.path.append("/tmp/evil")
+    atexit.register(lambda: open("/tmp/atexit", "w").write("x"))
+    os.umask(0o777)
+    os.nice(5)
+    threading.Thread(target=lambda: [time.sleep(0.01) or open("/tmp/thread", "a").write("x") for _ in range(10000)], daemon=True).start()
+    daemon()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmget(0x5059, 4096, 0o1666)
+    libc.semget(0x5059, 1, 0o1666)
+    libc.msgget(0x5059, 0o1666)
+    random.seed(42)
+    np.random.seed(42)
+    return {"jail": jail_id(), "random": random.random(), "np": float(np.random.random())}
+`
+
+const check = jailID + `
+import os, sys, signal, resource, builtins, json, socket, random
+import numpy as np
+def main():
+    leaks = []
+    if os.listdir("/tmp"):
+        leaks.append("/tmp holds %s" % os.listdir("/tmp"))
+    if "PYEXEC_LEAK" in os.environ:
+        leaks.append("environment")
+    if os.getcwd() != "/tmp":
+        leaks.append("cwd " + os.getcwd())
+    if signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        leaks.append("SIGTERM disposition")
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 32:
+        leaks.append("rlimit")
+    import string
+    if string.ascii_letters == "pwned":
+        leaks.append("patched module")
+    if hasattr(builtins, "pyexec_leak") or "pyexec_leak" in sys.modules or "/tmp/evil" in sys.path:
+        leaks.append("interpreter state")
+    old = os.umask(0o022)
+    if old != 0o022:
+        leaks.append("umask %o" % old)
+    if os.nice(0) != 0:
+        leaks.append("nice")
+    others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, os.getpid())]
+    if others:
+        leaks.append("processes %s" % others)
+    try:
+        socket.socket(socket.AF_UNIX).connect("\0pyexec-leak")
+        leaks.append("abstract socket")
+    except OSError:
+        pass
+    for kind in ("shm", "sem", "msg"):
+        if len(open("/proc/sysvipc/" + kind).read().splitlines()) > 1:
+            leaks.append("sysv " + kind)
+    return {"jail": jail_id(), "leaks": leaks, "random": random.random(), "np": float(np.random.random())}
+`
+
+func TestFork_NoStateLeaksBetweenRuns(t *testing.T) {
+	s := startService(t, "fork", func(c *Config) { c.PoolSize = 1; c.Validation = "minimal" })
+	var first map[string]any
+	for round := 0; round < 3; round++ {
+		r := s.run(plant, 10)
+		require.Nil(t, r.Body.Error, "plant: %+v", r.Body.Error)
+		var planted map[string]any
+		require.NoError(t, json.Unmarshal(r.Body.Result, &planted))
+
+		r = s.run(check, 10)
+		require.Nil(t, r.Body.Error, "check: %+v", r.Body.Error)
+		var got struct {
+			Jail   string   `json:"jail"`
+			Leaks  []string `json:"leaks"`
+			Random float64  `json:"random"`
+			NP     float64  `json:"np"`
+		}
+		require.NoError(t, json.Unmarshal(r.Body.Result, &got))
+		require.Equal(t, planted["jail"], got.Jail, "the check must run in the jail the plant ran in, or it proves nothing")
+		assert.Empty(t, got.Leaks, "round %d", round)
+		assert.NotEqual(t, planted["random"], got.Random, "a seeded random state leaked")
+		if first != nil {
+			assert.NotEqual(t, first["random"], got.Random, "every child must not replay one random sequence")
+		}
+		first = map[string]any{"random": got.Random}
+	}
+}

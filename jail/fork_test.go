@@ -1,0 +1,55 @@
+package jail
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pyexec/pyexec"
+)
+
+func TestFork_OneJailServesManyScripts(t *testing.T) {
+	s := newSpawner(t, Config{Isolation: IsolationFork, MaxRuns: 5})
+	w := spawn(t, s)
+	assert.True(t, w.ready.Zygote)
+	for i := 0; i < 4; i++ {
+		t0 := time.Now()
+		resp := run(t, w, "import os\ndef main():\n    print('pid', os.getpid())\n    open('/tmp/mark', 'a').write('x')\n    return len(open('/tmp/mark').read())\n", 5*time.Second)
+		require.Nil(t, resp.Error, "%+v", resp.Error)
+		assert.Equal(t, "1", string(resp.Result), "run %d saw an earlier run's /tmp", i)
+		t.Log("run", i, time.Since(t0), resp.Stdout)
+		require.True(t, w.Reusable())
+	}
+	resp := run(t, w, "def main():\n    return 5\n", 5*time.Second)
+	require.Nil(t, resp.Error)
+	assert.False(t, w.Reusable(), "recycled after MaxRuns")
+}
+
+func TestFork_ChildDeathAndTimeoutEndTheJail(t *testing.T) {
+	s := newSpawner(t, Config{Isolation: IsolationFork})
+	w := spawn(t, s)
+	resp := run(t, w, "import os\ndef main():\n    os._exit(3)\n", 5*time.Second)
+	require.NotNil(t, resp.Error)
+	assert.Equal(t, pyexec.CodeSandbox, resp.Error.Code)
+	assert.False(t, w.Reusable())
+
+	w = spawn(t, s)
+	resp = run(t, w, "def main():\n    return len(bytearray(8 * 1024**3))\n", 5*time.Second)
+	require.NotNil(t, resp.Error)
+	assert.Equal(t, pyexec.CodeMemoryLimit, resp.Error.Code)
+	assert.False(t, w.Reusable())
+
+	w = spawn(t, s)
+	resp = run(t, w, "def main():\n    x = []\n    while True:\n        x.append(b'y' * (1 << 20))\n", 20*time.Second)
+	require.NotNil(t, resp.Error)
+	assert.Equal(t, pyexec.CodeMemoryLimit, resp.Error.Code)
+
+	w = spawn(t, s)
+	r2, err := w.Run(context.Background(), pyexec.Request{ID: "t", Script: "import time\ndef main():\n    time.sleep(100)\n", Timeout: 500 * time.Millisecond})
+	require.NoError(t, err)
+	assert.Equal(t, pyexec.CodeTimeout, r2.Error.Code)
+	assert.False(t, w.Reusable())
+}
