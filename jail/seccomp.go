@@ -17,6 +17,9 @@ func deniedSyscalls() []string {
 		// Kernel attack surface a script has no use for.
 		"bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
 		"io_uring_setup", "io_uring_enter", "io_uring_register",
+		// POSIX message queues outlive their creator in the jail's IPC
+		// namespace and cannot be listed without a mount to clean them.
+		"mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
 		// The machine itself.
 		"kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
 		"reboot", "swapon", "swapoff", "acct", "quotactl", "syslog", "vhangup",

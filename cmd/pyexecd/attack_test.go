@@ -47,7 +47,9 @@ NUMBERS = {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kc
     "init_module": 175, "finit_module": 313, "delete_module": 176, "reboot": 169, "swapon": 167,
     "swapoff": 168, "acct": 163, "quotactl": 179, "syslog": 103, "vhangup": 153,
     "settimeofday": 164, "clock_settime": 227, "adjtimex": 159, "clock_adjtime": 305,
-    "iopl": 172, "ioperm": 173, "uselib": 134, "lookup_dcookie": 212}
+    "iopl": 172, "ioperm": 173, "uselib": 134, "lookup_dcookie": 212,
+    "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243,
+    "mq_notify": 244, "mq_getsetattr": 245}
 def main():
     leaks = []
     for name, nr in NUMBERS.items():
