@@ -280,6 +280,21 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	}
 }
 
+// AwaitReady blocks until a fork-isolation worker has restored its jail
+// after the previous script (at most 10 s or until ctx ends); for a strict
+// worker it returns at once. The pool calls it before putting a worker back,
+// so that an idle worker is always ready. On failure the worker is killed.
+func (w *Worker) AwaitReady(ctx context.Context) error {
+	if !w.needReady {
+		return nil
+	}
+	if err := w.awaitReady(ctx, 10*time.Second); err != nil {
+		w.Kill()
+		return fmt.Errorf("await ready: %w", err)
+	}
+	return nil
+}
+
 // awaitReady reads the zygote's ready line, sent once it has restored the
 // jail after the previous script.
 func (w *Worker) awaitReady(ctx context.Context, d time.Duration) error {

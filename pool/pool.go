@@ -31,6 +31,12 @@ type Worker interface {
 	Kill()
 }
 
+// readier is implemented by workers that need time to get ready again
+// after a script before they can serve the next (fork isolation).
+type readier interface {
+	AwaitReady(ctx context.Context) error
+}
+
 // SpawnFunc starts one worker and returns once it is ready. It must honour
 // its own start-up timeout; ctx cancellation only aborts the wait.
 type SpawnFunc func(ctx context.Context) (Worker, error)
@@ -338,11 +344,12 @@ func (p *Pool) Execute(ctx context.Context, req pyexec.Request) (*pyexec.Respons
 		}
 		wait := time.Since(start)
 		resp, err := w.Run(ctx, req)
-		if err == nil && w.Reusable() {
-			res.Release()
-		} else {
+		switch {
+		case err != nil || !w.Reusable():
 			res.Destroy()
 			p.nudge()
+		default:
+			p.release(res)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -357,6 +364,28 @@ func (p *Pool) Execute(ctx context.Context, req pyexec.Request) (*pyexec.Respons
 		resp.QueueWait = wait
 		return resp, nil
 	}
+}
+
+// release returns a reusable worker to the pool. A worker that needs time
+// to get ready again is returned only once it is, in the background, so an
+// idle worker in the pool is always one that can start a script at once.
+func (p *Pool) release(res *puddle.Resource[Worker]) {
+	r, ok := res.Value().(readier)
+	if !ok {
+		res.Release()
+		return
+	}
+	// Close waits for this goroutine too: the worker counts as acquired
+	// until it is released or destroyed.
+	go func() {
+		if err := r.AwaitReady(context.Background()); err != nil {
+			p.log.Warn("worker did not get ready again; replacing it", zap.Error(err))
+			res.Destroy()
+			p.nudge()
+			return
+		}
+		res.Release()
+	}()
 }
 
 func (p *Pool) acquireError(ctx context.Context, err error) error {

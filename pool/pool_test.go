@@ -303,3 +303,47 @@ func TestPool_QueuedRequestsAreServedInOrder(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, []string{`"q0"`, `"q1"`, `"q2"`, `"q3"`, `"q4"`}, order)
 }
+
+// readyWorker needs a pause after each script before it can serve again.
+type readyWorker struct {
+	fakeWorker
+	mu    sync.Mutex
+	ready bool
+}
+
+func (w *readyWorker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
+	w.mu.Lock()
+	ready := w.ready
+	w.ready = false
+	w.mu.Unlock()
+	if !ready {
+		return nil, errors.New("run on a worker that is not ready")
+	}
+	return w.fakeWorker.Run(ctx, req)
+}
+
+func (w *readyWorker) AwaitReady(ctx context.Context) error {
+	time.Sleep(50 * time.Millisecond)
+	w.mu.Lock()
+	w.ready = true
+	w.mu.Unlock()
+	return nil
+}
+
+func TestPool_ReusableWorkerReturnsOnlyWhenReady(t *testing.T) {
+	var made atomic.Int64
+	spawn := func(ctx context.Context) (Worker, error) {
+		w := &readyWorker{ready: true}
+		w.id = made.Add(1)
+		w.reusable = true
+		return w, nil
+	}
+	p := newPool(t, Config{Size: 2, Spawn: spawn})
+	require.NoError(t, p.WaitReady(context.Background()))
+	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Idle == 2 }, time.Second, time.Millisecond)
+	for i := 0; i < 10; i++ {
+		_, err := p.Execute(context.Background(), req())
+		require.NoError(t, err, "request %d reached a worker that was not ready", i)
+	}
+	assert.EqualValues(t, 2, made.Load(), "reusable workers are kept, not replaced")
+}
