@@ -120,8 +120,12 @@ func setupV1(root string, own map[string]string, name string, memory int64, pids
 		}
 		parents = append(parents, parent)
 	}
-	cg := &cgroups{mode: CgroupV1, parents: parents, memory: memory, pids: pids}
-	// Probe: a worker cgroup must accept its limits, or the limits are not real.
+	return probed(&cgroups{mode: CgroupV1, parents: parents, memory: memory, pids: pids})
+}
+
+// probed checks that a worker cgroup accepts its limits (or the limits
+// would not be real) and returns cg, or cleans it up.
+func probed(cg *cgroups) (*cgroups, error) {
 	probe, err := cg.create("probe")
 	if err != nil {
 		cg.close()
@@ -169,14 +173,7 @@ func setupV2(root, own, name string, memory int64, pids int) (*cgroups, error) {
 		_ = os.Remove(parent)
 		return nil, fmt.Errorf("enable controllers in %s: %w", parent, err)
 	}
-	cg := &cgroups{mode: CgroupV2, parents: []string{parent}, memory: memory, pids: pids}
-	probe, err := cg.create("probe")
-	if err != nil {
-		cg.close()
-		return nil, err
-	}
-	probe.remove()
-	return cg, nil
+	return probed(&cgroups{mode: CgroupV2, parents: []string{parent}, memory: memory, pids: pids})
 }
 
 // removeStaleParents cleans up after instances that died without closing:
