@@ -187,6 +187,19 @@ func TestNewSpawner_RefusesBadConfig(t *testing.T) {
 	assert.Error(t, err)
 	_, err = NewSpawner(Config{PythonPath: "/bin/true", Validation: "lax"}, zap.NewNop())
 	assert.ErrorContains(t, err, "validation policy")
+	_, err = NewSpawner(Config{PythonPath: "/bin/true", Isolation: "vm"}, zap.NewNop())
+	assert.ErrorContains(t, err, "isolation")
+}
+
+func TestNewSpawner_MissingNsjailIsReported(t *testing.T) {
+	py := testenv.Python(t)
+	_, err := NewSpawner(Config{PythonPath: py, NsjailPath: "/nonexistent/nsjail"}, zap.NewNop())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "/nonexistent/nsjail")
+	notExec := filepath.Join(t.TempDir(), "nsjail")
+	require.NoError(t, os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644))
+	_, err = NewSpawner(Config{PythonPath: py, NsjailPath: notExec}, zap.NewNop())
+	assert.ErrorContains(t, err, "not an executable file")
 }
 
 func TestWorker_WaitsAtLowPriorityAndRunsScriptsAtNormal(t *testing.T) {
