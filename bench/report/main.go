@@ -159,6 +159,7 @@ type footprint struct {
 	HarnessKB int // mean RSS of one jailed interpreter
 	NsjailKB  int // mean RSS of one nsjail supervisor
 	ChildKB   int // total RSS of pre-forked children (fork isolation)
+	PoolPssKB int // proportional set size of the whole pool: shared pages split among sharers
 	ServiceKB int
 }
 
@@ -184,14 +185,17 @@ func idleFootprint(ctx context.Context, s *service.Service) (int, footprint, err
 	for pid, p := range procs {
 		if p.ppid == root && strings.Contains(p.name, "nsjail") {
 			nsjail = append(nsjail, p.rssKB)
+			fp.PoolPssKB += p.pssKB
 			for hpid, h := range procs {
 				if h.ppid != pid {
 					continue
 				}
 				harness = append(harness, h.rssKB)
+				fp.PoolPssKB += h.pssKB
 				for _, c := range procs {
 					if c.ppid == hpid {
 						fp.ChildKB += c.rssKB
+						fp.PoolPssKB += c.pssKB
 					}
 				}
 			}
@@ -207,6 +211,7 @@ type procInfo struct {
 	ppid  int
 	name  string
 	rssKB int
+	pssKB int
 }
 
 func readProc(pid int) (procInfo, bool) {
@@ -230,6 +235,13 @@ func readProc(pid int) (procInfo, bool) {
 			p.ppid, _ = strconv.Atoi(v)
 		case "VmRSS":
 			p.rssKB, _ = strconv.Atoi(strings.Fields(v)[0])
+		}
+	}
+	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid)); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+				p.pssKB, _ = strconv.Atoi(strings.Fields(v)[0])
+			}
 		}
 	}
 	return p, true

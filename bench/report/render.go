@@ -186,13 +186,13 @@ func renderReport(r *results) string {
 			continue
 		}
 		name := map[string]string{"warm": "strict", "fork": "fork"}[mode]
-		whole := float64(fp.Workers*(fp.HarnessKB+fp.NsjailKB)+fp.ChildKB) / 1024
+		whole := float64(fp.PoolPssKB) / 1024
 		fmt.Fprintf(&b, "- Idle pool, %s isolation, %d workers: each jailed interpreter (numpy and pandas imported) holds **%.0f MiB** RSS,\n", name, fp.Workers, float64(fp.HarnessKB)/1024)
 		fmt.Fprintf(&b, "  its nsjail supervisor %.1f MiB", float64(fp.NsjailKB)/1024)
 		if fp.ChildKB > 0 {
 			fmt.Fprintf(&b, ", the pre-forked children %.0f MiB in all (mostly pages shared with their zygote)", float64(fp.ChildKB)/1024)
 		}
-		fmt.Fprintf(&b, "; the whole pool %.0f MiB (RSS counts shared pages once per process), the service %.0f MiB.\n", whole, float64(fp.ServiceKB)/1024)
+		fmt.Fprintf(&b, "; the whole pool **%.0f MiB** (proportional set size: pages shared between processes counted once), the service %.0f MiB.\n", whole, float64(fp.ServiceKB)/1024)
 	}
 	b.WriteString("\n")
 
