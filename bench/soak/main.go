@@ -155,7 +155,9 @@ func settle(ctx context.Context, svc *service.Service) (snapshot, error) {
 	if err := load.WaitIdle(ctx, svc.URL, 3*time.Minute); err != nil {
 		return snapshot{}, err
 	}
-	time.Sleep(2 * time.Second) // let finished requests' goroutines and conns wind down
+	// Let finished requests wind down: fasthttp keeps an idle worker
+	// goroutine for 10 s after its connection closes.
+	time.Sleep(12 * time.Second)
 	m, err := svc.Metrics()
 	if err != nil {
 		return snapshot{}, err
@@ -171,8 +173,19 @@ func settle(ctx context.Context, svc *service.Service) (snapshot, error) {
 }
 
 // jailedLeft counts processes still running as the jail's user on the
-// host after the service has stopped.
+// host after the service has stopped. Killed processes take a moment to be
+// torn down (and zombies are already dead), so it polls for up to 5 s.
 func jailedLeft() int {
+	n := 0
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		n = countJailed()
+		if n == 0 || time.Now().After(deadline) {
+			return n
+		}
+	}
+}
+
+func countJailed() int {
 	entries, _ := os.ReadDir("/proc")
 	n := 0
 	for _, e := range entries {
@@ -180,10 +193,18 @@ func jailedLeft() int {
 		if err != nil {
 			continue
 		}
+		var uid, state string
 		for _, line := range strings.Split(string(data), "\n") {
-			if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" && f[1] == "65534" {
-				n++
+			f := strings.Fields(line)
+			switch {
+			case len(f) > 1 && f[0] == "Uid:":
+				uid = f[1]
+			case len(f) > 1 && f[0] == "State:":
+				state = f[1]
 			}
+		}
+		if uid == "65534" && state != "Z" && state != "X" {
+			n++
 		}
 	}
 	return n
