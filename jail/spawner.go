@@ -66,7 +66,7 @@ type Config struct {
 	// or IsolationFork (a zygote per jail, a fresh forked child per script).
 	Isolation string
 	// MaxRuns recycles a fork-isolation jail after this many scripts
-	// (default 100).
+	// (default 1000).
 	MaxRuns int
 }
 
@@ -114,7 +114,7 @@ func (c *Config) setDefaults() {
 		c.Isolation = IsolationStrict
 	}
 	if c.MaxRuns == 0 {
-		c.MaxRuns = 100
+		c.MaxRuns = 1000
 	}
 }
 
@@ -389,11 +389,7 @@ func (s *Spawner) buildArgs(binds []string, links [][2]string) []string {
 		"--rlimit_nofile", "256",
 		"--rlimit_core", "0",
 	}
-	if c.Isolation == IsolationFork {
-		// A fork jail spawns rarely; its children run scripts and must
-		// not start at a low priority.
-		a = append(a, "--nice_level", "0")
-	}
+
 	if s.cg.mode == CgroupNone {
 		a = append(a, "--rlimit_nproc", strconv.Itoa(c.PidsMax))
 	}

@@ -99,6 +99,15 @@ func (s *Spawner) Spawn(ctx context.Context) (*Worker, error) {
 		}
 		w.ready = ready
 		w.harnessPID = childOf(w.cmd.Process.Pid)
+		if w.fork && w.harnessPID > 0 {
+			// The zygote imported at nice 19 like every spawn; the children
+			// it forks from now on run scripts, at normal priority. The one
+			// already forked is reniced too.
+			_ = unix.Setpriority(unix.PRIO_PROCESS, w.harnessPID, 0)
+			if child := childOf(w.harnessPID); child > 0 {
+				_ = unix.Setpriority(unix.PRIO_PROCESS, child, 0)
+			}
+		}
 		return w, nil
 	case <-w.done:
 		return fail(fmt.Errorf("exited during start-up: %s", w.describeExit()))
@@ -240,7 +249,7 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	// Workers wait, and spawn (the imports), at nsjail's nice level 19 so
 	// that refills yield to running scripts; the script itself runs at
 	// normal priority.
-	if w.harnessPID > 0 {
+	if w.harnessPID > 0 && !w.fork {
 		_ = unix.Setpriority(unix.PRIO_PROCESS, w.harnessPID, 0)
 	}
 	start := time.Now()
