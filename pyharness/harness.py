@@ -497,6 +497,7 @@ class Zygote:
         # namespace's init it ignores signals it has no handler for.
         self.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.mounts, self.keep = self._jail_mounts("/tmp")
 
     def prefork(self):
         # Objects that exist now are shared with the child; freezing them
@@ -587,31 +588,47 @@ class Zygote:
         return status
 
     def _wipe(self, top):
-        """Empty top. Modes the child set (a directory without x, say) are
-        opened up first; a tree too large to clear ends the zygote, and the
-        service replaces the whole jail."""
-        removed = 0
-        for root, dirs, files in os.walk(top):
-            for name in dirs:
+        """Empty top, except what the jail itself mounted there (a checkout
+        under /tmp puts the interpreter's prefix inside it) and the
+        directories leading to those mounts. Modes the child set (a
+        directory without x, say) are opened up first; a tree too large or
+        too deep to clear ends the zygote, and the service replaces the
+        whole jail."""
+        self._removed = 0
+        self._clear(top)
+
+    def _clear(self, path):
+        for entry in list(os.scandir(path)):
+            target = entry.path
+            if target in self.mounts:
+                continue
+            if entry.is_dir(follow_symlinks=False):
                 try:
-                    os.chmod(os.path.join(root, name), 0o700, follow_symlinks=False)
-                except (OSError, NotImplementedError):
-                    pass
-        for root, dirs, files in os.walk(top, topdown=False):
-            for name in files + dirs:
-                path = os.path.join(root, name)
-                try:
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        os.rmdir(path)
-                    else:
-                        os.unlink(path)
+                    os.chmod(target, 0o700)
                 except OSError:
                     pass
-                removed += 1
-                if removed > MAX_TMP_ENTRIES:
-                    raise RuntimeError("too much left in %s" % top)
-        if os.listdir(top):
-            raise RuntimeError("cannot empty %s" % top)
+                self._clear(target)
+                if target not in self.keep:
+                    os.rmdir(target)
+            else:
+                os.unlink(target)
+            self._removed += 1
+            if self._removed > MAX_TMP_ENTRIES:
+                raise RuntimeError("too much left in %s" % path)
+
+    def _jail_mounts(self, top):
+        """Mount points under top, and the directories that lead to them."""
+        mounts, keep = set(), set()
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split()[4]
+                if point.startswith(top + "/"):
+                    mounts.add(point)
+                    parent = os.path.dirname(point)
+                    while parent != top:
+                        keep.add(parent)
+                        parent = os.path.dirname(parent)
+        return mounts, keep
 
     def _remove_ipc(self):
         for kind, remove in (

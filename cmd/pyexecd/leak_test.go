@@ -38,6 +38,12 @@ def main():
     os.symlink("/tmp/leak", "/tmp/link")
     os.chmod("/tmp/leak/deep", 0)
     os.chmod("/tmp/leak", 0)
+    for root, dirs, files in os.walk("/tmp"):
+        if root != "/tmp" and "leak" not in root:
+            try:
+                open(os.path.join(root, "planted"), "w").write("x")
+            except OSError:
+                pass
     os.environ["PYEXEC_LEAK"] = "1"
     os.chdir("/tmp")
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -66,8 +72,20 @@ import os, sys, signal, resource, builtins, json, socket, random
 import numpy as np
 def main():
     leaks = []
-    if os.listdir("/tmp"):
-        leaks.append("/tmp holds %s" % os.listdir("/tmp"))
+    # What the jail mounted under /tmp (a checkout there holds the
+    # interpreter's prefix) and the directories leading to it belong to
+    # the jail; anything else is left over.
+    mounts = {l.split()[4] for l in open("/proc/self/mountinfo") if l.split()[4].startswith("/tmp/")}
+    keep = set()
+    for m in mounts:
+        d = os.path.dirname(m)
+        while d != "/tmp":
+            keep.add(d)
+            d = os.path.dirname(d)
+    for root, dirs, files in os.walk("/tmp"):
+        dirs[:] = [d for d in dirs if os.path.join(root, d) not in mounts]
+        leaks += ["/tmp holds " + os.path.join(root, f) for f in files]
+        leaks += ["/tmp holds " + os.path.join(root, d) for d in dirs if os.path.join(root, d) not in keep]
     if "PYEXEC_LEAK" in os.environ:
         leaks.append("environment")
     if os.getcwd() != "/tmp":
