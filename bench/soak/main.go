@@ -108,7 +108,7 @@ func run() error {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "wrote", *out)
-	if crashed || rep.Wrong > 0 || rep.Errors > 0 || after.Jailed > 2*after.Idle {
+	if crashed || rep.Wrong > 0 || rep.Errors > 0 || after.Jailed > 2*after.Idle || leftover > 0 {
 		return fmt.Errorf("the soak found problems; see %s", *out)
 	}
 	return nil

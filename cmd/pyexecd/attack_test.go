@@ -374,7 +374,7 @@ func testAttacks(t *testing.T, iso string) {
 	}
 	n, ok := s.m.spawner.Processes()
 	if ok {
-		require.Eventually(t, func() bool { n, _ = s.m.spawner.Processes(); return n <= 2*4 }, 10*time.Second, 50*time.Millisecond,
+		require.Eventually(t, func() bool { n, _ = s.m.spawner.Processes(); return n <= procsPerWorker(iso)*4 }, 10*time.Second, 50*time.Millisecond,
 			"jailed processes left after the attacks: %d", n)
 	}
 }
