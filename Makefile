@@ -91,8 +91,9 @@ bench: venv build
 
 # Regenerates docs/RELIABILITY.md: the adversarial suite's outcomes, then
 # 10,000 requests (70% normal, 30% abusive) at concurrency 8 (about 30 min).
+SOAK_FLAGS ?=
 soak: venv build
-	$(GO) run ./bench/soak -bin "$(BIN)/pyexecd" -python "$(PY)" -out docs/RELIABILITY.md
+	$(GO) run ./bench/soak -bin "$(BIN)/pyexecd" -python "$(PY)" -out docs/RELIABILITY.md $(SOAK_FLAGS)
 
 clean:
 	rm -rf "$(BIN)" "$(VENV)"
