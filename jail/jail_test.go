@@ -43,16 +43,6 @@ func run(t *testing.T, w *Worker, script string, timeout time.Duration) *pyexec.
 	return resp
 }
 
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	fields := strings.Fields(string(data))
-	return len(fields) > 2 && fields[2] != "Z"
-}
-
 func TestWorker_KillLeavesNothingBehind(t *testing.T) {
 	s := newSpawner(t, Config{})
 	w := spawn(t, s)
@@ -67,11 +57,11 @@ func TestWorker_KillLeavesNothingBehind(t *testing.T) {
 	nsjailPid := w.cmd.Process.Pid
 	w.Kill()
 	w.Kill() // twice is fine
-	assert.False(t, alive(nsjailPid))
+	assert.False(t, testenv.Alive(nsjailPid))
 	// A killed process leaves its cgroup before the kernel has finished
 	// tearing it down, so give the teardown a moment.
 	for _, pid := range pids {
-		assert.Eventually(t, func() bool { return !alive(pid) }, 5*time.Second, 10*time.Millisecond, "pid %d survived", pid)
+		assert.Eventually(t, func() bool { return !testenv.Alive(pid) }, 5*time.Second, 10*time.Millisecond, "pid %d survived", pid)
 	}
 	for _, d := range dirs {
 		_, err := os.Stat(d)

@@ -35,19 +35,18 @@ type lineResult struct {
 // Worker is one jailed harness process. Its methods other than Kill are not
 // safe for concurrent use: one owner (the pool) drives it.
 type Worker struct {
-	id      string
-	log     *zap.Logger
-	cmd     *exec.Cmd
-	cg      *workerCgroup
-	cfg     *Config
-	stdin   *os.File
-	stdout  *os.File
-	lines   chan lineResult
-	done    chan struct{} // closed after cmd.Wait returns
-	stop    chan struct{} // closed by Kill: nobody reads lines any more
-	stderr  *tailBuffer
-	ready   *readyMsg
-	started time.Time
+	id     string
+	log    *zap.Logger
+	cmd    *exec.Cmd
+	cg     *workerCgroup
+	cfg    *Config
+	stdin  *os.File
+	stdout *os.File
+	lines  chan lineResult
+	done   chan struct{} // closed after cmd.Wait returns
+	stop   chan struct{} // closed by Kill: nobody reads lines any more
+	stderr *tailBuffer
+	ready  *readyMsg
 	// harnessPID is the jailed interpreter's pid on the host (0: unknown).
 	harnessPID int
 
@@ -160,7 +159,7 @@ func (w *Worker) start(s *Spawner) error {
 		errR.Close()
 		return err
 	}
-	w.cmd, w.stdin, w.stdout, w.started = cmd, inW, outR, time.Now()
+	w.cmd, w.stdin, w.stdout = cmd, inW, outR
 
 	// Exactly one goroutine waits for the process; everyone else watches done.
 	go func() {
@@ -208,12 +207,6 @@ func childOf(pid int) int {
 	}
 	return child
 }
-
-// ID names the worker in logs.
-func (w *Worker) ID() string { return w.id }
-
-// Started is when the worker's process was started.
-func (w *Worker) Started() time.Time { return w.started }
 
 // Reusable reports whether the worker may serve another script: only when
 // its last request failed validation, so no user code ran in it.

@@ -43,16 +43,6 @@ func childrenOf(pid int) []int {
 	return out
 }
 
-func alive(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	text := string(data)
-	fields := strings.Fields(text[strings.LastIndexByte(text, ')')+2:])
-	return len(fields) > 0 && fields[0] != "Z"
-}
-
 func TestE2E_WorkerKilledFromOutside(t *testing.T) { inEveryMode(t, testE2EWorkerKilledFromOutside) }
 
 func testE2EWorkerKilledFromOutside(t *testing.T, iso string) {
@@ -126,7 +116,7 @@ func TestE2E_SIGTERM(t *testing.T) {
 		t.Fatal("the service did not exit after SIGTERM")
 	}
 	for _, pid := range workers {
-		assert.Eventually(t, func() bool { return !alive(pid) }, 5*time.Second, 10*time.Millisecond, "worker %d left behind", pid)
+		assert.Eventually(t, func() bool { return !testenv.Alive(pid) }, 5*time.Second, 10*time.Millisecond, "worker %d left behind", pid)
 	}
 	_, err = http.Get(base + "/health")
 	assert.Error(t, err, "nothing listens any more")
