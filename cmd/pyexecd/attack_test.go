@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyexec/pyexec/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -75,18 +76,23 @@ def main():
     return leaks
 `
 
-func attacks(canary, hostAbstract string, servicePort int) []attack {
+// attacks lists the attacks. projectTop is the first component of the
+// virtualenv's path (work for /work/main/.venv): the jail mounts the
+// interpreter's prefix at its own path, so that one top-level directory is
+// expected inside the jail wherever the project is checked out.
+func attacks(canary, hostAbstract, projectTop string, servicePort int) []attack {
 	return []attack{
 		// Reading the host.
 		{name: "read /etc/shadow", leaks: true, script: probe(`open("/etc/shadow").read()`)},
 		{name: "read /etc/passwd", leaks: true, script: probe(`open("/etc/passwd").read()`)},
 		{name: "read a host canary by path", leaks: true, script: probe(fmt.Sprintf(`open(%q).read()`, canary))},
-		{name: "list the host's root", leaks: true, script: `import os
+		{name: "list the host's root", leaks: true, script: fmt.Sprintf(`import os
 def main():
-    extra = set(os.listdir("/")) - {"dev", "harness", "lib", "lib64", "proc", "tmp", "usr", "work", "opt", "bin", "sbin", "etc"}
-    host_only = [d for d in ("root", "home", "var", "etc", "boot", "sys", "srv", "mnt") if os.path.exists("/" + d)]
+    project = %q
+    extra = set(os.listdir("/")) - {"dev", "harness", "lib", "lib64", "proc", "tmp", "usr", "bin", "sbin", project}
+    host_only = [d for d in ("root", "home", "var", "etc", "boot", "sys", "srv", "mnt") if d != project and os.path.exists("/" + d)]
     return sorted(extra) + host_only
-`},
+`, projectTop)},
 		{name: "host processes through /proc", leaks: true, script: `import os
 def main():
     leaks = []
@@ -320,7 +326,7 @@ func testAttacks(t *testing.T, iso string) {
 	var port int
 	fmt.Sscan(portStr, &port)
 
-	list := attacks(canary, abstract, port)
+	list := attacks(canary, abstract, topDir(testenv.Python(t)), port)
 	require.GreaterOrEqual(t, len(list), 40)
 	type row struct {
 		Mode    string `json:"mode"`
@@ -377,4 +383,9 @@ func testAttacks(t *testing.T, iso string) {
 		require.Eventually(t, func() bool { n, _ = s.m.spawner.Processes(); return n <= procsPerWorker(iso)*4 }, 10*time.Second, 50*time.Millisecond,
 			"jailed processes left after the attacks: %d", n)
 	}
+}
+
+// topDir is the first component of an absolute path: work for /work/main.
+func topDir(path string) string {
+	return strings.SplitN(strings.TrimPrefix(filepath.Clean(path), "/"), "/", 2)[0]
 }
