@@ -304,10 +304,20 @@ func testE2EIsolation(t *testing.T, iso string) {
 		canary := filepath.Join(wd, "canary-"+fmt.Sprint(time.Now().UnixNano()))
 		require.NoError(t, os.WriteFile(canary, []byte("host secret"), 0o644))
 		defer os.Remove(canary)
+		// Host directories that must be absent, except the one the
+		// checkout itself lives under (its prefix is mounted at its path).
+		hostDirs := []string{"/etc/passwd", "/etc/shadow"}
+		for _, d := range []string{"/root", "/home", "/var", "/srv", "/mnt"} {
+			if topDir(s.m.Config.Python) != d[1:] {
+				hostDirs = append(hostDirs, d)
+			}
+		}
+		paths, err := json.Marshal(append([]string{canary}, hostDirs...))
+		require.NoError(t, err)
 		script := fmt.Sprintf(`import os
 def main():
     out = {}
-    for path in [%q, "/etc/passwd", "/etc/shadow", "/root", "/home", "/var"]:
+    for path in %s:
         out[path] = os.path.exists(path)
     for path in ["/usr/evil", "/evil", %q]:
         try:
@@ -318,7 +328,7 @@ def main():
     open("/tmp/ok", "w").write("fine")
     out["tmp"] = open("/tmp/ok").read()
     return out
-`, canary, filepath.Join(filepath.Dir(s.m.Config.Python), "evil"))
+`, paths, filepath.Join(filepath.Dir(s.m.Config.Python), "evil"))
 		r := s.run(script, 5)
 		require.Nil(t, r.Body.Error, "%+v", r.Body.Error)
 		var out map[string]any
