@@ -25,6 +25,13 @@ type readyMsg struct {
 	Pandas   string `json:"pandas"`
 	Zygote   bool   `json:"zygote"`
 	Runs     int    `json:"runs"`
+	// Fork isolation: every ready line carries a nonce the zygote drew
+	// after forking the next child; the following one repeats it as Done
+	// and tells how the previous child ended. A child cannot forge it.
+	Nonce    string `json:"nonce"`
+	Done     string `json:"done"`
+	Signal   int    `json:"signal"`
+	ExitCode int    `json:"exit_code"`
 }
 
 // requestLimits travel with each request so the harness applies the same
@@ -61,11 +68,6 @@ type replyMsg struct {
 	Error           *replyError     `json:"error"`
 	UserCodeRan     bool            `json:"user_code_ran"`
 	DurationMS      float64         `json:"duration_ms"`
-	// Fork isolation: the zygote's report of a child that ended without
-	// answering, with how it ended.
-	ChildDied bool `json:"child_died"`
-	Signal    int  `json:"signal"`
-	ExitCode  int  `json:"exit_code"`
 }
 
 // lineReader reads newline-terminated lines of at most max bytes.
@@ -148,7 +150,7 @@ func decodeReply(line []byte, id string) (*replyMsg, error) {
 	if m.ID != id {
 		return nil, fmt.Errorf("decode reply: answers request %q, want %q", m.ID, id)
 	}
-	if m.Error == nil && len(m.Result) == 0 && !m.ChildDied {
+	if m.Error == nil && len(m.Result) == 0 {
 		return nil, errors.New("decode reply: neither result nor error")
 	}
 	return &m, nil

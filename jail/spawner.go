@@ -218,7 +218,7 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 		"PYEXEC_MAX_LINE=" + strconv.Itoa(cfg.maxRequestLine()),
 	}
 	if cfg.Isolation == IsolationFork {
-		s.env = append(s.env, "PYEXEC_ROLE=zygote", "PYEXEC_MAX_REPLY="+strconv.Itoa(cfg.maxReplyLine()))
+		s.env = append(s.env, "PYEXEC_ROLE=zygote")
 	}
 	// Hosts whose CPU needs an OpenBLAS kernel override set these; they
 	// carry no secrets, so they are the only variables passed through.

@@ -1,6 +1,7 @@
 package jail
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +60,9 @@ type Worker struct {
 	fork      bool
 	runs      int
 	needReady bool
+	// nonce is the one the zygote's last ready line carried; its next
+	// ready line must repeat it (see readyMsg).
+	nonce string
 }
 
 // Spawn starts one worker and waits for its ready line, at most
@@ -96,7 +100,10 @@ func (s *Spawner) Spawn(ctx context.Context) (*Worker, error) {
 		if err != nil {
 			return fail(fmt.Errorf("%w: %s", err, w.stderr.String()))
 		}
-		w.ready = ready
+		if w.fork && ready.Nonce == "" {
+			return fail(errors.New("the zygote's ready line has no nonce"))
+		}
+		w.ready, w.nonce = ready, ready.Nonce
 		w.harnessPID = childOf(w.cmd.Process.Pid)
 		if w.fork && w.harnessPID > 0 {
 			// The zygote imported at nice 19 like every spawn; the children
@@ -307,10 +314,14 @@ func (w *Worker) awaitReady(ctx context.Context, d time.Duration) error {
 		if !ok || lr.err != nil {
 			return fmt.Errorf("no ready line: %v", lr.err)
 		}
-		if _, err := decodeReady(lr.line); err != nil {
+		m, err := decodeReady(lr.line)
+		if err != nil {
 			return err
 		}
-		w.needReady = false
+		if m.Done != w.nonce || m.Nonce == "" {
+			return errors.New("ready line out of step with the zygote's last one")
+		}
+		w.nonce, w.needReady = m.Nonce, false
 		return nil
 	case <-t.C:
 		return fmt.Errorf("jail not restored within %v", d)
@@ -330,16 +341,20 @@ func (w *Worker) reply(lr lineResult, ok bool, id string, oomBefore int64) *pyex
 		w.waitDone(2 * time.Second)
 		return &pyexec.Response{Error: w.deathError()}
 	}
+	if w.fork {
+		if m := w.restored(lr.line); m != nil {
+			// The zygote says the child ended without answering (and has
+			// already restored the jail). The jail is replaced after any
+			// such end.
+			w.nonce = m.Nonce
+			return &pyexec.Response{Error: w.childDeathError(m, oomBefore)}
+		}
+	}
 	m, err := decodeReply(lr.line, id)
 	if err != nil {
 		w.log.Warn("garbled reply", zap.Error(err))
 		w.Kill()
 		return &pyexec.Response{Error: pyexec.Errorf(pyexec.CodeSandbox, "the sandbox sent an invalid reply")}
-	}
-	if m.ChildDied {
-		// Fork isolation: the script's process ended without answering.
-		// The jail is replaced after any such end.
-		return &pyexec.Response{Error: w.childDeathError(m, oomBefore)}
 	}
 	resp := &pyexec.Response{
 		Stdout: m.Stdout, Stderr: m.Stderr,
@@ -377,8 +392,21 @@ func recoverable(c pyexec.Code) bool {
 	return false
 }
 
+// restored returns line as the zygote's ready line if it is the genuine
+// one that follows the current child (it repeats the last nonce), else nil.
+func (w *Worker) restored(line []byte) *readyMsg {
+	if !bytes.Contains(line, []byte(`"done"`)) {
+		return nil // a reply (the common case): no need to decode it twice
+	}
+	m, err := decodeReady(line)
+	if err != nil || m.Done != w.nonce || m.Nonce == "" {
+		return nil
+	}
+	return m
+}
+
 // childDeathError explains a forked child that ended without answering.
-func (w *Worker) childDeathError(m *replyMsg, oomBefore int64) *pyexec.Error {
+func (w *Worker) childDeathError(m *readyMsg, oomBefore int64) *pyexec.Error {
 	if w.cg.oomKills() > oomBefore {
 		return pyexec.Errorf(pyexec.CodeMemoryLimit, "script exceeded the memory limit (%d MB)", w.cfg.MemoryMB)
 	}

@@ -30,6 +30,7 @@ import linecache
 import math
 import os
 import resource
+import select
 import signal
 import sys
 import threading
@@ -476,21 +477,26 @@ class Zygote:
     from this pre-imported process and used once.
 
     The zygote is pid 1 of the jail's pid namespace. The next child is
-    forked ahead of its request and waits on a private pipe; it never holds
-    the protocol descriptors and answers through another pipe, which the
-    zygote forwards. After every run the zygote restores a pristine jail:
-    every other process in the namespace is killed, /tmp is emptied and
-    System V IPC objects are removed. A child's environment, cwd, signal
-    handlers, rlimits and modules die with it."""
+    forked ahead of its request: it reads the request from the protocol
+    descriptor and answers on it itself, exactly as a strict worker does,
+    while the zygote waits for it to end. Then the zygote restores a
+    pristine jail (every other process in the namespace is killed, /tmp is
+    emptied and System V IPC objects are removed), forks the next child and
+    says so with a ready line. A child's environment, cwd, signal handlers,
+    rlimits and modules die with it.
 
-    def __init__(self, channel, devnull, max_reply):
+    Each ready line carries a fresh random nonce drawn after the fork, and
+    the next one repeats it as "done": a child (or anything it started)
+    cannot know the nonce, so it cannot forge the line that tells the
+    service the jail is restored."""
+
+    def __init__(self, channel, devnull):
         import ctypes
         if os.getpid() != 1:
             # kill(-1) is only confined to the jail when we are its init.
             raise SystemExit("pyexec harness: the zygote must be pid 1 of its own pid namespace")
         self.channel = channel
         self.devnull = devnull
-        self.max_reply = max_reply
         self.runs = 0
         self.libc = ctypes.CDLL(None, use_errno=True)
         # Children cannot ptrace or read the zygote's memory, and as the
@@ -498,30 +504,23 @@ class Zygote:
         self.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.mounts, self.keep = self._jail_mounts("/tmp")
+        self.unread = select.poll()
+        self.unread.register(channel.reader.fileno(), select.POLLIN)
 
     def prefork(self):
         # Objects that exist now are shared with the child; freezing them
         # keeps the child's garbage collector from touching (and so
         # copying) every page of the imported libraries.
         gc.freeze()
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
-                os.close(req_w)
-                os.close(rep_r)
-                self._child(req_r, rep_w)
+                self._child()
             finally:
                 os._exit(0)
-        os.close(req_r)
-        os.close(rep_w)
-        return pid, req_w, rep_r
+        return pid
 
-    def _child(self, req_r, rep_w):
-        # The protocol belongs to the zygote.
-        self.channel.reader.close()
-        os.close(self.channel.out_fd)
+    def _child(self):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         # Every child would otherwise replay the zygote's random sequence.
         import random
@@ -536,12 +535,9 @@ class Zygote:
             pass
         captures = (Capture(1, 1 << 20), Capture(2, 1 << 20))
         self._prefault()
-        with os.fdopen(req_r, "rb") as f:
-            line = f.readline(self.channel.max_line + 1)
-        if not line:
-            return
-        out = Channel(None, rep_w, self.channel.max_line)
-        handle(json.loads(line), out, self.devnull, captures)
+        req = self.channel.read()
+        if req is not None:
+            handle(req, self.channel, self.devnull, captures)
 
     def _prefault(self):
         """Walk the request path once before the request arrives. Pages the
@@ -554,38 +550,20 @@ class Zygote:
         exec(compile(tree, SCRIPT_NAME, "exec", dont_inherit=True), namespace)
         json.dumps({"result": None, "stdout": "", "error": None, "id": "x", "v": encode_result(namespace["main"]())})
 
-    def _read_reply(self, fd):
-        """One reply line from the child, at most max_reply bytes, or None
-        if the child ended without one."""
-        buf = bytearray()
-        while len(buf) <= self.max_reply:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return None
-            buf += chunk
-            end = buf.find(b"\n")
-            if end >= 0:
-                return bytes(buf[:end + 1])
-        return None
-
-    def _reset(self, child):
+    def _reset(self):
         """Kill every other process in the namespace, reap them, empty /tmp
-        and remove IPC objects. Returns the child's wait status."""
-        status = None
+        and remove IPC objects."""
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
             pass
         while True:
             try:
-                pid, st = os.waitpid(-1, 0)
+                os.waitpid(-1, 0)
             except ChildProcessError:
                 break
-            if pid == child:
-                status = st
         self._wipe("/tmp")
         self._remove_ipc()
-        return status
 
     def _wipe(self, top):
         """Empty top, except what the jail itself mounted there (a checkout
@@ -646,33 +624,29 @@ class Zygote:
                 remove(ipc_id)
 
     def serve(self, versions):
-        first = True
+        ready = dict(versions, ready=True, protocol=PROTOCOL, pid=os.getpid(), zygote=True)
         while True:
-            child, req_w, rep_r = self.prefork()
-            ready = {"ready": True, "protocol": PROTOCOL, "pid": os.getpid(),
-                     "runs": self.runs, "zygote": True}
-            if first:
-                ready.update(versions)
-                first = False
+            child = self.prefork()
+            # Drawn after the fork, so the child cannot know it.
+            nonce = os.urandom(16).hex()
+            ready.update(runs=self.runs, nonce=nonce)
             self.channel.write(ready)
-            line = self.channel.read_line()
-            if line is None:
-                return
-            write_all(req_w, line)
-            os.close(req_w)
-            reply = self._read_reply(rep_r)
-            os.close(rep_r)
-            if reply is not None:
-                write_all(self.channel.out_fd, reply)
-            status = self._reset(child)
-            if reply is None:
-                died = {"id": json.loads(line).get("id"), "child_died": True, "signal": 0, "exit_code": 0}
-                if status is not None and os.WIFSIGNALED(status):
-                    died["signal"] = os.WTERMSIG(status)
-                elif status is not None and os.WIFEXITED(status):
-                    died["exit_code"] = os.WEXITSTATUS(status)
-                self.channel.write(died)
+            # Nothing runs here while the child lives: the zygote's pages
+            # stay shared instead of being copied by its own writes.
+            _, status = os.waitpid(child, 0)
+            self._reset()
             self.runs += 1
+            if self.unread.poll(0):
+                # Input the child left unread, or the service closed the
+                # protocol: nothing is sent before a ready line, so the
+                # jail is out of step or unwanted. Leave.
+                return
+            ready = {"ready": True, "protocol": PROTOCOL, "pid": 1, "zygote": True,
+                     "done": nonce, "signal": 0, "exit_code": 0}
+            if os.WIFSIGNALED(status):
+                ready["signal"] = os.WTERMSIG(status)
+            elif os.WIFEXITED(status):
+                ready["exit_code"] = os.WEXITSTATUS(status)
 
 
 def main():
@@ -704,8 +678,7 @@ def main():
     max_line = int(os.environ.get("PYEXEC_MAX_LINE", DEFAULT_MAX_LINE))
     channel = Channel(in_fd, out_fd, max_line)
     if os.environ.get("PYEXEC_ROLE") == "zygote":
-        max_reply = int(os.environ.get("PYEXEC_MAX_REPLY", 16 * DEFAULT_MAX_LINE))
-        Zygote(channel, devnull, max_reply).serve(versions)
+        Zygote(channel, devnull).serve(versions)
         os._exit(0)
     channel.write(dict({"ready": True, "protocol": PROTOCOL, "pid": os.getpid()}, **versions))
     serve(channel, devnull)

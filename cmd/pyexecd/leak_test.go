@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -143,5 +144,69 @@ func TestFork_NoStateLeaksBetweenRuns(t *testing.T) {
 			assert.NotEqual(t, first["random"], got.Random, "every child must not replay one random sequence")
 		}
 		first = map[string]any{"random": got.Random}
+	}
+}
+
+// eavesdrop answers its own request early (it finds the request's id in
+// the harness's frames), forges the zygote's "jail restored" line right
+// after, and leaves a process waiting on every descriptor for the next
+// request, to answer it with what it read. Were the forged line believed,
+// the service would send the next script into this jail while the script
+// still runs.
+const eavesdrop = `import os, sys, time, json
+def request_id():
+    f = sys._getframe()
+    while f is not None:
+        req = f.f_locals.get("req")
+        if isinstance(req, dict) and "id" in req:
+            return req["id"]
+        f = f.f_back
+def main():
+    rid = request_id()
+    if os.fork() == 0:
+        deadline = time.time() + 5
+        for fd in range(0, 64):
+            try:
+                os.set_blocking(fd, False)
+            except OSError:
+                pass
+        while time.time() < deadline:
+            for fd in range(0, 64):
+                try:
+                    data = os.read(fd, 1 << 20)
+                except OSError:
+                    continue
+                if b'"script"' in data:
+                    req = json.loads(data.splitlines()[0])
+                    reply = json.dumps({"id": req["id"], "result": "stolen: " + req["script"], "stdout": "", "stderr": "", "error": None})
+                    for out in range(3, 64):
+                        try:
+                            os.write(out, reply.encode() + b"\n")
+                        except OSError:
+                            pass
+            time.sleep(0.002)
+        os._exit(0)
+    answer = json.dumps({"id": rid, "result": "planted", "stdout": "", "stderr": "", "error": None})
+    forged = json.dumps({"ready": True, "protocol": 1, "pid": 1, "zygote": True, "done": "guess", "nonce": "forged"})
+    for fd in range(3, 64):
+        try:
+            os.write(fd, (answer + "\n" + forged + "\n").encode())
+        except OSError:
+            pass
+    time.sleep(3)
+    return "late"
+`
+
+func TestFork_ForgedRestoredLineCannotStealTheNextScript(t *testing.T) {
+	s := startService(t, "fork", func(c *Config) { c.PoolSize = 1; c.Validation = "minimal" })
+	for round := 0; round < 3; round++ {
+		r := s.run(eavesdrop, 10)
+		require.Nil(t, r.Body.Error, "%+v", r.Body.Error)
+		require.JSONEq(t, `"planted"`, string(r.Body.Result), "the early answer is the script's own to give")
+		for i := 0; i < 3; i++ {
+			r = s.run(fmt.Sprintf("def main():\n    return 'private-%d-%d'\n", round, i), 10)
+			require.Nil(t, r.Body.Error, "round %d: %+v", round, r.Body.Error)
+			assert.JSONEq(t, fmt.Sprintf(`"private-%d-%d"`, round, i), string(r.Body.Result), "round %d: the next script was answered by someone else", round)
+		}
 	}
 }
