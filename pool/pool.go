@@ -288,6 +288,12 @@ func (p *Pool) maintain() {
 			return
 		case <-t.C:
 		}
+		// Age retires at most one worker per tick, and only while no other
+		// is starting: workers started together (the whole pool at
+		// start-up) must not all be replaced at once, which would leave no
+		// warm worker while they spawn.
+		st := p.warm.Stat()
+		retired := st.ConstructingResources() > 0 || int(st.TotalResources()) < p.cfg.Size
 		for _, res := range p.warm.AcquireAllIdle() {
 			w := res.Value()
 			switch {
@@ -296,7 +302,8 @@ func (p *Pool) maintain() {
 				p.recycled.Add(1)
 				res.Destroy()
 				p.nudge()
-			case time.Since(res.CreationTime()) > p.cfg.MaxAge:
+			case !retired && time.Since(res.CreationTime()) > p.ageLimit(res.CreationTime()):
+				retired = true
 				p.recycled.Add(1)
 				res.Destroy()
 				p.nudge()
@@ -305,6 +312,17 @@ func (p *Pool) maintain() {
 			}
 		}
 	}
+}
+
+// ageLimit is MaxAge shortened by up to a fifth, by an amount derived from
+// the worker's creation time, so that workers started together do not come
+// of age together.
+func (p *Pool) ageLimit(created time.Time) time.Duration {
+	spread := p.cfg.MaxAge / 5
+	if spread <= 0 {
+		return p.cfg.MaxAge
+	}
+	return p.cfg.MaxAge - time.Duration(created.UnixNano()%int64(spread))
 }
 
 // nudge wakes a filler without blocking.

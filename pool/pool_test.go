@@ -347,3 +347,24 @@ func TestPool_ReusableWorkerReturnsOnlyWhenReady(t *testing.T) {
 	}
 	assert.EqualValues(t, 2, made.Load(), "reusable workers are kept, not replaced")
 }
+
+func TestPool_RetiresOldWorkersOneAtATime(t *testing.T) {
+	f := &factory{delay: 60 * time.Millisecond}
+	p := newPool(t, Config{Size: 4, Spawn: f.spawn, MaxAge: 20 * time.Millisecond, MaintainInterval: 5 * time.Millisecond})
+	require.NoError(t, p.WaitReady(context.Background()))
+	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Idle == 4 }, 2*time.Second, time.Millisecond)
+	// Every worker is soon over age, and a spawn takes many ticks; yet
+	// the next is retired only once its predecessor's replacement is up,
+	// so the pool never drops below size-1 warm workers on account of age.
+	deadline := time.Now().Add(600 * time.Millisecond)
+	minIdle := 4
+	for time.Now().Before(deadline) {
+		s, _, _ := p.Status()
+		if s.Idle+s.Busy < minIdle {
+			minIdle = s.Idle + s.Busy
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	assert.GreaterOrEqual(t, p.Recycled(), int64(4), "old workers are retired")
+	assert.GreaterOrEqual(t, minIdle, 3, "at most one worker at a time is retired for age")
+}
