@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/pyexec/pyexec"
 )
@@ -52,4 +53,25 @@ func TestFork_ChildDeathAndTimeoutEndTheJail(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, pyexec.CodeTimeout, r2.Error.Code)
 	assert.False(t, w.Reusable())
+}
+
+func TestFork_WaitingChildIsIdleClassAndScriptsRunNormal(t *testing.T) {
+	s := newSpawner(t, Config{Isolation: IsolationFork})
+	w := spawn(t, s)
+	require.NotZero(t, w.harnessPID)
+	policy := func(pid int) int {
+		attr, err := unix.SchedGetAttr(pid, 0)
+		require.NoError(t, err)
+		return int(attr.Policy)
+	}
+	for i := 0; i < 3; i++ {
+		child := childOf(w.harnessPID)
+		require.NotZero(t, child, "a child is forked ahead of the script")
+		assert.Equal(t, unix.SCHED_IDLE, policy(child), "the waiting child only uses idle time")
+		assert.Equal(t, unix.SCHED_NORMAL, policy(w.harnessPID), "the zygote restores jails at normal priority")
+		resp := run(t, w, "import os\ndef main():\n    return [os.sched_getscheduler(0) == os.SCHED_OTHER, os.nice(0)]\n", 5*time.Second)
+		require.Nil(t, resp.Error, "%+v", resp.Error)
+		assert.JSONEq(t, "[true, 0]", string(resp.Result), "the script runs in the normal class at nice 0")
+		require.NoError(t, w.AwaitReady(context.Background()))
+	}
 }

@@ -106,13 +106,10 @@ func (s *Spawner) Spawn(ctx context.Context) (*Worker, error) {
 		w.ready, w.nonce = ready, ready.Nonce
 		w.harnessPID = childOf(w.cmd.Process.Pid)
 		if w.fork && w.harnessPID > 0 {
-			// The zygote imported at nice 19 like every spawn; the children
-			// it forks from now on run scripts, at normal priority. The one
-			// already forked is reniced too.
+			// The zygote imported at nice 19 like every spawn; from now on
+			// it restores jails at normal priority.
 			_ = unix.Setpriority(unix.PRIO_PROCESS, w.harnessPID, 0)
-			if child := childOf(w.harnessPID); child > 0 {
-				_ = unix.Setpriority(unix.PRIO_PROCESS, child, 0)
-			}
+			w.idleChild()
 		}
 		return w, nil
 	case <-w.done:
@@ -198,6 +195,25 @@ func (w *Worker) readLines(max int) {
 	}
 }
 
+// idleChild finds the child the zygote forked ahead of the next script and
+// puts it in the SCHED_IDLE class: while it waits it only warms up (copies
+// ahead the pages scripts touch), which must not slow down running
+// scripts, and any of them that wakes up preempts it at once. Run puts it
+// back in the normal class with the request. Both are done by the worker's
+// owner, so the two cannot race.
+func (w *Worker) idleChild() {
+	if child := childOf(w.harnessPID); child > 0 {
+		setPolicy(child, unix.SCHED_IDLE)
+	}
+}
+
+// setPolicy moves pid to a scheduling class (nice 0 in it). A failure only
+// costs speed, never isolation, so it is ignored.
+func setPolicy(pid int, policy uint32) {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy}
+	_ = unix.SchedSetAttr(pid, &attr, 0)
+}
+
 // childOf returns the first child of pid, read from /proc, or 0.
 func childOf(pid int) int {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
@@ -249,7 +265,13 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	// Workers wait, and spawn (the imports), at nsjail's nice level 19 so
 	// that refills yield to running scripts; the script itself runs at
 	// normal priority.
-	if w.harnessPID > 0 && !w.fork {
+	switch {
+	case w.fork && w.harnessPID > 0:
+		// The child forked ahead of this script (see idleChild).
+		if child := childOf(w.harnessPID); child > 0 {
+			setPolicy(child, unix.SCHED_NORMAL)
+		}
+	case w.harnessPID > 0:
 		_ = unix.Setpriority(unix.PRIO_PROCESS, w.harnessPID, 0)
 	}
 	start := time.Now()
@@ -322,6 +344,7 @@ func (w *Worker) awaitReady(ctx context.Context, d time.Duration) error {
 			return errors.New("ready line out of step with the zygote's last one")
 		}
 		w.nonce, w.needReady = m.Nonce, false
+		w.idleChild()
 		return nil
 	case <-t.C:
 		return fmt.Errorf("jail not restored within %v", d)
