@@ -41,7 +41,8 @@ func main() {
 // plan is one measured run of a scenario.
 type plan struct {
 	Scenario string
-	Kind     string // "latency" or "throughput"
+	Kind     string  // "latency", "throughput" or "rate"
+	Rate     float64 // "rate": open loop at this many requests/s (fork mode only)
 }
 
 type settings struct {
@@ -68,9 +69,11 @@ func run() error {
 
 	facts := machineFacts()
 	plans := []plan{
-		{"hello", "latency"}, {"pandas", "latency"}, {"cpu", "latency"},
-		{"hello", "throughput"}, {"pandas", "throughput"}, {"cpu", "throughput"},
-		{"mixed", "throughput"}, {"abuse", "throughput"},
+		{"hello", "latency", 0}, {"pandas", "latency", 0}, {"cpu", "latency", 0},
+		{"hello", "throughput", 0}, {"pandas", "throughput", 0}, {"cpu", "throughput", 0},
+		{"mixed", "throughput", 0}, {"abuse", "throughput", 0},
+		// Fork isolation's latency targets hold while sustaining a rate.
+		{"hello", "rate", forkHelloRate}, {"pandas", "rate", forkPandasRate},
 	}
 	res := &results{facts: facts, settings: s, runs: map[string]map[string]*load.Report{}}
 	python, err := filepath.Abs(s.python)
@@ -107,12 +110,18 @@ func run() error {
 		}
 		for _, p := range plans {
 			opt := load.Options{URL: svc.URL, Progress: os.Stderr}
-			if p.Kind == "latency" {
+			switch p.Kind {
+			case "latency":
 				opt.Concurrency, opt.Think, opt.Requests = 1, s.think, s.latN
 				if mode == "cold" {
 					opt.Requests = s.coldLatN
 				}
-			} else {
+			case "rate":
+				if mode != "fork" {
+					continue
+				}
+				opt.Concurrency, opt.Duration, opt.Rate = 8, s.thrDur, p.Rate
+			default:
 				opt.Concurrency, opt.Duration = 8, s.thrDur
 			}
 			sc, _ := load.Lookup(p.Scenario)
@@ -126,7 +135,7 @@ func run() error {
 				svc.Stop()
 				return err
 			}
-			if mode == "cold" && p == (plan{"hello", "latency"}) {
+			if mode == "cold" && p == (plan{"hello", "latency", 0}) {
 				res.spawnCPU = (service.BusySeconds() - cpu0) / float64(rep.Requests)
 				res.spawnWall = rep.Latency.P50 / 1000
 			}
@@ -152,6 +161,13 @@ func run() error {
 	fmt.Fprintf(os.Stderr, "wrote %s and %s\n", s.out, s.chart)
 	return nil
 }
+
+// The rates at which fork isolation's p99 target is checked: its
+// throughput targets for the two scenarios.
+const (
+	forkHelloRate  = 150
+	forkPandasRate = 100
+)
 
 // footprint is the resident memory of idle warm workers.
 type footprint struct {
