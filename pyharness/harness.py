@@ -29,6 +29,7 @@ import json
 import linecache
 import math
 import os
+import random
 import resource
 import select
 import signal
@@ -512,6 +513,16 @@ class Zygote:
         # keeps the child's garbage collector from touching (and so
         # copying) every page of the imported libraries.
         gc.freeze()
+        # Every child would otherwise replay one random sequence. Seeding
+        # here, while no child lives, is far cheaper than in the child,
+        # where the generators' pages are shared and copied on first
+        # write; the previous child is gone and cannot know the new seed.
+        # (Python's random is also reseeded in the child by its own
+        # at-fork hook.)
+        random.seed()
+        numpy = sys.modules.get("numpy")
+        if numpy is not None:
+            numpy.random.seed()
         pid = os.fork()
         if pid == 0:
             try:
@@ -522,12 +533,6 @@ class Zygote:
 
     def _child(self):
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        # Every child would otherwise replay the zygote's random sequence.
-        import random
-        random.seed()
-        numpy = sys.modules.get("numpy")
-        if numpy is not None:
-            numpy.random.seed()
         try:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write("1000")  # under memory pressure, the child goes first
