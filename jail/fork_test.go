@@ -75,3 +75,15 @@ func TestFork_WaitingChildIsIdleClassAndScriptsRunNormal(t *testing.T) {
 		require.NoError(t, w.AwaitReady(context.Background()))
 	}
 }
+
+func TestFork_JailRunLimitsAreSpread(t *testing.T) {
+	seen := map[int]bool{}
+	for i := 0; i < 1000; i++ {
+		n := jailRuns(1000)
+		require.GreaterOrEqual(t, n, 801)
+		require.LessOrEqual(t, n, 1000)
+		seen[n] = true
+	}
+	assert.Greater(t, len(seen), 100, "limits drawn from a spread, so jails started together end apart")
+	assert.Equal(t, 4, jailRuns(4), "too small to spread")
+}

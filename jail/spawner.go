@@ -66,7 +66,9 @@ type Config struct {
 	// or IsolationFork (a zygote per jail, a fresh forked child per script).
 	Isolation string
 	// MaxRuns recycles a fork-isolation jail after this many scripts
-	// (default 1000).
+	// (default 1000); each jail's own limit is drawn between four fifths
+	// of it and all of it, so jails started together are not all replaced
+	// together.
 	MaxRuns int
 }
 

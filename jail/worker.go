@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strconv"
@@ -63,6 +64,8 @@ type Worker struct {
 	// nonce is the one the zygote's last ready line carried; its next
 	// ready line must repeat it (see readyMsg).
 	nonce string
+	// maxRuns is this jail's share of Config.MaxRuns.
+	maxRuns int
 }
 
 // Spawn starts one worker and waits for its ready line, at most
@@ -80,6 +83,7 @@ func (s *Spawner) Spawn(ctx context.Context) (*Worker, error) {
 		stderr: &tailBuffer{max: 8 << 10},
 		fork:   s.cfg.Isolation == IsolationFork,
 	}
+	w.maxRuns = jailRuns(s.cfg.MaxRuns)
 	if err := w.start(s); err != nil {
 		cg.remove()
 		return nil, fmt.Errorf("spawn worker: %w", err)
@@ -212,6 +216,14 @@ func (w *Worker) idleChild() {
 func setPolicy(pid int, policy uint32) {
 	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy}
 	_ = unix.SchedSetAttr(pid, &attr, 0)
+}
+
+// jailRuns draws one jail's run limit between four fifths of max and max.
+func jailRuns(max int) int {
+	if spread := max / 5; spread > 0 {
+		return max - rand.IntN(spread)
+	}
+	return max
 }
 
 // childOf returns the first child of pid, read from /proc, or 0.
@@ -398,7 +410,7 @@ func (w *Worker) reply(lr lineResult, ok bool, id string, oomBefore int64) *pyex
 	if w.fork {
 		w.runs++
 		w.needReady = true
-		w.reusable = w.runs < w.cfg.MaxRuns && (resp.Error == nil || recoverable(resp.Error.Code))
+		w.reusable = w.runs < w.maxRuns && (resp.Error == nil || recoverable(resp.Error.Code))
 	} else {
 		w.reusable = !m.UserCodeRan && m.Error != nil && pyexec.Code(m.Error.Type) == pyexec.CodeValidation
 	}
