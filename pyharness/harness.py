@@ -406,6 +406,22 @@ class Channel:
         write_all(self.out_fd, (text + "\n").encode("ascii"))
 
 
+def read_small(path, limit=1 << 20):
+    """The bytes of a small file (a /proc one), read without a file object."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while limit > 0:
+            chunk = os.read(fd, min(limit, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            limit -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def write_all(fd, data):
     view = memoryview(data)
     while view:
@@ -533,9 +549,14 @@ class Zygote:
 
     def _child(self):
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Under memory pressure, the child goes first. (Plain descriptors:
+        # a file object costs a hundred page copies in a fresh child.)
         try:
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write("1000")  # under memory pressure, the child goes first
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            try:
+                os.write(fd, b"1000")
+            finally:
+                os.close(fd)
         except OSError:
             pass
         captures = (Capture(1, 1 << 20), Capture(2, 1 << 20))
@@ -648,10 +669,8 @@ class Zygote:
             ("msg", lambda i: self.libc.msgctl(i, IPC_RMID, None)),
         ):
             try:
-                with open("/proc/sysvipc/" + kind) as f:
-                    next(f)
-                    ids = [int(line.split()[1]) for line in f if line.strip()]
-            except (OSError, StopIteration, ValueError, IndexError):
+                ids = [int(line.split()[1]) for line in read_small("/proc/sysvipc/" + kind).splitlines()[1:] if line.strip()]
+            except (OSError, ValueError, IndexError):
                 continue
             for ipc_id in ids:
                 remove(ipc_id)
