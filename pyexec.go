@@ -148,6 +148,7 @@ type Limits struct {
 	PidsEnforcer   string   `json:"pids_enforced_by"`
 	TmpfsMB        int      `json:"tmpfs_mb"`
 	CPUs           int      `json:"cpus"`
+	CPUEnforcer    string   `json:"cpus_enforced_by"`
 	Network        string   `json:"network"`
 	Seccomp        string   `json:"seccomp"`
 	TimeoutDefault float64  `json:"timeout_default_s"`

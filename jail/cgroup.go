@@ -30,10 +30,18 @@ const (
 // can be found and killed, and an OOM kill can be told from any other death.
 type cgroups struct {
 	mode    string
-	parents []string // v1: one per controller (memory, pids); v2: one
+	parents []string // v1: one per controller (memory, pids[, cpu]); v2: one
 	memory  int64    // bytes, 0 = unlimited
 	pids    int      // 0 = unlimited
+	// cpu is the CPU time a worker may use per cpuPeriod, in microseconds
+	// (0 = unlimited, or no cpu controller on this host: see cpuLimited).
+	cpu        int64
+	cpuLimited bool
 }
+
+// cpuPeriod is the CFS bandwidth period of the CPU limit: a worker may use
+// cpu microseconds of CPU time in each such period, on any CPU.
+const cpuPeriod = 100_000
 
 // cgroupParentName is unique per service process so that several instances
 // (or test binaries) on one host never touch each other's workers.
@@ -69,7 +77,7 @@ func exists(path string) bool {
 // instance's parents. want is CgroupAuto, CgroupV1, CgroupV2 or CgroupNone.
 // With auto, a host without usable cgroups yields mode none and a warning;
 // an explicitly requested version that cannot be set up is an error.
-func setupCgroups(root, selfCgroup string, want string, memory int64, pids int, log *zap.Logger) (*cgroups, error) {
+func setupCgroups(root, selfCgroup string, want string, memory int64, pids int, cpu int64, log *zap.Logger) (*cgroups, error) {
 	if want == CgroupNone {
 		return &cgroups{mode: CgroupNone}, nil
 	}
@@ -80,14 +88,14 @@ func setupCgroups(root, selfCgroup string, want string, memory int64, pids int, 
 	name := cgroupParentName(os.Getpid())
 	var errs []error
 	if want == CgroupAuto || want == CgroupV2 {
-		cg, err := setupV2(root, own[""], name, memory, pids)
+		cg, err := setupV2(root, own[""], name, memory, pids, cpu)
 		if err == nil {
 			return cg, nil
 		}
 		errs = append(errs, fmt.Errorf("v2: %w", err))
 	}
 	if want == CgroupAuto || want == CgroupV1 {
-		cg, err := setupV1(root, own, name, memory, pids)
+		cg, err := setupV1(root, own, name, memory, pids, cpu)
 		if err == nil {
 			return cg, nil
 		}
@@ -102,9 +110,14 @@ func setupCgroups(root, selfCgroup string, want string, memory int64, pids int, 
 	return &cgroups{mode: CgroupNone}, nil
 }
 
-func setupV1(root string, own map[string]string, name string, memory int64, pids int) (*cgroups, error) {
+func setupV1(root string, own map[string]string, name string, memory int64, pids int, cpu int64) (*cgroups, error) {
 	var parents []string
-	for _, ctrl := range []string{"memory", "pids"} {
+	ctrls := []string{"memory", "pids"}
+	// The cpu controller is optional: without it, CPU time is not capped.
+	if cpu > 0 && exists(filepath.Join(root, "cpu", "cgroup.procs")) {
+		ctrls = append(ctrls, "cpu")
+	}
+	for _, ctrl := range ctrls {
 		mount := filepath.Join(root, ctrl)
 		if !exists(filepath.Join(mount, "cgroup.procs")) {
 			return nil, fmt.Errorf("controller %s is not mounted at %s", ctrl, mount)
@@ -120,7 +133,7 @@ func setupV1(root string, own map[string]string, name string, memory int64, pids
 		}
 		parents = append(parents, parent)
 	}
-	return probed(&cgroups{mode: CgroupV1, parents: parents, memory: memory, pids: pids})
+	return probed(&cgroups{mode: CgroupV1, parents: parents, memory: memory, pids: pids, cpu: cpu, cpuLimited: len(ctrls) == 3})
 }
 
 // probed checks that a worker cgroup accepts its limits (or the limits
@@ -135,7 +148,7 @@ func probed(cg *cgroups) (*cgroups, error) {
 	return cg, nil
 }
 
-func setupV2(root, own, name string, memory int64, pids int) (*cgroups, error) {
+func setupV2(root, own, name string, memory int64, pids int, cpu int64) (*cgroups, error) {
 	if !exists(filepath.Join(root, "cgroup.controllers")) {
 		return nil, errors.New("no unified hierarchy at " + root)
 	}
@@ -150,9 +163,14 @@ func setupV2(root, own, name string, memory int64, pids int) (*cgroups, error) {
 			return nil, fmt.Errorf("controller %s not available in %s", c, base)
 		}
 	}
+	enable := "+memory +pids"
+	// The cpu controller is optional: without it, CPU time is not capped.
+	if cpu > 0 && contains(have, "cpu") {
+		enable += " +cpu"
+	}
 	// "No internal processes": to enable controllers for children, base may
 	// hold no processes itself, so the service moves into a leaf first.
-	if err := writeFile(filepath.Join(base, "cgroup.subtree_control"), "+memory +pids"); err != nil {
+	if err := writeFile(filepath.Join(base, "cgroup.subtree_control"), enable); err != nil {
 		leaf := filepath.Join(base, name+"-service")
 		if err := os.MkdirAll(leaf, 0o755); err != nil {
 			return nil, fmt.Errorf("create %s: %w", leaf, err)
@@ -160,7 +178,7 @@ func setupV2(root, own, name string, memory int64, pids int) (*cgroups, error) {
 		if err := moveProcs(filepath.Join(base, "cgroup.procs"), filepath.Join(leaf, "cgroup.procs")); err != nil {
 			return nil, err
 		}
-		if err := writeFile(filepath.Join(base, "cgroup.subtree_control"), "+memory +pids"); err != nil {
+		if err := writeFile(filepath.Join(base, "cgroup.subtree_control"), enable); err != nil {
 			return nil, fmt.Errorf("enable controllers in %s: %w", base, err)
 		}
 	}
@@ -169,11 +187,12 @@ func setupV2(root, own, name string, memory int64, pids int) (*cgroups, error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", parent, err)
 	}
-	if err := writeFile(filepath.Join(parent, "cgroup.subtree_control"), "+memory +pids"); err != nil {
+	if err := writeFile(filepath.Join(parent, "cgroup.subtree_control"), enable); err != nil {
 		_ = os.Remove(parent)
 		return nil, fmt.Errorf("enable controllers in %s: %w", parent, err)
 	}
-	return probed(&cgroups{mode: CgroupV2, parents: []string{parent}, memory: memory, pids: pids})
+	return probed(&cgroups{mode: CgroupV2, parents: []string{parent}, memory: memory, pids: pids,
+		cpu: cpu, cpuLimited: strings.Contains(enable, "+cpu")})
 }
 
 // removeStaleParents cleans up after instances that died without closing:
@@ -259,6 +278,12 @@ func (c *cgroups) create(name string) (*workerCgroup, error) {
 		if c.pids > 0 {
 			limits = append(limits, [2]string{filepath.Join(pids, "pids.max"), strconv.Itoa(c.pids)})
 		}
+		if c.cpuLimited {
+			cpu := w.dirs[2]
+			limits = append(limits,
+				[2]string{filepath.Join(cpu, "cpu.cfs_period_us"), strconv.Itoa(cpuPeriod)},
+				[2]string{filepath.Join(cpu, "cpu.cfs_quota_us"), strconv.FormatInt(c.cpu, 10)})
+		}
 	case CgroupV2:
 		dir := w.dirs[0]
 		if c.memory > 0 {
@@ -269,6 +294,9 @@ func (c *cgroups) create(name string) (*workerCgroup, error) {
 		}
 		if c.pids > 0 {
 			limits = append(limits, [2]string{filepath.Join(dir, "pids.max"), strconv.Itoa(c.pids)})
+		}
+		if c.cpuLimited {
+			limits = append(limits, [2]string{filepath.Join(dir, "cpu.max"), fmt.Sprintf("%d %d", c.cpu, cpuPeriod)})
 		}
 	}
 	for _, l := range limits {

@@ -2,9 +2,11 @@ package jail
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -204,4 +206,39 @@ func TestWorker_WaitsAtLowPriorityAndRunsScriptsAtNormal(t *testing.T) {
 	resp := run(t, w, "import os\ndef main():\n    return os.nice(0)\n", 5*time.Second)
 	require.Nil(t, resp.Error)
 	assert.Equal(t, "0", string(resp.Result))
+}
+
+func TestWorker_CPUTimeIsCappedButNotPinned(t *testing.T) {
+	s := newSpawner(t, Config{})
+	require.True(t, s.cg.cpuLimited, "this host has a cgroup cpu controller; the cap must be set")
+	assert.Equal(t, "cgroup "+s.cg.mode+" CPU bandwidth", s.Limits().CPUEnforcer)
+	w := spawn(t, s)
+	// Two processes spin for a second of wall time: capped at one CPU,
+	// they get about one CPU-second between them, not two.
+	resp := run(t, w, `import os, time
+def spin(until):
+    while time.time() < until:
+        pass
+def main():
+    until = time.time() + 1.0
+    kids = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            spin(until)
+            os._exit(0)
+        kids.append(pid)
+    for pid in kids:
+        os.waitpid(pid, 0)
+    t = os.times()
+    return {"cpu": t.children_user + t.children_system, "cpus": len(os.sched_getaffinity(0))}
+`, 10*time.Second)
+	require.Nil(t, resp.Error, "%+v", resp.Error)
+	var got struct {
+		CPU  float64 `json:"cpu"`
+		CPUs int     `json:"cpus"`
+	}
+	require.NoError(t, json.Unmarshal(resp.Result, &got))
+	assert.Less(t, got.CPU, 1.4, "two spinning processes used %.2f CPU-seconds in one second", got.CPU)
+	assert.Equal(t, runtime.NumCPU(), got.CPUs, "a worker may run on any CPU")
 }

@@ -44,7 +44,10 @@ type Config struct {
 	PidsMax int
 	// TmpfsMB is the size of the writable /tmp (default 64).
 	TmpfsMB int
-	// CPUs is how many CPUs a worker may run on (default 1).
+	// CPUs is how much CPU time a worker may use, in CPUs (default 1):
+	// a CFS bandwidth limit through the cgroup, on whichever CPUs are free.
+	// (Pinning each jail to a CPU would leave one idle while another
+	// queues.)
 	CPUs int
 	// Cgroup is CgroupAuto (default), CgroupV1, CgroupV2 or CgroupNone.
 	Cgroup string
@@ -202,7 +205,7 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 
 	s := &Spawner{cfg: cfg, log: log, nsjail: nsjail}
 	memory := int64(cfg.MemoryMB) << 20
-	s.cg, err = setupCgroups(cfg.CgroupRoot, "/proc/self/cgroup", cfg.Cgroup, memory, cfg.PidsMax, log)
+	s.cg, err = setupCgroups(cfg.CgroupRoot, "/proc/self/cgroup", cfg.Cgroup, memory, cfg.PidsMax, int64(cfg.CPUs)*cpuPeriod, log)
 	if err != nil {
 		return nil, fmt.Errorf("new spawner: %w", err)
 	}
@@ -385,7 +388,6 @@ func (s *Spawner) buildArgs(binds []string, links [][2]string) []string {
 		"--user", uid + ":" + uid + ":1",
 		"--group", uid + ":" + uid + ":1",
 		"--time_limit", strconv.Itoa(int(c.MaxLifetime / time.Second)),
-		"--max_cpus", strconv.Itoa(c.CPUs),
 		"--rlimit_as", strconv.Itoa(asMB),
 		"--rlimit_fsize", strconv.Itoa(c.TmpfsMB),
 		"--rlimit_nofile", "256",
@@ -438,6 +440,12 @@ func (s *Spawner) describeLimits() pyexec.Limits {
 	} else {
 		l.MemoryEnforcer = "cgroup " + s.cg.mode
 		l.PidsEnforcer = "cgroup " + s.cg.mode
+	}
+	if s.cg.cpuLimited {
+		l.CPUEnforcer = "cgroup " + s.cg.mode + " CPU bandwidth"
+	} else {
+		l.CPUEnforcer = "none (no cgroup cpu controller)"
+		l.Warnings = append(l.Warnings, "no cgroup cpu controller: a script's CPU use is bounded only by its time limit")
 	}
 	return l
 }
