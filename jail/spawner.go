@@ -69,7 +69,7 @@ type Config struct {
 	// or IsolationFork (a zygote per jail, a fresh forked child per script).
 	Isolation string
 	// MaxRuns recycles a fork-isolation jail after this many scripts
-	// (default 1000); each jail's own limit is drawn between four fifths
+	// (default 10000); each jail's own limit is drawn between four fifths
 	// of it and all of it, so jails started together are not all replaced
 	// together.
 	MaxRuns int
@@ -119,7 +119,7 @@ func (c *Config) setDefaults() {
 		c.Isolation = IsolationStrict
 	}
 	if c.MaxRuns == 0 {
-		c.MaxRuns = 1000
+		c.MaxRuns = 10000
 	}
 }
 

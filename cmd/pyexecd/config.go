@@ -67,7 +67,7 @@ func DefaultConfig() Config {
 		StartupTimeout: 60 * time.Second,
 		// Cloud Run allows 10 s between SIGTERM and SIGKILL.
 		ShutdownTimeout: 9 * time.Second,
-		ForkMaxRuns:     1000,
+		ForkMaxRuns:     10000,
 	}
 }
 
