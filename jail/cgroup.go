@@ -165,7 +165,8 @@ func setupV2(root, own, name string, memory int64, pids int, cpu int64) (*cgroup
 	}
 	enable := "+memory +pids"
 	// The cpu controller is optional: without it, CPU time is not capped.
-	if cpu > 0 && contains(have, "cpu") {
+	cpuLimited := cpu > 0 && contains(have, "cpu")
+	if cpuLimited {
 		enable += " +cpu"
 	}
 	// "No internal processes": to enable controllers for children, base may
@@ -192,7 +193,7 @@ func setupV2(root, own, name string, memory int64, pids int, cpu int64) (*cgroup
 		return nil, fmt.Errorf("enable controllers in %s: %w", parent, err)
 	}
 	return probed(&cgroups{mode: CgroupV2, parents: []string{parent}, memory: memory, pids: pids,
-		cpu: cpu, cpuLimited: strings.Contains(enable, "+cpu")})
+		cpu: cpu, cpuLimited: cpuLimited})
 }
 
 // removeStaleParents cleans up after instances that died without closing:

@@ -352,7 +352,7 @@ func (w *Worker) awaitReady(ctx context.Context, d time.Duration) error {
 		if err != nil {
 			return err
 		}
-		if m.Done != w.nonce || m.Nonce == "" {
+		if !w.follows(m) {
 			return errors.New("ready line out of step with the zygote's last one")
 		}
 		w.nonce, w.needReady = m.Nonce, false
@@ -434,10 +434,16 @@ func (w *Worker) restored(line []byte) *readyMsg {
 		return nil // a reply (the common case): no need to decode it twice
 	}
 	m, err := decodeReady(line)
-	if err != nil || m.Done != w.nonce || m.Nonce == "" {
+	if err != nil || !w.follows(m) {
 		return nil
 	}
 	return m
+}
+
+// follows reports whether m is the zygote's ready line that comes after
+// the current child: it repeats the nonce of the last one and brings a new.
+func (w *Worker) follows(m *readyMsg) bool {
+	return m.Done == w.nonce && m.Nonce != ""
 }
 
 // childDeathError explains a forked child that ended without answering.

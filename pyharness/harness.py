@@ -489,6 +489,24 @@ IPC_RMID = 0
 MAX_TMP_ENTRIES = 100000
 
 
+def _data_steps():
+    """A few common numpy/pandas operations, one step per yield."""
+    import numpy as np
+    import pandas as pd
+    yield
+    df = pd.DataFrame({"k": [i % 3 for i in range(30)], "v": [i * 0.5 for i in range(30)]})
+    yield
+    df["w"] = df["v"] * 2 + 1
+    yield
+    {str(k): float(v) for k, v in df.groupby("k")["w"].sum().items()}
+    yield
+    encode_result(df.groupby("k")["v"].agg(["sum", "mean"]).to_dict())
+    yield
+    encode_result(df.sort_values("v").head(3).to_dict(orient="records"))
+    yield
+    encode_result([np.arange(60.0).mean(), np.arange(60.0).reshape(6, 10).sum(axis=0)])
+
+
 class Zygote:
     """Fork isolation: one jail serves many scripts, each in a child forked
     from this pre-imported process and used once.
@@ -585,24 +603,12 @@ class Zygote:
         otherwise land on the script. It goes in small steps and stops as
         soon as the request is there, so it never delays a script by more
         than one step."""
-        import numpy as np
-        import pandas as pd
-        frame = {}
-        steps = (
-            lambda: frame.update(df=pd.DataFrame({"k": [i % 3 for i in range(30)], "v": [i * 0.5 for i in range(30)]})),
-            lambda: frame["df"].__setitem__("w", frame["df"]["v"] * 2 + 1),
-            lambda: {str(k): float(v) for k, v in frame["df"].groupby("k")["w"].sum().items()},
-            lambda: encode_result(frame["df"].groupby("k")["v"].agg(["sum", "mean"]).to_dict()),
-            lambda: encode_result(frame["df"].sort_values("v").head(3).to_dict(orient="records")),
-            lambda: encode_result([np.arange(60.0).mean(), np.arange(60.0).reshape(6, 10).sum(axis=0)]),
-        )
-        for step in steps:
-            if self.unread.poll(0):
-                return
-            try:
-                step()
-            except Exception:  # a warm-up must never fail the child
-                return
+        try:
+            for _ in _data_steps():
+                if self.unread.poll(0):
+                    return
+        except Exception:  # a warm-up must never fail the child
+            pass
 
     def _reset(self):
         """Kill every other process in the namespace, reap them, empty /tmp
