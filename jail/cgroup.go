@@ -306,7 +306,51 @@ func (c *cgroups) create(name string) (*workerCgroup, error) {
 			return nil, fmt.Errorf("set %s: %w", l[0], err)
 		}
 	}
+	if c.cpuLimited {
+		w.openWeight()
+	}
 	return w, nil
+}
+
+// CPU weights of a worker's cgroup: the lowest while the worker starts,
+// waits or is torn down, the default while it runs a script. Every worker
+// has a cgroup of its own, so the nice level of its processes only orders
+// them among themselves; against other workers and the service itself it
+// is the cgroup's weight that counts. A starting interpreter (a quarter of
+// a CPU-second of imports) must not slow down a script or an answer.
+var cpuWeights = map[string]struct{ file, idle, busy string }{
+	CgroupV1: {"cpu.shares", "2", "1024"},
+	CgroupV2: {"cpu.weight", "1", "100"},
+}
+
+// openWeight sets the idle weight and keeps the file open, so that
+// switching costs one write. Without it the worker only runs at the
+// default weight all along: slower, not less isolated.
+func (w *workerCgroup) openWeight() {
+	cw, ok := cpuWeights[w.mode]
+	if !ok {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(w.dirs[len(w.dirs)-1], cw.file), os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	w.weight, w.weights = f, [2]string{cw.idle, cw.busy}
+	w.setBusy(false)
+}
+
+// setBusy gives the cgroup the weight of a running script (true) or the
+// lowest (false). Safe for concurrent use; a no-op without a cpu
+// controller or once the cgroup is removed.
+func (w *workerCgroup) setBusy(busy bool) {
+	if w.weight == nil {
+		return
+	}
+	v := w.weights[0]
+	if busy {
+		v = w.weights[1]
+	}
+	_, _ = w.weight.WriteAt([]byte(v), 0)
 }
 
 // close removes the parents, killing anything left in them.
@@ -327,6 +371,10 @@ func (c *cgroups) close() {
 type workerCgroup struct {
 	mode string
 	dirs []string
+	// weight is the open cpu.shares (v1) or cpu.weight (v2) file, and
+	// weights its idle and busy values; nil without a cpu controller.
+	weight  *os.File
+	weights [2]string
 }
 
 // procsFiles lists the cgroup.procs files a process writes itself into.
@@ -363,14 +411,21 @@ func (w *workerCgroup) killAll() {
 			return
 		}
 	}
-	// Repeat: a process may fork between the read and the kill.
+	// Repeat while new processes show up: one may fork between the read
+	// and the kill. Killed processes stay listed until the kernel has torn
+	// them down; they need no second signal (a process with SIGKILL pending
+	// can no longer fork).
+	killed := map[int]bool{}
 	for i := 0; i < 10; i++ {
-		pids := w.pids()
-		if len(pids) == 0 {
-			return
+		fresh := false
+		for _, pid := range w.pids() {
+			if !killed[pid] {
+				killed[pid], fresh = true, true
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 		}
-		for _, pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+		if !fresh {
+			return
 		}
 	}
 }
@@ -410,6 +465,9 @@ func counter(path, name string) int64 {
 func (w *workerCgroup) remove() {
 	if len(w.dirs) == 0 {
 		return
+	}
+	if w.weight != nil {
+		_ = w.weight.Close()
 	}
 	w.killAll()
 	deadline := time.Now().Add(2 * time.Second)

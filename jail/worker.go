@@ -44,11 +44,13 @@ type Worker struct {
 	cfg    *Config
 	stdin  *os.File
 	stdout *os.File
-	lines  chan lineResult
-	done   chan struct{} // closed after cmd.Wait returns
-	stop   chan struct{} // closed by Kill: nobody reads lines any more
-	stderr *tailBuffer
-	ready  *readyMsg
+	// pipeSize is the capacity of the pipe to the harness.
+	pipeSize int
+	lines    chan lineResult
+	done     chan struct{} // closed after cmd.Wait returns
+	stop     chan struct{} // closed by Kill: nobody reads lines any more
+	stderr   *tailBuffer
+	ready    *readyMsg
 	// harnessPID is the jailed interpreter's pid on the host (0: unknown).
 	harnessPID int
 
@@ -168,6 +170,7 @@ func (w *Worker) start(s *Spawner) error {
 		return err
 	}
 	w.cmd, w.stdin, w.stdout = cmd, inW, outR
+	w.pipeSize = pipeSize(inW)
 
 	// Exactly one goroutine waits for the process; everyone else watches done.
 	go func() {
@@ -180,6 +183,21 @@ func (w *Worker) start(s *Spawner) error {
 	}()
 	go w.readLines(s.cfg.maxReplyLine())
 	return nil
+}
+
+// pipeSize is how many bytes the pipe f holds (0 if unknown).
+func pipeSize(f *os.File) int {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	_ = rc.Control(func(fd uintptr) {
+		if v, err := unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0); err == nil {
+			n = v
+		}
+	})
+	return n
 }
 
 // readLines delivers protocol lines until the first error, then closes lines.
@@ -261,7 +279,12 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 			return nil, fmt.Errorf("run: %w: %w", ErrWorkerGone, err)
 		}
 	}
-	oomBefore := w.cg.oomKills()
+	// A fork jail outlives its scripts, so an OOM kill is this script's
+	// only if the count grew; a strict worker's cgroup is its own.
+	var oomBefore int64
+	if w.fork {
+		oomBefore = w.cg.oomKills()
+	}
 	msg := requestMsg{
 		ID: req.ID, Script: req.Script, TimeoutMS: req.Timeout.Milliseconds(),
 		Limits: requestLimits{
@@ -274,9 +297,13 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	if err != nil {
 		return nil, fmt.Errorf("run: %w", err)
 	}
-	// Workers wait, and spawn (the imports), at nsjail's nice level 19 so
-	// that refills yield to running scripts; the script itself runs at
-	// normal priority.
+	// Workers wait, and spawn (the imports), at nsjail's nice level 19 and
+	// their cgroup's lowest CPU weight, so that refills yield to running
+	// scripts; the script itself runs at normal priority and weight, and
+	// whatever the worker does after it (a fork jail's restoring) at the
+	// lowest weight again.
+	w.cg.setBusy(true)
+	defer w.cg.setBusy(false)
 	switch {
 	case w.fork && w.harnessPID > 0:
 		// The child forked ahead of this script (see idleChild).
@@ -290,13 +317,21 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	timer := time.NewTimer(req.Timeout)
 	defer timer.Stop()
 
-	// The write may block while the harness reads a large script, so it
-	// runs beside the wait and cannot outlive the timeout or a kill.
+	// A line the pipe can hold whole is written at once: the harness has
+	// read every line before (it answered them), so the pipe is empty and
+	// the write cannot block. A longer one may block while the harness
+	// reads it, so it is written beside the wait and cannot outlive the
+	// timeout or a kill.
 	writeErr := make(chan error, 1)
-	go func() {
+	if len(line) <= w.pipeSize {
 		_, err := w.stdin.Write(line)
 		writeErr <- err
-	}()
+	} else {
+		go func() {
+			_, err := w.stdin.Write(line)
+			writeErr <- err
+		}()
+	}
 
 	for {
 		select {
@@ -524,6 +559,9 @@ func (w *Worker) Kill() {
 			return
 		}
 		close(w.stop)
+		// The kernel tears the processes down at their cgroup's weight:
+		// the lowest, so that it does not delay the answer just sent.
+		w.cg.setBusy(false)
 		_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
 		w.cg.killAll()
 		w.waitDone(5 * time.Second)
