@@ -25,6 +25,7 @@ harness answers and waits for the next request.
 import ast
 import builtins
 import gc
+import io
 import json
 import linecache
 import math
@@ -217,12 +218,21 @@ def encode_result(value):
 
 
 class Capture:
-    """Captures one fd through a pipe drained by a thread into a bounded
-    buffer. The drain keeps the first ``cap`` bytes and counts (then drops)
-    the rest, so a script printing without end never grows the harness.
+    """Captures what a script writes to one stream (fd 1 or 2) into a
+    bounded buffer: the first ``cap`` bytes are kept, the rest counted and
+    dropped, so a script printing without end never grows the harness.
+
+    Writes through ``sys.stdout`` / ``sys.stderr`` (print, warnings) go
+    straight into the buffer: no system call, no other thread. Writes to
+    the descriptor itself (``os.write``, C code, a forked child) go through
+    a pipe, drained into the same buffer by a thread that only wakes when
+    such a write happens, and by the writer side before each of its own
+    writes, so the two kinds keep the order they were made in. Output that
+    processes left running by the script write after ``main`` returns is
+    not captured.
 
     The pipe and thread are made ahead of the request (they cost more than
-    running a small script); ``attach`` only points the fd at the pipe."""
+    running a small script); ``attach`` only points the stream at them."""
 
     def __init__(self, fd, cap):
         self.fd = fd
@@ -230,42 +240,113 @@ class Capture:
         self.chunks = []
         self.kept = 0
         self.total = 0
+        self._name = "stdout" if fd == 1 else "stderr"
+        self._saved = None
+        self._lock = threading.Lock()
         self._read_end, self._write_end = os.pipe()
-        self._thread = threading.Thread(target=self._drain, daemon=True)
+        os.set_blocking(self._read_end, False)
+        self.stream = io.TextIOWrapper(
+            io.BufferedWriter(_Sink(self)), encoding="utf-8", errors="backslashreplace")
+        self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
-    def _drain(self):
+    def _watch(self):
+        poller = select.poll()
+        poller.register(self._read_end, select.POLLIN)
+        while True:
+            try:
+                poller.poll()
+            except OSError:
+                return
+            with self._lock:
+                if not self._drain_pipe():
+                    return
+
+    def _drain_pipe(self):
+        """Move what the pipe holds into the buffer (the lock held).
+        Returns False once every write end is closed."""
         while True:
             try:
                 chunk = os.read(self._read_end, 65536)
+            except BlockingIOError:
+                return True
             except OSError:
-                return
+                return False
             if not chunk:
-                return
-            self.total += len(chunk)
-            room = self.cap - self.kept
-            if room > 0:
-                piece = chunk[:room]
-                self.chunks.append(piece)
-                self.kept += len(piece)
+                return False
+            self._keep(chunk)
+
+    def _keep(self, data):
+        self.total += len(data)
+        room = self.cap - self.kept
+        if room > 0:
+            piece = bytes(data[:room])
+            self.chunks.append(piece)
+            self.kept += len(piece)
+
+    def add(self, data):
+        """Append data written through the stream object, after whatever
+        reached the descriptor before it."""
+        with self._lock:
+            self._drain_pipe()
+            self._keep(data)
 
     def attach(self):
-        """From now on, writes to the fd land in this capture."""
+        """From now on, writes to the stream and to its fd land here."""
         os.dup2(self._write_end, self.fd)
-        os.close(self._write_end)
-        self._write_end = None
+        self._saved = getattr(sys, self._name)
+        setattr(sys, self._name, self.stream)
 
-    def finish(self, devnull, linger=0.2):
-        """Detach the fd from the pipe and collect what was written. A child
-        process that still holds the pipe open cannot stall the reply: we
-        wait at most ``linger`` seconds for it."""
+    def finish(self, devnull):
+        """Detach the stream and its fd and return what was written (text,
+        truncated)."""
+        try:
+            self.stream.flush()
+        except BaseException:  # noqa: B902 - a closed or broken stream must not lose the reply
+            pass
+        setattr(sys, self._name, self._saved)
         os.dup2(devnull, self.fd)
-        if self._write_end is not None:
-            os.close(self._write_end)
-            self._write_end = None
-        self._thread.join(linger)
-        data = b"".join(self.chunks)
+        with self._lock:
+            self._drain_pipe()
+            data = b"".join(self.chunks)
         return data.decode("utf-8", "replace"), self.total > self.kept
+
+    def close(self):
+        """End the thread and release the pipe (after finish)."""
+        os.close(self._write_end)
+        self._thread.join()
+        os.close(self._read_end)
+
+
+class _Sink(io.RawIOBase):
+    """The raw end of a Capture's stream object."""
+
+    def __init__(self, capture):
+        super().__init__()
+        self._capture = capture
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self._capture.add(data)
+        return len(data)
+
+    def fileno(self):
+        return self._capture.fd
+
+
+def _plain_streams_in_child():
+    """After a fork in a script, the child's print() must reach the
+    descriptors (whose pipes the harness drains), not a buffer in the
+    child's own memory that nobody reads."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        raw = getattr(getattr(getattr(sys, name), "buffer", None), "raw", None)
+        if isinstance(raw, _Sink):
+            setattr(sys, name, open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False))
+
+
+os.register_at_fork(after_in_child=_plain_streams_in_child)
 
 
 # ---------------------------------------------------------------------------
@@ -325,6 +406,7 @@ def run_script(tree, source, limits, devnull, captures=None):
 
     sys.stdout.flush()
     sys.stderr.flush()
+    own = captures is None
     out, err = captures or (Capture(1, cap), Capture(2, cap))
     out.cap = err.cap = cap
     out.attach()
@@ -358,6 +440,7 @@ def run_script(tree, source, limits, devnull, captures=None):
             "traceback": _user_traceback(exc),
         }
     finally:
+        # The script may have put streams of its own in place.
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -365,6 +448,9 @@ def run_script(tree, source, limits, devnull, captures=None):
                 pass
     reply["stdout"], reply["stdout_truncated"] = out.finish(devnull)
     reply["stderr"], reply["stderr_truncated"] = err.finish(devnull)
+    if own:
+        out.close()
+        err.close()
     return reply
 
 

@@ -266,3 +266,54 @@ def test_zygote_refuses_to_run_outside_its_own_pid_namespace():
     assert p.returncode != 0
     assert b"must be pid 1" in p.stderr
     assert p.stdout == b""
+
+
+def test_print_and_descriptor_writes_keep_their_order(proc):
+    script = (
+        "import os, sys\n"
+        "def main():\n"
+        "    print('one', flush=True)\n"
+        "    os.write(1, b'two\\n')\n"
+        "    print('three')\n"
+        "    os.write(1, b'four\\n')\n"
+        "    return 0\n"
+    )
+    r = proc.ask(script)
+    # 'three' sits in the stream's buffer until it is flushed at the end,
+    # as it would on a pipe; what was flushed before a raw write stays before.
+    assert r["stdout"] == "one\ntwo\nfour\nthree\n"
+
+
+def test_forked_child_output_is_captured(proc):
+    script = (
+        "import os, sys\n"
+        "def main():\n"
+        "    print('parent before')\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        print('from the child')\n"
+        "        sys.stdout.flush()\n"
+        "        os._exit(0)\n"
+        "    os.waitpid(pid, 0)\n"
+        "    return 1\n"
+    )
+    r = proc.ask(script, validation="minimal")
+    assert r["result"] == 1, r
+    assert sorted(r["stdout"].splitlines()) == ["from the child", "parent before"]
+
+
+def test_descriptor_flood_is_truncated_without_blocking(proc):
+    # Far more than a pipe holds: the writer must not block on a full pipe.
+    script = "import os\ndef main():\n    for _ in range(64):\n        os.write(1, b'z' * 65536)\n    return 3\n"
+    r = proc.ask(script, timeout_ms=5000, max_output_bytes=2000)
+    assert r["result"] == 3
+    assert r["stdout"] == "z" * 2000
+    assert r["stdout_truncated"] is True
+
+
+def test_print_flood_is_truncated(proc):
+    r = proc.ask("def main():\n    for i in range(200000):\n        print(i)\n    return 4\n", max_output_bytes=100)
+    assert r["result"] == 4
+    assert r["stdout"].startswith("0\n1\n2\n")
+    assert len(r["stdout"]) == 100
+    assert r["stdout_truncated"] is True
