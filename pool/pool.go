@@ -364,8 +364,7 @@ func (p *Pool) Execute(ctx context.Context, req pyexec.Request) (*pyexec.Respons
 		resp, err := w.Run(ctx, req)
 		switch {
 		case err != nil || !w.Reusable():
-			res.Destroy()
-			p.nudge()
+			p.retire(res)
 		default:
 			p.release(res)
 		}
@@ -382,6 +381,24 @@ func (p *Pool) Execute(ctx context.Context, req pyexec.Request) (*pyexec.Respons
 		resp.QueueWait = wait
 		return resp, nil
 	}
+}
+
+// retireDelay is how long a used worker is left before it is killed and
+// replaced. Its answer is on its way to the client meanwhile: the kill,
+// the kernel tearing the jail down and the start of the next worker (the
+// service forks a process and moves it into cgroups, which briefly holds
+// locks every fork in the system needs) would otherwise compete with
+// sending it. Against a spawn of about a quarter of a second, the delay
+// costs nothing.
+const retireDelay = 2 * time.Millisecond
+
+// retire destroys a used worker and starts its replacement, after
+// retireDelay. The worker counts as acquired until then, so Close waits.
+func (p *Pool) retire(res *puddle.Resource[Worker]) {
+	time.AfterFunc(retireDelay, func() {
+		res.Destroy()
+		p.nudge()
+	})
 }
 
 // release returns a reusable worker to the pool. A worker that needs time
@@ -432,21 +449,29 @@ func (p *Pool) executeCold(ctx context.Context, req pyexec.Request) (*pyexec.Res
 	case <-qctx.Done():
 		return nil, p.acquireError(ctx, qctx.Err())
 	}
-	defer func() { <-p.cold }()
 	p.coldBusy.Add(1)
-	defer p.coldBusy.Add(-1)
+	done := func() {
+		p.coldBusy.Add(-1)
+		<-p.cold
+	}
 	sctx, scancel := context.WithTimeout(ctx, p.cfg.SpawnTimeout)
 	spawnStart := time.Now()
 	w, err := p.cfg.Spawn(sctx)
 	scancel()
 	p.recordSpawn(time.Since(spawnStart), err)
 	if err != nil {
+		done()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, &pyexec.Error{Code: pyexec.CodeInternal, Message: "could not start a sandbox", Err: err}
 	}
-	defer w.Kill()
+	// The worker is killed after the answer has left, as in the pool; its
+	// slot stays taken until it is gone, so Close can wait for it.
+	defer time.AfterFunc(retireDelay, func() {
+		w.Kill()
+		done()
+	})
 	wait := time.Since(start)
 	resp, err := w.Run(ctx, req)
 	if err != nil {
@@ -508,6 +533,11 @@ func (p *Pool) Close() {
 		p.wg.Wait()
 		if p.warm != nil {
 			p.warm.Close()
+			return
+		}
+		// Every cold slot free: no cold worker is left running.
+		for range cap(p.cold) {
+			p.cold <- struct{}{}
 		}
 	})
 }

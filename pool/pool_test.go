@@ -248,6 +248,8 @@ func TestPool_ColdModeSpawnsPerRequest(t *testing.T) {
 		_, err := p.Execute(context.Background(), req())
 		require.NoError(t, err)
 	}
+	// Workers are killed just after their answer; Close waits for that.
+	p.Close()
 	ws := f.all()
 	assert.Len(t, ws, 4) // one readiness probe, three requests
 	for _, w := range ws {
