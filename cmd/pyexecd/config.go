@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"runtime"
 	"strconv"
 	"strings"
@@ -35,6 +36,9 @@ type Config struct {
 	ForkMaxRuns     int
 	RateLimit       int
 	TraceProject    string
+	// DebugAddr, when set, is a loopback host:port serving Go's profiler
+	// (/debug/pprof/); never an address other hosts can reach.
+	DebugAddr string
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -100,6 +104,7 @@ func (c *Config) ParseEnv(getenv func(string) string) error {
 	p.integer("PYEXEC_FORK_MAX_RUNS", &c.ForkMaxRuns, 1, 1<<20)
 	p.str("GOOGLE_CLOUD_PROJECT", &c.TraceProject)
 	p.str("PYEXEC_TRACE_PROJECT", &c.TraceProject)
+	p.str("PYEXEC_DEBUG_ADDR", &c.DebugAddr)
 	if p.err != nil {
 		return p.err
 	}
@@ -130,7 +135,24 @@ func (c *Config) Validate() error {
 	if _, err := strconv.Atoi(c.Port); err != nil {
 		return fmt.Errorf("PORT=%q: not a port number", c.Port)
 	}
+	if c.DebugAddr != "" && !loopback(c.DebugAddr) {
+		return fmt.Errorf("PYEXEC_DEBUG_ADDR=%q: want a loopback address and port, such as 127.0.0.1:6060", c.DebugAddr)
+	}
 	return nil
+}
+
+// loopback reports whether addr is host:port with a loopback IP host
+// (names are refused: what they resolve to can change).
+func loopback(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 type envParser struct {

@@ -34,6 +34,7 @@ func TestParseEnv_ReadsEveryVariable(t *testing.T) {
 		"PYEXEC_MAX_SCRIPT_BYTES": "1000", "PYEXEC_MAX_OUTPUT_BYTES": "4096",
 		"PYEXEC_QUEUE_TIMEOUT": "500ms", "PYEXEC_API_KEY": "k", "PYEXEC_NSJAIL": "/x/nsjail",
 		"PYEXEC_PYTHON": "/x/python", "PYEXEC_LOG_LEVEL": "debug", "PYEXEC_CGROUP": "none",
+		"PYEXEC_DEBUG_ADDR": "[::1]:6060",
 	})))
 	assert.Equal(t, "9000", c.Port)
 	assert.Equal(t, 0, c.PoolSize)
@@ -49,6 +50,7 @@ func TestParseEnv_ReadsEveryVariable(t *testing.T) {
 	assert.Equal(t, "/x/python", c.Python)
 	assert.Equal(t, "debug", c.LogLevel)
 	assert.Equal(t, "none", c.Cgroup)
+	assert.Equal(t, "[::1]:6060", c.DebugAddr)
 }
 
 func TestParseEnv_RefusesBadValues(t *testing.T) {
@@ -64,6 +66,10 @@ func TestParseEnv_RefusesBadValues(t *testing.T) {
 		"unknown cgroup":          {"PYEXEC_CGROUP": "v3"},
 		"port not a number":       {"PORT": "http"},
 		"negative queue timeout":  {"PYEXEC_QUEUE_TIMEOUT": "-1s"},
+		"debug on all interfaces": {"PYEXEC_DEBUG_ADDR": ":6060"},
+		"debug on a public IP":    {"PYEXEC_DEBUG_ADDR": "10.0.0.1:6060"},
+		"debug by host name":      {"PYEXEC_DEBUG_ADDR": "localhost:6060"},
+		"debug without a port":    {"PYEXEC_DEBUG_ADDR": "127.0.0.1"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := DefaultConfig()

@@ -535,6 +535,28 @@ func TestE2E_MetricsFollowTheService(t *testing.T) {
 	}
 }
 
+func TestE2E_ProfilerOnlyOnItsLoopbackListener(t *testing.T) {
+	s := startService(t, "strict", func(c *Config) { c.DebugAddr = "127.0.0.1:0" })
+	require.NotEmpty(t, s.m.DebugAddr)
+	res, err := http.Get("http://" + s.m.DebugAddr + "/debug/pprof/cmdline")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.NotEmpty(t, body, "the profiler answers on its own listener")
+	res, err = http.Get(s.base + "/debug/pprof/cmdline")
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusNotFound, res.StatusCode, "the service's port serves no profiler")
+	s.healthy()
+}
+
+func TestE2E_ProfilerIsOffByDefault(t *testing.T) {
+	s := startService(t, "strict", nil)
+	assert.Empty(t, s.m.DebugAddr)
+	assert.Nil(t, s.m.debug)
+}
+
 func TestE2E_ShutdownFinishesInFlightAndLeavesNothing(t *testing.T) {
 	py := testenv.Python(t)
 	m := NewMain()

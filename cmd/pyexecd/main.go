@@ -55,10 +55,15 @@ type Main struct {
 	Log *zap.Logger
 	// Addr is the address the service listens on, set by Run.
 	Addr string
+	// DebugAddr is where the profiler listens (Config.DebugAddr, port
+	// resolved), set by Run; empty when it is off.
+	DebugAddr string
 
 	spawner *jail.Spawner
 	pool    *pool.Pool
 	app     *fiber.App
+	ln      net.Listener
+	debug   *debugServer
 	served  chan error
 	// cancelRequests ends every running script when a graceful shutdown
 	// runs out of time.
@@ -103,6 +108,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.spawner = sp
 	logCapabilities(m.Log, sp.Capabilities())
+	if c.DebugAddr != "" {
+		if m.debug, err = startDebug(c.DebugAddr, m.Log); err != nil {
+			return fmt.Errorf("start: %w", err)
+		}
+		m.DebugAddr = m.debug.addr
+	}
 	reg := prometheus.NewRegistry()
 	// The Go runtime's and the process's own metrics, prefixed so that
 	// every metric the service exports is named pyexec_*.
@@ -153,7 +164,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start: listen: %w", err)
 	}
-	m.Addr = ln.Addr().String()
+	m.Addr, m.ln = ln.Addr().String(), ln
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.app.Listener(ln) }()
 	m.Log.Info("serving", zap.String("addr", m.Addr), zap.Int("pool_size", c.PoolSize),
@@ -210,6 +221,10 @@ func (m *Main) Close() error {
 		}
 		timer.Stop()
 		m.cancelRequests()
+		// A Close right after Run may come before the server has taken
+		// the listener, which the shutdown then did not see: closing it
+		// here ends the server either way.
+		_ = m.ln.Close()
 		if err := <-m.served; err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
@@ -222,6 +237,10 @@ func (m *Main) Close() error {
 	if m.spawner != nil {
 		m.spawner.Close()
 		m.spawner = nil
+	}
+	if m.debug != nil {
+		m.debug.close()
+		m.debug = nil
 	}
 	if m.Log != nil {
 		_ = m.Log.Sync()
