@@ -132,29 +132,35 @@ type client struct {
 	key  string
 }
 
-func (c *client) send(ctx context.Context, cs Case) (int, *Answer, error) {
+// send posts one case. It returns, besides the answer, when the request
+// was handed to the HTTP client and when the whole answer had arrived, so
+// that neither building the request nor checking the answer counts as the
+// service's latency.
+func (c *client) send(ctx context.Context, cs Case) (status int, a *Answer, sent, done time.Time, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+"/execute", bytes.NewReader(cs.Body))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, sent, done, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if c.key != "" {
 		req.Header.Set("Authorization", "Bearer "+c.key)
 	}
+	sent = time.Now()
 	res, err := c.http.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, sent, time.Now(), err
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
+	done = time.Now()
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, sent, done, err
 	}
-	var a Answer
-	if err := json.Unmarshal(data, &a); err != nil {
-		return res.StatusCode, nil, fmt.Errorf("answer is not JSON: %.200s", data)
+	a = &Answer{}
+	if err := json.Unmarshal(data, a); err != nil {
+		return res.StatusCode, nil, sent, done, fmt.Errorf("answer is not JSON: %.200s", data)
 	}
-	return res.StatusCode, &a, nil
+	return res.StatusCode, a, sent, done, nil
 }
 
 // Run drives the service with sc until opt's bounds are reached or ctx ends.
@@ -180,7 +186,7 @@ func Run(ctx context.Context, sc Scenario, opt Options) (*Report, error) {
 	var seq atomic.Int64
 	for i := 0; i < opt.Warmup; i++ {
 		n := int(seq.Add(1)) - 1
-		if _, _, err := c.send(ctx, sc.Next(n)); err != nil {
+		if _, _, _, _, err := c.send(ctx, sc.Next(n)); err != nil {
 			return nil, fmt.Errorf("run: warm-up: %w", err)
 		}
 	}
@@ -203,10 +209,16 @@ func Run(ctx context.Context, sc Scenario, opt Options) (*Report, error) {
 		}
 		return int(seq.Add(1)) - 1, true
 	}
+	// one sends request n. Open loop, latency counts from the time it was
+	// scheduled (queueing in the client included); closed loop (a zero
+	// time), from the time it was sent.
 	one := func(n int, scheduled time.Time) {
 		cs := sc.Next(n)
-		status, a, err := c.send(context.WithoutCancel(rctx), cs)
-		lat := time.Since(scheduled)
+		status, a, sent, done, err := c.send(context.WithoutCancel(rctx), cs)
+		if scheduled.IsZero() {
+			scheduled = sent
+		}
+		lat := done.Sub(scheduled)
 		typ := ""
 		if err == nil {
 			typ = a.Type()
@@ -258,7 +270,7 @@ func Run(ctx context.Context, sc Scenario, opt Options) (*Report, error) {
 					if !ok {
 						return
 					}
-					one(n, time.Now())
+					one(n, time.Time{})
 					if opt.Think > 0 {
 						select {
 						case <-rctx.Done():
