@@ -375,6 +375,8 @@ type workerCgroup struct {
 	// weights its idle and busy values; nil without a cpu controller.
 	weight  *os.File
 	weights [2]string
+	// events is the open file of OOM-kill counts, once read.
+	events *os.File
 }
 
 // procsFiles lists the cgroup.procs files a process writes itself into.
@@ -433,23 +435,31 @@ func (w *workerCgroup) killAll() {
 // oomKilled reports whether the kernel's OOM killer fired in this cgroup.
 func (w *workerCgroup) oomKilled() bool { return w.oomKills() > 0 }
 
-// oomKills counts the OOM kills in this cgroup so far.
+// oomKills counts the OOM kills in this cgroup so far. The file stays
+// open (a fork jail reads it before every script); reading it again from
+// the start gives the current counts.
 func (w *workerCgroup) oomKills() int64 {
-	switch w.mode {
-	case CgroupV1:
-		return counter(filepath.Join(w.dirs[0], "memory.oom_control"), "oom_kill")
-	case CgroupV2:
-		return counter(filepath.Join(w.dirs[0], "memory.events"), "oom_kill")
+	if w.events == nil {
+		name := map[string]string{CgroupV1: "memory.oom_control", CgroupV2: "memory.events"}[w.mode]
+		if name == "" || len(w.dirs) == 0 {
+			return 0
+		}
+		f, err := os.Open(filepath.Join(w.dirs[0], name))
+		if err != nil {
+			return 0
+		}
+		w.events = f
 	}
-	return 0
-}
-
-// counter reads "name value" from a flat-keyed cgroup file.
-func counter(path, name string) int64 {
-	data, err := os.ReadFile(path)
-	if err != nil {
+	var buf [512]byte
+	n, err := w.events.ReadAt(buf[:], 0)
+	if n == 0 && err != nil {
 		return 0
 	}
+	return counter(buf[:n], "oom_kill")
+}
+
+// counter reads "name value" from the contents of a flat-keyed cgroup file.
+func counter(data []byte, name string) int64 {
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 2 && f[0] == name {
@@ -468,6 +478,9 @@ func (w *workerCgroup) remove() {
 	}
 	if w.weight != nil {
 		_ = w.weight.Close()
+	}
+	if w.events != nil {
+		_ = w.events.Close()
 	}
 	w.killAll()
 	deadline := time.Now().Add(2 * time.Second)

@@ -139,11 +139,22 @@ func TestOwnCgroupPaths(t *testing.T) {
 }
 
 func TestCounter(t *testing.T) {
+	data := []byte("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n")
+	assert.EqualValues(t, 1, counter(data, "oom_kill"))
+	assert.EqualValues(t, 12, counter(data, "max"))
+	assert.EqualValues(t, 0, counter(data, "absent"))
+	assert.EqualValues(t, 0, counter(nil, "oom_kill"))
+}
+
+func TestOOMKills_ReadsTheCurrentCountEachTime(t *testing.T) {
 	dir := t.TempDir()
 	path := dir + "/memory.events"
-	require.NoError(t, os.WriteFile(path, []byte("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n"), 0o644))
-	assert.EqualValues(t, 1, counter(path, "oom_kill"))
-	assert.EqualValues(t, 12, counter(path, "max"))
-	assert.EqualValues(t, 0, counter(path, "absent"))
-	assert.EqualValues(t, 0, counter(dir+"/missing", "oom_kill"))
+	require.NoError(t, os.WriteFile(path, []byte("oom 0\noom_kill 0\n"), 0o644))
+	w := &workerCgroup{mode: CgroupV2, dirs: []string{dir}}
+	assert.EqualValues(t, 0, w.oomKills())
+	require.NoError(t, os.WriteFile(path, []byte("oom 3\noom_kill 2\n"), 0o644))
+	assert.EqualValues(t, 2, w.oomKills(), "the kept-open file is read again from the start")
+	require.NoError(t, w.events.Close())
+	assert.EqualValues(t, 0, (&workerCgroup{mode: CgroupV2, dirs: []string{dir + "/missing"}}).oomKills())
+	assert.EqualValues(t, 0, (&workerCgroup{mode: CgroupNone}).oomKills())
 }

@@ -53,6 +53,9 @@ type Worker struct {
 	ready    *readyMsg
 	// harnessPID is the jailed interpreter's pid on the host (0: unknown).
 	harnessPID int
+	// children is the zygote's /proc children list, kept open (fork
+	// isolation only; nil if it could not be opened).
+	children *os.File
 
 	reusable bool
 	used     bool
@@ -112,6 +115,7 @@ func (s *Spawner) Spawn(ctx context.Context) (*Worker, error) {
 		w.ready, w.nonce = ready, ready.Nonce
 		w.harnessPID = childOf(w.cmd.Process.Pid)
 		if w.fork && w.harnessPID > 0 {
+			w.children, _ = os.Open(childrenPath(w.harnessPID))
 			// The zygote imported at nice 19 like every spawn; from now on
 			// it restores jails at normal priority.
 			_ = unix.Setpriority(unix.PRIO_PROCESS, w.harnessPID, 0)
@@ -224,7 +228,7 @@ func (w *Worker) readLines(max int) {
 // back in the normal class with the request. Both are done by the worker's
 // owner, so the two cannot race.
 func (w *Worker) idleChild() {
-	if child := childOf(w.harnessPID); child > 0 {
+	if child := w.child(); child > 0 {
 		setPolicy(child, unix.SCHED_IDLE)
 	}
 }
@@ -244,12 +248,31 @@ func jailRuns(max int) int {
 	return max
 }
 
+func childrenPath(pid int) string { return fmt.Sprintf("/proc/%d/task/%d/children", pid, pid) }
+
 // childOf returns the first child of pid, read from /proc, or 0.
 func childOf(pid int) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	data, err := os.ReadFile(childrenPath(pid))
 	if err != nil {
 		return 0
 	}
+	return firstPID(data)
+}
+
+// child returns the zygote's current child, or 0. The /proc file stays
+// open: reading it again from the start lists the children anew, one
+// system call per script instead of three.
+func (w *Worker) child() int {
+	if w.children == nil {
+		return 0
+	}
+	var buf [64]byte
+	n, _ := w.children.ReadAt(buf[:], 0)
+	return firstPID(buf[:n])
+}
+
+// firstPID parses the first pid of a /proc children list.
+func firstPID(data []byte) int {
 	fields := strings.Fields(string(data))
 	if len(fields) == 0 {
 		return 0
@@ -307,7 +330,7 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	switch {
 	case w.fork && w.harnessPID > 0:
 		// The child forked ahead of this script (see idleChild).
-		if child := childOf(w.harnessPID); child > 0 {
+		if child := w.child(); child > 0 {
 			setPolicy(child, unix.SCHED_NORMAL)
 		}
 	case w.harnessPID > 0:
@@ -573,6 +596,9 @@ func (w *Worker) Kill() {
 		w.cg.remove()
 		w.stdin.Close()
 		w.stdout.Close()
+		if w.children != nil {
+			w.children.Close()
+		}
 	})
 }
 
