@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
@@ -288,6 +289,11 @@ func (s *server) rateLimiter() fiber.Handler {
 // decodeRequest validates the envelope: a JSON object with a string script
 // and an optional timeout in seconds.
 func (s *server) decodeRequest(data []byte) (pyexec.Request, error) {
+	// Go's decoder would turn bytes that are not UTF-8 into U+FFFD and run
+	// a script the client never sent.
+	if !utf8.Valid(data) {
+		return pyexec.Request{}, pyexec.Errorf(pyexec.CodeInvalidRequest, "request body must be UTF-8")
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
 		return pyexec.Request{}, pyexec.Errorf(pyexec.CodeInvalidRequest, "request body must be a JSON object")

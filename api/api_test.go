@@ -99,6 +99,7 @@ func TestExecute_ErrorTable(t *testing.T) {
 		{name: "success", exec: &fakeExecutor{resp: ok}, body: okScript, status: 200},
 		{name: "body not JSON is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{nope`, status: 400, errType: "invalid_request"},
 		{name: "JSON array is invalid_request", exec: &fakeExecutor{resp: ok}, body: `[1]`, status: 400, errType: "invalid_request"},
+		{name: "body not UTF-8 is invalid_request", exec: &fakeExecutor{resp: ok}, body: "{\"script\": \"def main():\n    return '\xff'\"}", status: 400, errType: "invalid_request"},
 		{name: "missing script is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"code": "x"}`, status: 400, errType: "invalid_request"},
 		{name: "numeric script is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": 5}`, status: 400, errType: "invalid_request"},
 		{name: "null script is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": null}`, status: 400, errType: "invalid_request"},

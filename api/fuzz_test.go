@@ -24,6 +24,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"script": "\ud800"}`,
 		`{"script": "a", "script": "b"}`,
 		`{"script": "x", "timeout": -0}`,
+		"{\"script\": \"\xff\"}",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -47,6 +48,9 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 		if !utf8.ValidString(req.Script) {
 			t.Fatalf("decoded script is not UTF-8: %q", req.Script)
+		}
+		if !utf8.Valid(data) {
+			t.Fatalf("a body that is not UTF-8 was accepted: %q", data)
 		}
 	})
 }
