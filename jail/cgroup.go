@@ -306,51 +306,7 @@ func (c *cgroups) create(name string) (*workerCgroup, error) {
 			return nil, fmt.Errorf("set %s: %w", l[0], err)
 		}
 	}
-	if c.cpuLimited {
-		w.openWeight()
-	}
 	return w, nil
-}
-
-// CPU weights of a worker's cgroup: the lowest while the worker starts,
-// waits or is torn down, the default while it runs a script. Every worker
-// has a cgroup of its own, so the nice level of its processes only orders
-// them among themselves; against other workers and the service itself it
-// is the cgroup's weight that counts. A starting interpreter (a quarter of
-// a CPU-second of imports) must not slow down a script or an answer.
-var cpuWeights = map[string]struct{ file, idle, busy string }{
-	CgroupV1: {"cpu.shares", "2", "1024"},
-	CgroupV2: {"cpu.weight", "1", "100"},
-}
-
-// openWeight sets the idle weight and keeps the file open, so that
-// switching costs one write. Without it the worker only runs at the
-// default weight all along: slower, not less isolated.
-func (w *workerCgroup) openWeight() {
-	cw, ok := cpuWeights[w.mode]
-	if !ok {
-		return
-	}
-	f, err := os.OpenFile(filepath.Join(w.dirs[len(w.dirs)-1], cw.file), os.O_WRONLY, 0)
-	if err != nil {
-		return
-	}
-	w.weight, w.weights = f, [2]string{cw.idle, cw.busy}
-	w.setBusy(false)
-}
-
-// setBusy gives the cgroup the weight of a running script (true) or the
-// lowest (false). Safe for concurrent use; a no-op without a cpu
-// controller or once the cgroup is removed.
-func (w *workerCgroup) setBusy(busy bool) {
-	if w.weight == nil {
-		return
-	}
-	v := w.weights[0]
-	if busy {
-		v = w.weights[1]
-	}
-	_, _ = w.weight.WriteAt([]byte(v), 0)
 }
 
 // close removes the parents, killing anything left in them.
@@ -371,10 +327,6 @@ func (c *cgroups) close() {
 type workerCgroup struct {
 	mode string
 	dirs []string
-	// weight is the open cpu.shares (v1) or cpu.weight (v2) file, and
-	// weights its idle and busy values; nil without a cpu controller.
-	weight  *os.File
-	weights [2]string
 	// events is the open file of OOM-kill counts, once read.
 	events *os.File
 }
@@ -475,9 +427,6 @@ func counter(data []byte, name string) int64 {
 func (w *workerCgroup) remove() {
 	if len(w.dirs) == 0 {
 		return
-	}
-	if w.weight != nil {
-		_ = w.weight.Close()
 	}
 	if w.events != nil {
 		_ = w.events.Close()

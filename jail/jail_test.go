@@ -208,34 +208,6 @@ func TestWorker_WaitsAtLowPriorityAndRunsScriptsAtNormal(t *testing.T) {
 	assert.Equal(t, "0", string(resp.Result))
 }
 
-func TestWorker_CPUWeightIsLowestExceptWhileAScriptRuns(t *testing.T) {
-	s := newSpawner(t, Config{})
-	require.True(t, s.cg.cpuLimited, "this host has a cgroup cpu controller")
-	cw := cpuWeights[s.cg.mode]
-	w := spawn(t, s)
-	file := filepath.Join(w.cg.dirs[len(w.cg.dirs)-1], cw.file)
-	weight := func() string {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return err.Error()
-		}
-		return strings.TrimSpace(string(data))
-	}
-	assert.Equal(t, cw.idle, weight(), "a worker starts and waits at the lowest CPU weight")
-	done := make(chan error, 1)
-	go func() {
-		resp, err := w.Run(context.Background(), pyexec.Request{ID: "t", Script: "import time\ndef main():\n    time.sleep(1)\n    return 1\n", Timeout: 10 * time.Second})
-		if err == nil && resp.Error != nil {
-			err = resp.Error
-		}
-		done <- err
-	}()
-	assert.Eventually(t, func() bool { return weight() == cw.busy }, 5*time.Second, 5*time.Millisecond,
-		"a running script has the default weight")
-	require.NoError(t, <-done)
-	assert.Equal(t, cw.idle, weight(), "once the script has answered, the lowest again")
-}
-
 func TestWorker_CPUTimeIsCappedButNotPinned(t *testing.T) {
 	s := newSpawner(t, Config{})
 	require.True(t, s.cg.cpuLimited, "this host has a cgroup cpu controller; the cap must be set")

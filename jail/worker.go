@@ -320,13 +320,14 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	if err != nil {
 		return nil, fmt.Errorf("run: %w", err)
 	}
-	// Workers wait, and spawn (the imports), at nsjail's nice level 19 and
-	// their cgroup's lowest CPU weight, so that refills yield to running
-	// scripts; the script itself runs at normal priority and weight, and
-	// whatever the worker does after it (a fork jail's restoring) at the
-	// lowest weight again.
-	w.cg.setBusy(true)
-	defer w.cg.setBusy(false)
+	// Workers spawn (the imports) and wait at nsjail's nice level 19; the
+	// script runs at 0. With a cgroup cpu controller each worker has a
+	// cgroup of its own, so this only orders a worker's own processes;
+	// between workers and the service the CPU is shared by cgroup weight,
+	// all equal. (Lowering a starting or restoring worker's weight was
+	// tried: with its replacement started after the answer, it gained no
+	// latency, and under abusive load it cost fork isolation 40% of its
+	// throughput, jails starving behind the bombs that broke them.)
 	switch {
 	case w.fork && w.harnessPID > 0:
 		// The child forked ahead of this script (see idleChild).
@@ -582,9 +583,6 @@ func (w *Worker) Kill() {
 			return
 		}
 		close(w.stop)
-		// The kernel tears the processes down at their cgroup's weight:
-		// the lowest, so that it does not delay the answer just sent.
-		w.cg.setBusy(false)
 		_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
 		w.cg.killAll()
 		w.waitDone(5 * time.Second)
