@@ -165,7 +165,9 @@ func renderReport(r *results) string {
 
 	b.WriteString("## How each figure is measured\n\n")
 	fmt.Fprintf(&b, "- **Latency runs**: one client, closed loop, a %v pause after each answer (a light load that\n", s.think)
-	fmt.Fprintf(&b, "  lets the warm pool refill); %d requests warm, %d cold. Latency is end to end over HTTP.\n", s.latN, s.coldLatN)
+	fmt.Fprintf(&b, "  lets the warm pool refill); %d requests warm, %d cold. Latency is end to end over HTTP, from\n", s.latN, s.coldLatN)
+	b.WriteString("  handing the request to Go's HTTP client to the last byte of the answer (building the request\n")
+	b.WriteString("  and checking the answer are not counted).\n")
 	fmt.Fprintf(&b, "- **Throughput runs**: 8 clients, closed loop, no pause, for %v. In strict isolation every\n", s.thrDur)
 	b.WriteString("  script consumes a worker, so sustained throughput is bounded by how fast workers are spawned.\n")
 	fmt.Fprintf(&b, "- **Rate runs** (fork isolation): requests sent open loop at a fixed rate over 8 connections for\n")
