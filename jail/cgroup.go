@@ -306,6 +306,7 @@ func (c *cgroups) create(name string) (*workerCgroup, error) {
 			return nil, fmt.Errorf("set %s: %w", l[0], err)
 		}
 	}
+	w.openEvents()
 	return w, nil
 }
 
@@ -327,7 +328,8 @@ func (c *cgroups) close() {
 type workerCgroup struct {
 	mode string
 	dirs []string
-	// events is the open file of OOM-kill counts, once read.
+	// events is the open file of OOM-kill counts (nil without cgroups);
+	// set before the cgroup is shared, then only read and closed.
 	events *os.File
 }
 
@@ -387,20 +389,23 @@ func (w *workerCgroup) killAll() {
 // oomKilled reports whether the kernel's OOM killer fired in this cgroup.
 func (w *workerCgroup) oomKilled() bool { return w.oomKills() > 0 }
 
+// openEvents opens the file of OOM-kill counts, kept open for oomKills.
+func (w *workerCgroup) openEvents() {
+	name := map[string]string{CgroupV1: "memory.oom_control", CgroupV2: "memory.events"}[w.mode]
+	if name == "" || len(w.dirs) == 0 {
+		return
+	}
+	if f, err := os.Open(filepath.Join(w.dirs[0], name)); err == nil {
+		w.events = f
+	}
+}
+
 // oomKills counts the OOM kills in this cgroup so far. The file stays
 // open (a fork jail reads it before every script); reading it again from
 // the start gives the current counts.
 func (w *workerCgroup) oomKills() int64 {
 	if w.events == nil {
-		name := map[string]string{CgroupV1: "memory.oom_control", CgroupV2: "memory.events"}[w.mode]
-		if name == "" || len(w.dirs) == 0 {
-			return 0
-		}
-		f, err := os.Open(filepath.Join(w.dirs[0], name))
-		if err != nil {
-			return 0
-		}
-		w.events = f
+		return 0
 	}
 	var buf [512]byte
 	n, err := w.events.ReadAt(buf[:], 0)

@@ -151,10 +151,14 @@ func TestOOMKills_ReadsTheCurrentCountEachTime(t *testing.T) {
 	path := dir + "/memory.events"
 	require.NoError(t, os.WriteFile(path, []byte("oom 0\noom_kill 0\n"), 0o644))
 	w := &workerCgroup{mode: CgroupV2, dirs: []string{dir}}
+	w.openEvents()
+	require.NotNil(t, w.events)
 	assert.EqualValues(t, 0, w.oomKills())
 	require.NoError(t, os.WriteFile(path, []byte("oom 3\noom_kill 2\n"), 0o644))
 	assert.EqualValues(t, 2, w.oomKills(), "the kept-open file is read again from the start")
 	require.NoError(t, w.events.Close())
-	assert.EqualValues(t, 0, (&workerCgroup{mode: CgroupV2, dirs: []string{dir + "/missing"}}).oomKills())
+	missing := &workerCgroup{mode: CgroupV2, dirs: []string{dir + "/missing"}}
+	missing.openEvents()
+	assert.EqualValues(t, 0, missing.oomKills())
 	assert.EqualValues(t, 0, (&workerCgroup{mode: CgroupNone}).oomKills())
 }
