@@ -347,14 +347,14 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	// reads it, so it is written beside the wait and cannot outlive the
 	// timeout or a kill.
 	writeErr := make(chan error, 1)
-	if len(line) <= w.pipeSize {
+	send := func() {
 		_, err := w.stdin.Write(line)
 		writeErr <- err
+	}
+	if len(line) <= w.pipeSize {
+		send()
 	} else {
-		go func() {
-			_, err := w.stdin.Write(line)
-			writeErr <- err
-		}()
+		go send()
 	}
 
 	for {

@@ -398,9 +398,9 @@ def _set_cpu_limit(timeout_ms):
         pass
 
 
-def run_script(tree, source, limits, devnull, captures=None):
+def run_script(tree, source, limits, devnull, captures):
     """Run a validated script and build the reply fields (without id).
-    captures, when given, are the (stdout, stderr) Captures made ahead."""
+    captures are the (stdout, stderr) Captures, made ahead."""
     cap = int(limits.get("max_output_bytes") or 1 << 20)
     linecache.cache[SCRIPT_NAME] = (len(source), None, source.splitlines(True), SCRIPT_NAME)
     code = compile(tree, SCRIPT_NAME, "exec", dont_inherit=True)
@@ -408,8 +408,7 @@ def run_script(tree, source, limits, devnull, captures=None):
 
     sys.stdout.flush()
     sys.stderr.flush()
-    own = captures is None
-    out, err = captures or (Capture(1, cap), Capture(2, cap))
+    out, err = captures
     out.cap = err.cap = cap
     out.attach()
     err.attach()
@@ -450,9 +449,6 @@ def run_script(tree, source, limits, devnull, captures=None):
                 pass
     reply["stdout"], reply["stdout_truncated"] = out.finish(devnull)
     reply["stderr"], reply["stderr_truncated"] = err.finish(devnull)
-    if own:
-        out.close()
-        err.close()
     return reply
 
 
@@ -522,7 +518,10 @@ def warm_up(devnull):
     first request meets warm code (every worker serves exactly one)."""
     source = "def main():\n    print('warm')\n    return {'ok': [1, 2.5, None]}\n"
     tree = validate(source, "standard", None)
-    run_script(tree, source, {"max_output_bytes": 1024}, devnull)
+    captures = (Capture(1, 1024), Capture(2, 1024))
+    run_script(tree, source, {"max_output_bytes": 1024}, devnull, captures)
+    for c in captures:
+        c.close()
     linecache.cache.pop(SCRIPT_NAME, None)
 
 
