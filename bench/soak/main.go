@@ -264,7 +264,7 @@ func render(attacks []attackRow, rep *load.Report, before, after snapshot, crash
 		{"an idle worker dies", "it is noticed on acquisition or by the maintenance loop and replaced; no request sees it", "`TestPool_DeadIdleWorkerIsReplaced`"},
 		{"a client disconnects mid-run", "its worker is killed at once and replaced", "`TestE2E_ClientDisconnectKillsTheWorker`"},
 		{"the pool is exhausted", "`overloaded` (503 + `Retry-After`) after the queue timeout; queued requests are served in arrival order", "`TestE2E_OverloadedWhenEveryWorkerIsBusy`, `TestPool_QueuedRequestsAreServedInOrder`"},
-		{"SIGTERM", "`/health` turns 503, new scripts get `overloaded`, requests in flight finish (bounded by `PYEXEC_SHUTDOWN_TIMEOUT`), every jailed process is killed, exit 0", "`TestE2E_ShutdownFinishesInFlightAndLeavesNothing`, `TestE2E_SIGTERM`"},
+		{"SIGTERM", "`/health` turns 503, new scripts get `overloaded`, requests in flight finish (bounded by `PYEXEC_SHUTDOWN_TIMEOUT`), every jailed process is killed, exit 0", "`TestE2E_ShutdownFinishesInFlightAndLeavesNothing`, `TestE2E_ShutdownEndsConnectionsWithoutARequest`, `TestE2E_SIGTERM`"},
 		{"garbage on the protocol, over-long lines, early EOF", "`sandbox_error` for that request; the codec stays in step", "`TestLineReader_*`, `FuzzLineReader`, `FuzzDecodeReply`"},
 		{"malformed request bodies", "`invalid_request`, never a crash", "`FuzzDecodeRequest`"},
 	}

@@ -587,6 +587,54 @@ func TestE2E_ShutdownFinishesInFlightAndLeavesNothing(t *testing.T) {
 	}
 }
 
+// A connection that has not sent a byte yet (Go's HTTP client dials such
+// spare connections) counts as busy to fasthttp, which would hold the
+// shutdown for its whole timeout and keep serving the connection after it.
+// Close ends such a connection at once; one still sending its request is
+// cut when the timeout ends, so nothing is served once Close returns.
+func TestE2E_ShutdownEndsConnectionsWithoutARequest(t *testing.T) {
+	py := testenv.Python(t)
+	m := NewMain()
+	m.Config.Python, m.Config.Host, m.Config.Port, m.Config.PoolSize = py, "127.0.0.1", "0", 1
+	m.Config.ShutdownTimeout = 5 * time.Second
+	m.Log = zap.NewNop()
+	require.NoError(t, m.Run(context.Background()))
+	s := &service{t: t, m: m, base: "http://" + m.Addr}
+	s.healthy()
+
+	open := func() int32 { return m.app.Server().GetOpenConnectionsCount() }
+	before := open()
+	silent, err := net.Dial("tcp", m.Addr)
+	require.NoError(t, err)
+	defer silent.Close()
+	partial, err := net.Dial("tcp", m.Addr)
+	require.NoError(t, err)
+	defer partial.Close()
+	_, err = fmt.Fprint(partial, "POST /execute HTTP/1.1\r\nHost: x\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return open() == before+2 }, 10*time.Second, 5*time.Millisecond,
+		"the service has taken both connections")
+
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	requireClosedByService(t, silent)
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) before the unfinished request's timeout: the partial connection did not hold it", err)
+	default:
+	}
+	require.NoError(t, <-closed)
+	requireClosedByService(t, partial)
+}
+
+// requireClosedByService reads conn until the service closes it.
+func requireClosedByService(t *testing.T, conn net.Conn) {
+	t.Helper()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+	_, err := io.Copy(io.Discard, conn)
+	require.NoError(t, err, "the service closes the connection (io.Copy stops at EOF)")
+}
+
 func TestLogger_WritesCloudLoggingJSON(t *testing.T) {
 	var buf bytes.Buffer
 	log, err := newLogger("info", zapcore.AddSync(&buf))

@@ -62,7 +62,7 @@ type Main struct {
 	spawner *jail.Spawner
 	pool    *pool.Pool
 	app     *fiber.App
-	ln      net.Listener
+	ln      *api.Listener
 	debug   *debugServer
 	served  chan error
 	// cancelRequests ends every running script when a graceful shutdown
@@ -164,9 +164,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start: listen: %w", err)
 	}
-	m.Addr, m.ln = ln.Addr().String(), ln
+	m.Addr, m.ln = ln.Addr().String(), api.NewListener(ln)
 	m.served = make(chan error, 1)
-	go func() { m.served <- m.app.Listener(ln) }()
+	go func() { m.served <- m.app.Listener(m.ln) }()
 	m.Log.Info("serving", zap.String("addr", m.Addr), zap.Int("pool_size", c.PoolSize),
 		zap.String("isolation", c.Isolation), zap.String("validation", c.Validation),
 		zap.Bool("api_key", c.APIKey != ""))
@@ -210,21 +210,23 @@ func (m *Main) Close() error {
 	var errs []error
 	m.draining.Store(true)
 	if m.app != nil {
+		// Stop accepting first (this also ends the server when Close comes
+		// before it has taken the listener), and end the connections that
+		// have sent nothing: the server would wait the whole timeout for them.
+		_ = m.ln.Close()
+		m.ln.CloseUnused()
 		// Requests in flight may finish within the shutdown timeout; after
 		// it, their scripts are killed so the workers can be torn down.
 		timer := time.AfterFunc(m.Config.ShutdownTimeout, m.cancelRequests)
 		if err := m.app.ShutdownWithTimeout(m.Config.ShutdownTimeout + time.Second); err != nil {
-			// Connections still open (a client keeping an unused
-			// connection, say) are abandoned: the process is ending and
-			// no script is running any more.
+			// A client still sending its request at the deadline.
 			m.Log.Warn("connections still open at shutdown", zap.Error(err))
 		}
 		timer.Stop()
 		m.cancelRequests()
-		// A Close right after Run may come before the server has taken
-		// the listener, which the shutdown then did not see: closing it
-		// here ends the server either way.
-		_ = m.ln.Close()
+		// Whatever the shutdown gave up on is cut, so that nothing is
+		// served once Close returns.
+		m.ln.CloseAll()
 		if err := <-m.served; err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
