@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -22,6 +24,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		``,
 		`null`,
 		`{"script": "\ud800"}`,
+		`{"script": "\udc80 \\udc80"}`,
+		`{"script": "\ud83d\ude00 \ufffd"}`,
 		`{"script": "a", "script": "b"}`,
 		`{"script": "x", "timeout": -0}`,
 		"{\"script\": \"\xff\"}",
@@ -51,6 +55,12 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 		if !utf8.Valid(data) {
 			t.Fatalf("a body that is not UTF-8 was accepted: %q", data)
+		}
+		// U+FFFD in the script must come from the body, not from a
+		// replacement made while decoding it.
+		if strings.ContainsRune(req.Script, utf8.RuneError) &&
+			!bytes.ContainsRune(data, utf8.RuneError) && !bytes.Contains(bytes.ToLower(data), []byte(`\ufffd`)) {
+			t.Fatalf("the decoder replaced part of the script with U+FFFD: %q", data)
 		}
 	})
 }
