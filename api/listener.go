@@ -62,9 +62,10 @@ func (l *Listener) Close() error {
 }
 
 // CloseUnused closes the connections that have not sent a byte, and
-// returns how many.
+// returns how many. A connection whose first bytes have arrived but are not
+// read yet is left to finish its request.
 func (l *Listener) CloseUnused() int {
-	return l.closeIf(func(c *trackedConn) bool { return !c.used.Load() })
+	return l.closeIf(func(c *trackedConn) bool { return !c.used.Load() && !c.pending() })
 }
 
 // CloseAll closes every connection still open, and returns how many.
@@ -114,6 +115,21 @@ func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.forget(c) })
 	return err
+}
+
+// pending reports whether bytes are waiting to be read. It peeks without
+// waiting and consumes nothing.
+func (c *trackedConn) pending() bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var n int
+	buf := make([]byte, 1)
+	_ = raw.Control(func(fd uintptr) {
+		n, _, _ = syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	})
+	return n > 0
 }
 
 // SyscallConn exposes the socket, which the disconnect watch peeks at.

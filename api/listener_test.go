@@ -57,14 +57,23 @@ func TestListener_ClosesUnusedThenAll(t *testing.T) {
 	require.NoError(t, err)
 	_, closedServer := accepted(t, l)
 	require.NoError(t, closedServer.Close())
+	sendingClient, sendingServer := accepted(t, l)
+	_, err = sendingClient.Write([]byte("POST"))
+	require.NoError(t, err)
 
 	assert.Equal(t, 1, l.CloseUnused(), "only the connection that sent nothing, and not the closed one")
 	requireClosed(t, silentClient)
 	requireOpen(t, usedClient, usedServer)
+	requireOpen(t, sendingClient, sendingServer)
+	got = make([]byte, 4)
+	_, err = io.ReadFull(sendingServer, got)
+	require.NoError(t, err)
+	assert.Equal(t, "POST", string(got), "the bytes waiting were not consumed")
 	assert.Equal(t, 0, l.CloseUnused())
 
-	assert.Equal(t, 1, l.CloseAll())
+	assert.Equal(t, 2, l.CloseAll())
 	requireClosed(t, usedClient)
+	requireClosed(t, sendingClient)
 	assert.Equal(t, 0, l.CloseAll(), "closed connections leave the list")
 }
 
