@@ -572,6 +572,7 @@ def serve(channel, devnull, policy_default="standard"):
 
 
 PR_SET_DUMPABLE = 4
+CHILD_LINGER_S = 0.002
 IPC_RMID = 0
 MAX_TMP_ENTRIES = 100000
 
@@ -672,6 +673,10 @@ class Zygote:
         req = self.channel.read()
         if req is not None:
             handle(req, self.channel, self.devnull, captures)
+            # Leave a moment after answering: the teardown of this address
+            # space, and the zygote's reset and next fork behind it, would
+            # otherwise take a CPU while the service is sending the answer.
+            time.sleep(CHILD_LINGER_S)
 
     def _prefault(self, captures):
         """Walk the request path once before the request arrives, output
