@@ -11,6 +11,16 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// newTestListener wraps a loopback listener, closed when the test ends.
+func newTestListener(t *testing.T) *Listener {
+	t.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	l := NewListener(inner)
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
 // accepted dials l and returns both ends of the connection.
 func accepted(t *testing.T, l *Listener) (client, server net.Conn) {
 	t.Helper()
@@ -43,14 +53,11 @@ func requireOpen(t *testing.T, client, server net.Conn) {
 }
 
 func TestListener_ClosesUnusedThenAll(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	l := NewListener(inner)
-	defer l.Close()
+	l := newTestListener(t)
 
 	silentClient, _ := accepted(t, l)
 	usedClient, usedServer := accepted(t, l)
-	_, err = usedClient.Write([]byte("GET"))
+	_, err := usedClient.Write([]byte("GET"))
 	require.NoError(t, err)
 	got := make([]byte, 3)
 	_, err = io.ReadFull(usedServer, got)
@@ -110,10 +117,7 @@ func TestListener_CloseIsIdempotentAndRefusesLateConnections(t *testing.T) {
 }
 
 func TestListener_ConnectionsKeepTheirSocket(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	l := NewListener(inner)
-	defer l.Close()
+	l := newTestListener(t)
 	_, server := accepted(t, l)
 	sc, ok := server.(syscall.Conn)
 	require.True(t, ok, "the disconnect watch needs the socket")

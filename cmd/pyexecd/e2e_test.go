@@ -559,15 +559,22 @@ func TestE2E_ProfilerIsOffByDefault(t *testing.T) {
 	assert.Nil(t, s.m.debug)
 }
 
-func TestE2E_ShutdownFinishesInFlightAndLeavesNothing(t *testing.T) {
+// startToClose starts a service whose test closes it itself, with a
+// 5 s shutdown timeout.
+func startToClose(t *testing.T, poolSize int) *service {
+	t.Helper()
 	py := testenv.Python(t)
 	m := NewMain()
-	m.Config.Python, m.Config.Host, m.Config.Port, m.Config.PoolSize = py, "127.0.0.1", "0", 2
+	m.Config.Python, m.Config.Host, m.Config.Port, m.Config.PoolSize = py, "127.0.0.1", "0", poolSize
 	m.Config.ShutdownTimeout = 5 * time.Second
 	m.Log = zap.NewNop()
 	require.NoError(t, m.Run(context.Background()))
-	s := &service{t: t, m: m, base: "http://" + m.Addr}
-	sp := m.spawner
+	return &service{t: t, m: m, base: "http://" + m.Addr}
+}
+
+func TestE2E_ShutdownFinishesInFlightAndLeavesNothing(t *testing.T) {
+	s := startToClose(t, 2)
+	m, sp := s.m, s.m.spawner
 
 	inflight := make(chan result, 1)
 	go func() { inflight <- s.run("import time\ndef main():\n    time.sleep(1)\n    return 'finished'\n", 10) }()
@@ -595,13 +602,8 @@ func TestE2E_ShutdownFinishesInFlightAndLeavesNothing(t *testing.T) {
 // Close ends such a connection at once; one still sending its request is
 // cut when the timeout ends, so nothing is served once Close returns.
 func TestE2E_ShutdownEndsConnectionsWithoutARequest(t *testing.T) {
-	py := testenv.Python(t)
-	m := NewMain()
-	m.Config.Python, m.Config.Host, m.Config.Port, m.Config.PoolSize = py, "127.0.0.1", "0", 1
-	m.Config.ShutdownTimeout = 5 * time.Second
-	m.Log = zap.NewNop()
-	require.NoError(t, m.Run(context.Background()))
-	s := &service{t: t, m: m, base: "http://" + m.Addr}
+	s := startToClose(t, 1)
+	m := s.m
 	s.healthy()
 
 	open := func() int32 { return m.app.Server().GetOpenConnectionsCount() }
