@@ -54,6 +54,14 @@ func inEveryMode(t *testing.T, suite func(t *testing.T, iso string)) {
 
 func startService(t *testing.T, iso string, tweak func(*Config)) *service {
 	t.Helper()
+	s := startUnowned(t, iso, tweak)
+	t.Cleanup(func() { assert.NoError(t, s.m.Close()) })
+	return s
+}
+
+// startUnowned starts a service that its test must close itself.
+func startUnowned(t *testing.T, iso string, tweak func(*Config)) *service {
+	t.Helper()
 	py := testenv.Python(t)
 	m := NewMain()
 	m.Config.Isolation = iso
@@ -69,7 +77,6 @@ func startService(t *testing.T, iso string, tweak func(*Config)) *service {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	require.NoError(t, m.Run(ctx))
-	t.Cleanup(func() { assert.NoError(t, m.Close()) })
 	return &service{t: t, m: m, base: "http://" + m.Addr}
 }
 
@@ -563,13 +570,9 @@ func TestE2E_ProfilerIsOffByDefault(t *testing.T) {
 // 5 s shutdown timeout.
 func startToClose(t *testing.T, poolSize int) *service {
 	t.Helper()
-	py := testenv.Python(t)
-	m := NewMain()
-	m.Config.Python, m.Config.Host, m.Config.Port, m.Config.PoolSize = py, "127.0.0.1", "0", poolSize
-	m.Config.ShutdownTimeout = 5 * time.Second
-	m.Log = zap.NewNop()
-	require.NoError(t, m.Run(context.Background()))
-	return &service{t: t, m: m, base: "http://" + m.Addr}
+	return startUnowned(t, "strict", func(c *Config) {
+		c.PoolSize, c.ShutdownTimeout = poolSize, 5*time.Second
+	})
 }
 
 func TestE2E_ShutdownFinishesInFlightAndLeavesNothing(t *testing.T) {
