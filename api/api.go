@@ -308,7 +308,7 @@ func (s *server) decodeRequest(data []byte) (pyexec.Request, error) {
 	}
 	// The same goes for an escaped surrogate with no partner ("\udc80"):
 	// valid JSON text, but no character, which Go's decoder turns into U+FFFD.
-	if esc, ok := loneSurrogate(raw); ok {
+	if esc, ok := pyexec.LoneSurrogate(raw); ok {
 		return pyexec.Request{}, pyexec.Errorf(pyexec.CodeInvalidRequest,
 			`"script" contains %s, half of a surrogate pair without the other half: not a character`, esc)
 	}
@@ -330,41 +330,6 @@ func (s *server) decodeRequest(data []byte) (pyexec.Request, error) {
 			"script is %d bytes, over the %d-byte limit", len(script), s.cfg.MaxScriptBytes)
 	}
 	return pyexec.Request{Script: script, Timeout: timeout}, nil
-}
-
-// loneSurrogate finds the first \uXXXX escape in the JSON string raw (already
-// known to be valid JSON) that is a high surrogate not followed by an escaped
-// low one, or a low surrogate not preceded by a high one.
-func loneSurrogate(raw []byte) (string, bool) {
-	hex := func(i int) (rune, bool) {
-		if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
-			return 0, false
-		}
-		v, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
-		return rune(v), err == nil
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\\' {
-			continue
-		}
-		r, ok := hex(i)
-		if !ok {
-			i++ // a two-character escape such as \\ or \"
-			continue
-		}
-		switch {
-		case r >= 0xD800 && r <= 0xDBFF:
-			if lo, ok := hex(i + 6); ok && lo >= 0xDC00 && lo <= 0xDFFF {
-				i += 11
-				continue
-			}
-			return string(raw[i : i+6]), true
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return string(raw[i : i+6]), true
-		}
-		i += 5
-	}
-	return "", false
 }
 
 func (s *server) execute(c *fiber.Ctx) error {

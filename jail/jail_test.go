@@ -97,17 +97,42 @@ func TestWorker_KilledFromOutsideMidRunIsSandboxError(t *testing.T) {
 	}
 }
 
-func TestWorker_ValidationFailureKeepsWorkerReusable(t *testing.T) {
+func TestWorker_IsUsedOnceWhateverItAnswers(t *testing.T) {
 	s := newSpawner(t, Config{})
-	w := spawn(t, s)
-	resp := run(t, w, "def foo():\n    pass\n", time.Second)
+	for _, script := range []string{
+		"def foo():\n    pass\n",              // validation error: no user code ran, by the harness's word
+		"def main():\n    return 5\n",         // success
+		"def main():\n    raise ValueError\n", // runtime error
+	} {
+		w := spawn(t, s)
+		resp := run(t, w, script, 5*time.Second)
+		assert.False(t, w.Reusable(), "%q: %+v", script, resp)
+		assert.Panics(t, func() { _, _ = w.Run(context.Background(), pyexec.Request{Script: script, Timeout: time.Second}) },
+			"a used strict worker must never be given a second script")
+	}
+}
+
+// A process that closes its end of the protocol and stays alive (a script
+// can) is killed as soon as its channel ends, not waited for. No jail is
+// needed: a shell plays the harness.
+func TestWorker_ClosedChannelEndsTheWorkerAtOnce(t *testing.T) {
+	s := &Spawner{log: zap.NewNop(), nsjail: "/bin/sh", args: []string{"-c", "exec 1>&-; exec sleep 60"}}
+	s.cfg.setDefaults()
+	w := &Worker{
+		id: "w", log: s.log, cg: &workerCgroup{mode: CgroupNone}, cfg: &s.cfg,
+		lines: make(chan lineResult, 1), done: make(chan struct{}), stop: make(chan struct{}),
+		stderr: &tailBuffer{max: 1024},
+	}
+	require.NoError(t, w.start(s))
+	t.Cleanup(w.Kill)
+	w.watchHarness(w.cmd.Process.Pid)
+	require.NotNil(t, w.pidfd)
+	lr, ok := <-w.lines
+	resp := w.reply(lr, ok, "m1", 0)
 	require.NotNil(t, resp.Error)
-	assert.Equal(t, pyexec.CodeValidation, resp.Error.Code)
-	assert.True(t, w.Reusable())
-	resp = run(t, w, "def main():\n    return 5\n", time.Second)
-	require.Nil(t, resp.Error)
-	assert.Equal(t, "5", string(resp.Result))
-	assert.False(t, w.Reusable())
+	assert.Equal(t, pyexec.CodeSandbox, resp.Error.Code)
+	assert.Contains(t, resp.Error.Message, "closed its channel")
+	assert.False(t, w.Alive(), "the worker is gone when its answer is")
 }
 
 func TestWorker_WithoutCgroupsRlimitsStillFence(t *testing.T) {

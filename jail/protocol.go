@@ -42,7 +42,8 @@ type requestLimits struct {
 	Validation     string `json:"validation"`
 }
 
-// requestMsg is one script sent to the harness.
+// requestMsg is one script sent to the harness. ID is a random value drawn
+// for this message alone, never the client's request id.
 type requestMsg struct {
 	ID        string        `json:"id"`
 	Script    string        `json:"script"`
@@ -57,7 +58,8 @@ type replyError struct {
 	Traceback string `json:"traceback,omitempty"`
 }
 
-// replyMsg is the harness's answer to one request.
+// replyMsg is the harness's answer to one request: written by a process
+// the script may control, so Worker.reply trusts none of it.
 type replyMsg struct {
 	ID              string          `json:"id"`
 	Result          json.RawMessage `json:"result"`
@@ -66,8 +68,6 @@ type replyMsg struct {
 	StdoutTruncated bool            `json:"stdout_truncated"`
 	StderrTruncated bool            `json:"stderr_truncated"`
 	Error           *replyError     `json:"error"`
-	UserCodeRan     bool            `json:"user_code_ran"`
-	DurationMS      float64         `json:"duration_ms"`
 }
 
 // lineReader reads newline-terminated lines of at most max bytes.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pyexec/pyexec"
 )
 
 // pipeLines writes chunks into an io.Pipe from another goroutine, the way a
@@ -95,7 +97,7 @@ func TestDecodeReady(t *testing.T) {
 }
 
 func TestDecodeReply(t *testing.T) {
-	m, err := decodeReply([]byte(`{"result": {"x": [1, 2]}, "id": "r1", "stdout": "hi\n", "error": null, "user_code_ran": true}`), "r1")
+	m, err := decodeReply([]byte(`{"result": {"x": [1, 2]}, "id": "r1", "stdout": "hi\n", "error": null}`), "r1")
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"x": [1, 2]}`, string(m.Result))
 	assert.Equal(t, "hi\n", m.Stdout)
@@ -161,4 +163,36 @@ func TestOOMKills_ReadsTheCurrentCountEachTime(t *testing.T) {
 	missing.openEvents()
 	assert.EqualValues(t, 0, missing.oomKills())
 	assert.EqualValues(t, 0, (&workerCgroup{mode: CgroupNone}).oomKills())
+}
+
+func TestCheckResult_RefusesWhatNoClientCouldRead(t *testing.T) {
+	for raw, want := range map[string]pyexec.Code{
+		`{"a": [1, "x"]}`:                   "",
+		`"\ud83d\ude00"`:                    "",
+		`"\\udc80"`:                         "", // an escaped backslash, then text
+		`"\udc80"`:                          pyexec.CodeInvalidResult,
+		`["ok", "\ud83d"]`:                  pyexec.CodeInvalidResult,
+		"\"\xff\"":                          pyexec.CodeInvalidResult,
+		`"` + strings.Repeat("y", 40) + `"`: pyexec.CodeOutputLimit,
+	} {
+		err := checkResult([]byte(raw), 32)
+		if want == "" {
+			assert.Nil(t, err, "%s", raw)
+			continue
+		}
+		if assert.NotNil(t, err, "%s", raw) {
+			assert.Equal(t, want, err.Code, "%s", raw)
+		}
+	}
+}
+
+func TestCapText_TheServiceCapsWhateverTheHarnessClaims(t *testing.T) {
+	got, cut := capText("héllo", 2, false)
+	assert.Equal(t, "h", got, "never half a character")
+	assert.True(t, cut)
+	got, cut = capText("short", 10, false)
+	assert.Equal(t, "short", got)
+	assert.False(t, cut)
+	_, cut = capText("short", 10, true)
+	assert.True(t, cut, "a script may only mark its own output cut")
 }

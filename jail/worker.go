@@ -3,6 +3,8 @@ package jail
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -22,7 +25,8 @@ import (
 )
 
 // ErrWorkerGone is returned by Run when the worker could not be given the
-// script at all (it had died while idle). No user code ran.
+// script at all (it had died while idle), so the script can be retried on
+// another worker.
 var ErrWorkerGone = errors.New("worker is gone")
 
 // placeScript puts the shell into each cgroup.procs file given before "--",
@@ -51,8 +55,11 @@ type Worker struct {
 	stop     chan struct{} // closed by Kill: nobody reads lines any more
 	stderr   *tailBuffer
 	ready    *readyMsg
-	// harnessPID is the jailed interpreter's pid on the host (0: unknown).
+	// harnessPID is the jailed interpreter's pid on the host (0: unknown),
+	// read from the kernel's list of nsjail's children, and pidfd refers
+	// to that process (nil if it could not be opened).
 	harnessPID int
+	pidfd      *os.File
 	// children is the zygote's /proc children list, kept open (fork
 	// isolation only; nil if it could not be opened).
 	children *os.File
@@ -113,7 +120,7 @@ func (s *Spawner) Spawn(ctx context.Context) (*Worker, error) {
 			return fail(errors.New("the zygote's ready line has no nonce"))
 		}
 		w.ready, w.nonce = ready, ready.Nonce
-		w.harnessPID = childOf(w.cmd.Process.Pid)
+		w.watchHarness(childOf(w.cmd.Process.Pid))
 		if w.fork && w.harnessPID > 0 {
 			w.children, _ = os.Open(childrenPath(w.harnessPID))
 			// The zygote imported at nice 19 like every spawn; from now on
@@ -284,8 +291,11 @@ func firstPID(data []byte) int {
 	return child
 }
 
-// Reusable reports whether the worker may serve another script: only when
-// its last request failed validation, so no user code ran in it.
+// Reusable reports whether the worker may serve another script. A strict
+// worker never does, whatever it answered: once a script has been sent to
+// it, its interpreter may be the script's. A fork jail does while it has
+// runs left and its child's outcome leaves the jail fit (the pool then
+// waits for the zygote's ready line, see AwaitReady).
 func (w *Worker) Reusable() bool { return w.reusable }
 
 // Run sends one script and waits for its reply, at most req.Timeout (the
@@ -308,8 +318,12 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	if w.fork {
 		oomBefore = w.cg.oomKills()
 	}
+	// The message id is drawn here for this message alone: a script can
+	// read it (it is in its interpreter's memory) but it names no other
+	// request, and the client's request id never reaches the jail.
+	msgID := newMessageID()
 	msg := requestMsg{
-		ID: req.ID, Script: req.Script, TimeoutMS: req.Timeout.Milliseconds(),
+		ID: msgID, Script: req.Script, TimeoutMS: req.Timeout.Milliseconds(),
 		Limits: requestLimits{
 			MaxOutputBytes: w.cfg.MaxOutputBytes,
 			MaxScriptBytes: w.cfg.MaxScriptBytes,
@@ -366,7 +380,7 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 			}
 			writeErr = nil
 		case lr, ok := <-w.lines:
-			resp := w.reply(lr, ok, req.ID, oomBefore)
+			resp := w.reply(lr, ok, msgID, oomBefore)
 			resp.Duration = time.Since(start)
 			return resp, nil
 		case <-timer.C:
@@ -425,36 +439,52 @@ func (w *Worker) awaitReady(ctx context.Context, d time.Duration) error {
 }
 
 // reply turns what the reader delivered into a response.
-func (w *Worker) reply(lr lineResult, ok bool, id string, oomBefore int64) *pyexec.Response {
+//
+// Every byte of it comes from a process that ran, or could have run, the
+// script, which can write any line on the protocol descriptor, with the
+// real message id (it is in its own interpreter's memory), and stay alive.
+// So nothing read here lets the worker serve again: a strict worker is
+// retired whatever it answers, and a fork jail serves again only after the
+// zygote's ready line, which the script cannot forge (see awaitReady). What
+// each field can be made to say, and why acting on it is safe, is noted
+// where it is read.
+func (w *Worker) reply(lr lineResult, ok bool, msgID string, oomBefore int64) *pyexec.Response {
 	if !ok || lr.err != nil {
 		if errors.Is(lr.err, ErrLineTooLong) {
 			w.Kill()
 			return &pyexec.Response{Error: pyexec.Errorf(pyexec.CodeSandbox, "the sandbox's reply was larger than allowed")}
 		}
-		// No reply: the process ended. Wait for it, then tell why.
-		w.waitDone(2 * time.Second)
-		return &pyexec.Response{Error: w.deathError()}
+		return &pyexec.Response{Error: w.endedWithoutReply()}
 	}
 	if w.fork {
+		// A line repeating the nonce the zygote drew after forking this
+		// child: the zygote says the child ended without answering, and
+		// how (a signal or exit status it read from waitpid).
 		if m := w.restored(lr.line); m != nil {
-			// The zygote says the child ended without answering (and has
-			// already restored the jail). The jail is replaced after any
-			// such end.
 			w.nonce = m.Nonce
 			return &pyexec.Response{Error: w.childDeathError(m, oomBefore)}
 		}
 	}
-	m, err := decodeReply(lr.line, id)
+	// id: a line answering another message (a guess, or a stale id) is
+	// refused; the right id only lets the script answer for itself.
+	m, err := decodeReply(lr.line, msgID)
 	if err != nil {
 		w.log.Warn("garbled reply", zap.Error(err))
 		w.Kill()
 		return &pyexec.Response{Error: pyexec.Errorf(pyexec.CodeSandbox, "the sandbox sent an invalid reply")}
 	}
-	resp := &pyexec.Response{
-		Stdout: m.Stdout, Stderr: m.Stderr,
-		StdoutTruncated: m.StdoutTruncated, StderrTruncated: m.StderrTruncated,
-	}
+	// stdout, stderr: the script's own output, whatever it claims. The cap
+	// is applied here as well as in the harness; a script's truncation flag
+	// can only mark its own output cut, never hide a cut made here.
+	resp := &pyexec.Response{}
+	resp.Stdout, resp.StdoutTruncated = capText(m.Stdout, w.cfg.MaxOutputBytes, m.StdoutTruncated)
+	resp.Stderr, resp.StderrTruncated = capText(m.Stderr, w.cfg.MaxOutputBytes, m.StderrTruncated)
 	if m.Error != nil {
+		// error.type: a script can claim any outcome for itself; only the
+		// codes a script can cause are taken, anything else reads as a
+		// sandbox failure. It decides this answer and, in a fork jail,
+		// whether the jail is replaced sooner, never that it is kept.
+		// message, traceback: the script's own text for its own client.
 		code := pyexec.Code(m.Error.Type)
 		if !pyexec.IsScriptCode(code) {
 			code = pyexec.CodeSandbox
@@ -463,6 +493,11 @@ func (w *Worker) reply(lr lineResult, ok bool, id string, oomBefore int64) *pyex
 		if code == pyexec.CodeMemoryLimit {
 			resp.Error.Message = fmt.Sprintf("script exceeded the memory limit (%d MB)", w.cfg.MemoryMB)
 		}
+	} else if err := checkResult(m.Result, w.cfg.MaxOutputBytes); err != nil {
+		// result: passed to the client as it is, so it is checked here to
+		// be JSON any client reads: within the cap, UTF-8, no lone
+		// surrogate.
+		resp.Error = err
 	} else {
 		resp.Result = m.Result
 	}
@@ -470,10 +505,38 @@ func (w *Worker) reply(lr lineResult, ok bool, id string, oomBefore int64) *pyex
 		w.runs++
 		w.needReady = true
 		w.reusable = w.runs < w.maxRuns && (resp.Error == nil || recoverable(resp.Error.Code))
-	} else {
-		w.reusable = !m.UserCodeRan && m.Error != nil && pyexec.Code(m.Error.Type) == pyexec.CodeValidation
 	}
 	return resp
+}
+
+// capText cuts s to at most max bytes, at a character boundary, and says
+// whether it is cut (or was already, as claimed).
+func capText(s string, max int, claimed bool) (string, bool) {
+	if len(s) <= max {
+		return s, claimed
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut], true
+}
+
+// checkResult refuses a result no JSON reader could take as it is: over
+// the cap, not UTF-8, or holding half of a surrogate pair. raw is already
+// known to be JSON (the reply decoded).
+func checkResult(raw []byte, max int) *pyexec.Error {
+	if len(raw) > max {
+		return pyexec.Errorf(pyexec.CodeOutputLimit, "result is %d bytes, over the %d-byte limit", len(raw), max)
+	}
+	if !utf8.Valid(raw) {
+		return pyexec.Errorf(pyexec.CodeInvalidResult, "Returned value is not valid JSON: it holds bytes that are not UTF-8")
+	}
+	if esc, ok := pyexec.LoneSurrogate(raw); ok {
+		return pyexec.Errorf(pyexec.CodeInvalidResult,
+			"Returned value is not valid JSON: a string holds %s, half of a surrogate pair without the other half", esc)
+	}
+	return nil
 }
 
 // recoverable outcomes leave a fork jail fit for the next script; after
@@ -522,13 +585,49 @@ func (w *Worker) childDeathError(m *readyMsg, oomBefore int64) *pyexec.Error {
 	}
 }
 
+// endedWithoutReply explains a worker whose protocol output ended before
+// a reply. If the interpreter is still alive (the kernel says so, through
+// its pidfd), it closed its end of the protocol itself, as a script can: it
+// is killed at once rather than waited for.
+func (w *Worker) endedWithoutReply() *pyexec.Error {
+	if w.harnessAlive() {
+		w.Kill()
+		return pyexec.Errorf(pyexec.CodeSandbox, "the sandboxed process closed its channel to the service without answering")
+	}
+	w.waitDone(2 * time.Second)
+	return w.deathError()
+}
+
+// watchHarness records the jailed interpreter's host pid (0: unknown) and
+// opens a pidfd on it, through which the kernel tells when it has exited.
+func (w *Worker) watchHarness(pid int) {
+	w.harnessPID = pid
+	if pid <= 0 {
+		return
+	}
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		w.pidfd = os.NewFile(uintptr(fd), "pidfd")
+	}
+}
+
+// harnessAlive reports whether the jailed interpreter has not exited yet.
+// Without a pidfd it is taken as gone, so the caller waits for the process.
+func (w *Worker) harnessAlive() bool {
+	if w.pidfd == nil {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(w.pidfd.Fd()), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n == 0
+}
+
 // deathError explains a worker that ended without replying.
 func (w *Worker) deathError() *pyexec.Error {
 	if w.cg.oomKilled() {
 		return pyexec.Errorf(pyexec.CodeMemoryLimit, "script exceeded the memory limit (%d MB)", w.cfg.MemoryMB)
 	}
 	// nsjail exits with 128+N when the jailed process died of signal N.
-	st := w.cmd.ProcessState
+	st := w.exitState()
 	if st != nil && st.Exited() && st.ExitCode() > 128 {
 		sig := syscall.Signal(st.ExitCode() - 128)
 		switch sig {
@@ -545,6 +644,18 @@ func (w *Worker) deathError() *pyexec.Error {
 	return pyexec.Errorf(pyexec.CodeSandbox, "the sandboxed process exited before answering (%s)", exitText(st))
 }
 
+// exitState is the process's exit status once the wait for it has
+// returned, else nil: cmd.ProcessState is written by the goroutine that
+// waits, and read only after it has closed done.
+func (w *Worker) exitState() *os.ProcessState {
+	select {
+	case <-w.done:
+		return w.cmd.ProcessState
+	default:
+		return nil
+	}
+}
+
 func exitText(st *os.ProcessState) string {
 	if st == nil {
 		return "unknown status"
@@ -554,10 +665,8 @@ func exitText(st *os.ProcessState) string {
 
 func (w *Worker) describeExit() string {
 	status := "still running"
-	select {
-	case <-w.done:
-		status = exitText(w.cmd.ProcessState)
-	default:
+	if st := w.exitState(); st != nil {
+		status = exitText(st)
 	}
 	if tail := strings.TrimSpace(w.stderr.String()); tail != "" {
 		return status + "; stderr: " + tail
@@ -597,6 +706,9 @@ func (w *Worker) Kill() {
 		if w.children != nil {
 			w.children.Close()
 		}
+		if w.pidfd != nil {
+			w.pidfd.Close()
+		}
 	})
 }
 
@@ -608,6 +720,13 @@ func (w *Worker) Alive() bool {
 	default:
 		return true
 	}
+}
+
+// newMessageID draws a fresh random id for one protocol message.
+func newMessageID() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // formatSeconds renders a duration as seconds without trailing zeros.

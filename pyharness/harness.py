@@ -14,12 +14,12 @@ Protocol (one JSON object per line, UTF-8):
   harness -> service  {"ready": true, "protocol": 1, "python": ..., ...}
   service -> harness  {"id", "script", "timeout_ms", "limits": {...}}
   harness -> service  {"id", "result", "stdout", "stderr", "error",
-                       "stdout_truncated", "stderr_truncated",
-                       "user_code_ran", "duration_ms"}
+                       "stdout_truncated", "stderr_truncated"}
 
-After a script has run (successfully or not) the harness exits: a worker
-serves one script. A request that fails validation ran no user code, so the
-harness answers and waits for the next request.
+A worker serves one request, whatever its outcome: once a script has been
+sent, the process may be the script's (it can reach the protocol
+descriptors), so the service never sends it another and the harness exits
+after answering.
 """
 
 import ast
@@ -532,9 +532,7 @@ def dry_run(source, limits, devnull, captures):
 
 
 def handle(req, channel, devnull, captures, policy_default="standard"):
-    """Validate and run one request, answering on channel. Returns whether
-    user code ran (a request that fails validation ran none)."""
-    started = time.monotonic()
+    """Validate and run one request, answering on channel."""
     req_id = req.get("id")
     limits = req.get("limits") or {}
     source = req.get("script")
@@ -545,32 +543,21 @@ def handle(req, channel, devnull, captures, policy_default="standard"):
         channel.write({
             "result": None, "id": req_id, "stdout": "", "stderr": "",
             "error": {"type": "validation_error", "message": str(exc)},
-            "user_code_ran": False,
-            "duration_ms": (time.monotonic() - started) * 1000.0,
         })
-        return False
+        return
     limits = dict(limits, timeout_ms=req.get("timeout_ms"))
     reply = run_script(tree, source, limits, devnull, captures)
     raw = reply.pop("_result_text", None)
-    reply.update({
-        "id": req_id,
-        "user_code_ran": True,
-        "duration_ms": (time.monotonic() - started) * 1000.0,
-    })
+    reply["id"] = req_id
     channel.write(reply, raw_result=raw)
-    return True
 
 
 def serve(channel, devnull, policy_default="standard"):
-    """Strict isolation: answer requests until one has run user code or
-    input ends."""
+    """Strict isolation: answer one request (if input does not end first)."""
     captures = (Capture(1, 1 << 20), Capture(2, 1 << 20))
-    while True:
-        req = channel.read()
-        if req is None:
-            return
-        if handle(req, channel, devnull, captures, policy_default):
-            return
+    req = channel.read()
+    if req is not None:
+        handle(req, channel, devnull, captures, policy_default)
 
 
 # ---------------------------------------------------------------------------
@@ -694,7 +681,7 @@ class Zygote:
         # request sets the limit again).
         limits = {"max_output_bytes": 1 << 20, "timeout_ms": 1000}
         reply = dry_run(source, limits, self.devnull, captures)
-        json.dumps(dict(reply, id="x", user_code_ran=True, duration_ms=0.0))
+        json.dumps(dict(reply, id="x"))
 
     def _prefault_data(self):
         """Copy ahead the pages a small numpy/pandas script touches: about

@@ -246,6 +246,8 @@ def main():
     while True:
         time.sleep(0.01)
 `},
+		{name: "return a lone surrogate", outcome: []string{"invalid_result"}, script: "def main():\n    return ['ok', '\\udc80']\n",
+			check: func(t *testing.T, r result) { assert.Contains(t, r.Body.Error.Message, "surrogate") }},
 		{name: "sys.exit", outcome: []string{"runtime_error"}, script: "import sys\ndef main():\n    sys.exit(0)\n"},
 		{name: "os._exit", outcome: []string{"sandbox_error"}, script: "import os\ndef main():\n    os._exit(0)\n"},
 		{name: "raise SystemExit", outcome: []string{"runtime_error"}, script: "def main():\n    raise SystemExit(3)\n"},
