@@ -623,6 +623,7 @@ func TestE2E_ShutdownEndsConnectionsWithoutARequest(t *testing.T) {
 		"the service has taken both connections")
 
 	closed := make(chan error, 1)
+	started := time.Now()
 	go func() { closed <- m.Close() }()
 	requireClosedByService(t, silent)
 	require.NoError(t, partial.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
@@ -634,7 +635,35 @@ func TestE2E_ShutdownEndsConnectionsWithoutARequest(t *testing.T) {
 	default:
 	}
 	require.NoError(t, <-closed)
+	// A platform gives a stopping instance the shutdown timeout and then
+	// kills it: the partial request must not hold Close beyond it.
+	assert.Less(t, time.Since(started), m.Config.ShutdownTimeout+500*time.Millisecond,
+		"Close returns within the shutdown timeout")
 	requireClosedByService(t, partial)
+}
+
+// A service that cannot listen (the port is taken) fails its Run, and Close
+// then tears down what Run had started.
+func TestE2E_CloseAfterAFailedListen(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	_, port, err := net.SplitHostPort(taken.Addr().String())
+	require.NoError(t, err)
+	m := NewMain()
+	m.Config.Python = testenv.Python(t)
+	m.Config.Host, m.Config.Port, m.Config.PoolSize = "127.0.0.1", port, 1
+	m.Log = zap.NewNop()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err = m.Run(ctx)
+	require.ErrorContains(t, err, "listen")
+	sp := m.spawner
+	require.NotPanics(t, func() { assert.NoError(t, m.Close()) })
+	if n, ok := sp.Processes(); ok {
+		assert.Zero(t, n, "no jailed process is left")
+	}
+	assert.NoError(t, m.Close(), "Close may be called again")
 }
 
 // requireClosedByService reads conn until the service closes it, with a

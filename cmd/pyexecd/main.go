@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -69,6 +70,8 @@ type Main struct {
 	// runs out of time.
 	cancelRequests context.CancelFunc
 	draining       atomic.Bool
+	closeOnce      sync.Once
+	closeErr       error
 }
 
 // NewMain returns a Main with the default configuration.
@@ -148,6 +151,11 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("start: the sandbox cannot run scripts on this host: %w", err)
 	}
 
+	ln, err := net.Listen("tcp", net.JoinHostPort(c.Host, c.Port))
+	if err != nil {
+		return fmt.Errorf("start: listen: %w", err)
+	}
+	m.Addr, m.ln = ln.Addr().String(), api.NewListener(ln)
 	base, cancel := context.WithCancel(context.Background())
 	m.cancelRequests = cancel
 	m.app = api.New(api.Config{
@@ -160,11 +168,6 @@ func (m *Main) Run(ctx context.Context) error {
 		BaseContext:    base,
 		TraceProject:   c.TraceProject,
 	}, m, m.health, m.Log.Named("api"))
-	ln, err := net.Listen("tcp", net.JoinHostPort(c.Host, c.Port))
-	if err != nil {
-		return fmt.Errorf("start: listen: %w", err)
-	}
-	m.Addr, m.ln = ln.Addr().String(), api.NewListener(ln)
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.app.Listener(m.ln) }()
 	m.Log.Info("serving", zap.String("addr", m.Addr), zap.Int("pool_size", c.PoolSize),
@@ -203,10 +206,18 @@ func (m *Main) health() pyexec.Status {
 	}
 }
 
-// Close stops accepting requests, lets those in flight finish (each is
-// bounded by its timeout), kills every worker and removes the jail's files
-// and cgroups. Safe to call after a failed Run.
+// Close stops accepting requests, lets those in flight finish, kills every
+// worker and removes the jail's files and cgroups. It returns within about
+// the shutdown timeout: just before it ends, running scripts are stopped
+// (their clients are told the service is shutting down), and at its end
+// every connection still open is cut, a client still sending its request
+// included. Safe to call after a failed Run, and more than once.
 func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
 	var errs []error
 	m.draining.Store(true)
 	if m.app != nil {
@@ -215,14 +226,17 @@ func (m *Main) Close() error {
 		// have sent nothing: the server would wait the whole timeout for them.
 		_ = m.ln.Close()
 		m.ln.CloseUnused()
-		// Requests in flight may finish within the shutdown timeout; after
-		// it, their scripts are killed so the workers can be torn down.
-		timer := time.AfterFunc(m.Config.ShutdownTimeout, m.cancelRequests)
-		if err := m.app.ShutdownWithTimeout(m.Config.ShutdownTimeout + time.Second); err != nil {
-			// A client still sending its request at the deadline.
+		limit := m.Config.ShutdownTimeout
+		// The scripts still running are stopped a moment before the end,
+		// so that their answers are written before the connections go.
+		grace := min(250*time.Millisecond, limit/4)
+		stopScripts := time.AfterFunc(limit-grace, m.cancelRequests)
+		cut := time.AfterFunc(limit, func() { m.ln.CloseAll() })
+		if err := m.app.ShutdownWithTimeout(limit); err != nil {
 			m.Log.Warn("connections still open at shutdown", zap.Error(err))
 		}
-		timer.Stop()
+		stopScripts.Stop()
+		cut.Stop()
 		m.cancelRequests()
 		// Whatever the shutdown gave up on is cut, so that nothing is
 		// served once Close returns.
@@ -230,19 +244,19 @@ func (m *Main) Close() error {
 		if err := <-m.served; err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
-		m.app = nil
+	} else if m.ln != nil {
+		_ = m.ln.Close()
 	}
+	// The pool and the spawner stay set: a handler the shutdown gave up on
+	// may still call the pool, which refuses work once closed.
 	if m.pool != nil {
 		m.pool.Close()
-		m.pool = nil
 	}
 	if m.spawner != nil {
 		m.spawner.Close()
-		m.spawner = nil
 	}
 	if m.debug != nil {
 		m.debug.close()
-		m.debug = nil
 	}
 	if m.Log != nil {
 		_ = m.Log.Sync()
