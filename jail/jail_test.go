@@ -112,6 +112,26 @@ func TestWorker_IsUsedOnceWhateverItAnswers(t *testing.T) {
 	}
 }
 
+// The protocol's message id is drawn for each message: the client's request
+// id never reaches the jail, and no two messages share one.
+func TestWorker_MessageIDIsFreshAndNotTheClients(t *testing.T) {
+	s := newSpawner(t, Config{})
+	const probe = "import sys\ndef main():\n    f = sys._getframe()\n    while f is not None:\n        req = f.f_locals.get('req')\n        if isinstance(req, dict) and 'id' in req:\n            return req['id']\n        f = f.f_back\n"
+	seen := map[string]bool{}
+	for i := 0; i < 2; i++ {
+		w := spawn(t, s)
+		resp, err := w.Run(context.Background(), pyexec.Request{ID: "client-chosen", Script: probe, Timeout: 5 * time.Second})
+		require.NoError(t, err)
+		require.Nil(t, resp.Error, "%+v", resp.Error)
+		var id string
+		require.NoError(t, json.Unmarshal(resp.Result, &id), "the probe found no id: %s", resp.Result)
+		assert.NotContains(t, id, "client-chosen")
+		assert.Len(t, id, 32)
+		assert.False(t, seen[id], "message id %s used twice", id)
+		seen[id] = true
+	}
+}
+
 // A process that closes its end of the protocol and stays alive (a script
 // can) is killed as soon as its channel ends, not waited for. No jail is
 // needed: a shell plays the harness.
