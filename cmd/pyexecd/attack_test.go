@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -30,6 +31,8 @@ type attack struct {
 	leaks   bool
 	outcome []string
 	check   func(t *testing.T, r result)
+	// amd64Only: the script uses x86_64 system call numbers.
+	amd64Only bool
 }
 
 // x86_64 numbers of the system calls the seccomp policy refuses (see
@@ -174,7 +177,7 @@ def main():
 		{name: "setuid to root", leaks: true, script: probe(`os.setuid(0)`, `os.setgid(0)`, `os.setgroups([0])`)},
 		{name: "raise rlimits", leaks: true, script: probe(`resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))`, `resource.setrlimit(resource.RLIMIT_NOFILE, (1 << 20, 1 << 20))`)},
 		{name: "sethostname", leaks: true, script: probe(`ctypes_call("sethostname", b"evil", 4)`)},
-		{name: "refused system calls fail inside the jail", leaks: true, script: deniedSyscallProbe},
+		{name: "refused system calls fail inside the jail", leaks: true, script: deniedSyscallProbe, amd64Only: true},
 		{name: "capabilities", leaks: true, script: `def main():
     caps = [l.split() for l in open("/proc/self/status") if l.startswith("Cap")]
     return ["%s %s" % (c[0], c[1]) for c in caps if c[1] != "0000000000000000"]
@@ -279,14 +282,16 @@ def main():
 }
 
 // probe builds a script that tries each statement and reports those that
-// did not raise.
+// did not raise. Only a refusal (OSError, or ValueError from resource)
+// counts as contained: any other exception means the probe itself is
+// broken, and it propagates, so the attack's test fails instead of passing.
 func probe(statements ...string) string {
 	var b strings.Builder
 	b.WriteString("import os, socket, resource, ctypes\n")
 	b.WriteString("def ctypes_call(name, *args):\n    libc = ctypes.CDLL(None, use_errno=True)\n    if getattr(libc, name)(*args) != 0:\n        raise OSError(ctypes.get_errno(), name)\n")
 	b.WriteString("def main():\n    leaks = []\n")
 	for i, s := range statements {
-		fmt.Fprintf(&b, "    try:\n        %s\n        leaks.append(%q)\n    except Exception:\n        pass\n", s, fmt.Sprintf("statement %d succeeded: %s", i+1, s))
+		fmt.Fprintf(&b, "    try:\n        %s\n        leaks.append(%q)\n    except (OSError, ValueError):\n        pass\n", s, fmt.Sprintf("statement %d succeeded: %s", i+1, s))
 	}
 	b.WriteString("    return leaks\n")
 	return b.String()
@@ -295,9 +300,6 @@ func probe(statements ...string) string {
 func TestAttacks_MinimalValidation(t *testing.T) { inEveryMode(t, testAttacks) }
 
 func testAttacks(t *testing.T, iso string) {
-	if runtime.GOARCH != "amd64" {
-		t.Skip("the system call numbers in the seccomp probe are x86_64's")
-	}
 	t.Setenv("PYEXEC_ATTACK_SECRET", "do-not-leak")
 	canaryDir, err := os.MkdirTemp("/var/tmp", "pyexec-canary-")
 	require.NoError(t, err)
@@ -347,6 +349,9 @@ func testAttacks(t *testing.T, iso string) {
 	}
 	for _, a := range list {
 		t.Run(a.name, func(t *testing.T) {
+			if a.amd64Only && runtime.GOARCH != "amd64" {
+				t.Skip("the system call numbers in this probe are x86_64's")
+			}
 			r := s.run(a.script, a.timeout)
 			got := errType(r)
 			if got == "" {
@@ -390,4 +395,21 @@ func testAttacks(t *testing.T, iso string) {
 // topDir is the first component of an absolute path: work for /work/main.
 func topDir(path string) string {
 	return strings.SplitN(strings.TrimPrefix(filepath.Clean(path), "/"), "/", 2)[0]
+}
+
+// A probe reports a statement that succeeded, counts a refusal as
+// contained, and fails loudly when a statement is broken. Run with the
+// host's interpreter: no jail needed.
+func TestProbe_ABrokenProbeDoesNotReadAsContained(t *testing.T) {
+	py := testenv.Python(t)
+	runProbe := func(statements ...string) (string, error) {
+		out, err := exec.Command(py, "-I", "-c", probe(statements...)+"\nimport json\nprint(json.dumps(main()))\n").CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	out, err := runProbe(`open("/nonexistent/pyexec-probe").read()`, `os.getcwd()`)
+	require.NoError(t, err, out)
+	assert.Equal(t, `["statement 2 succeeded: os.getcwd()"]`, out)
+	out, err = runProbe(`open("/nonexistent/pyexec-probe").read()`, `no_such_name()`)
+	assert.Error(t, err, "a broken statement must fail the probe: %s", out)
+	assert.Contains(t, out, "NameError")
 }
