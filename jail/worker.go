@@ -29,6 +29,10 @@ import (
 // another worker.
 var ErrWorkerGone = errors.New("worker is gone")
 
+// ErrSpawnTimeout is returned by Spawn when the worker was not ready
+// within Config.SpawnTimeout.
+var ErrSpawnTimeout = errors.New("spawn timed out")
+
 // placeScript puts the shell into each cgroup.procs file given before "--",
 // then execs the rest: nsjail and all it starts are confined from the start.
 const placeScript = `for f; do shift; [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; done; exec "$@"`
@@ -132,7 +136,7 @@ func (s *Spawner) Spawn(ctx context.Context) (*Worker, error) {
 	case <-w.done:
 		return fail(fmt.Errorf("exited during start-up: %s", w.describeExit()))
 	case <-timer.C:
-		return fail(fmt.Errorf("not ready after %v: %s", s.cfg.SpawnTimeout, w.stderr.String()))
+		return fail(fmt.Errorf("%w: not ready after %v: %s", ErrSpawnTimeout, s.cfg.SpawnTimeout, w.stderr.String()))
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}

@@ -32,6 +32,7 @@ type Config struct {
 	LogLevel        string
 	WorkerMaxAge    time.Duration
 	StartupTimeout  time.Duration
+	SpawnTimeout    time.Duration
 	ShutdownTimeout time.Duration
 	ForkMaxRuns     int
 	RateLimit       int
@@ -69,6 +70,7 @@ func DefaultConfig() Config {
 		LogLevel:       "info",
 		WorkerMaxAge:   10 * time.Minute,
 		StartupTimeout: 60 * time.Second,
+		SpawnTimeout:   30 * time.Second,
 		// Cloud Run allows 10 s between SIGTERM and SIGKILL.
 		ShutdownTimeout: 9 * time.Second,
 		ForkMaxRuns:     10000,
@@ -99,6 +101,7 @@ func (c *Config) ParseEnv(getenv func(string) string) error {
 	p.str("PYEXEC_LOG_LEVEL", &c.LogLevel)
 	p.seconds("PYEXEC_WORKER_MAX_AGE", &c.WorkerMaxAge)
 	p.seconds("PYEXEC_STARTUP_TIMEOUT", &c.StartupTimeout)
+	p.seconds("PYEXEC_SPAWN_TIMEOUT", &c.SpawnTimeout)
 	p.seconds("PYEXEC_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	p.integer("PYEXEC_RATE_LIMIT", &c.RateLimit, 0, 1<<30)
 	p.integer("PYEXEC_FORK_MAX_RUNS", &c.ForkMaxRuns, 1, 1<<20)
@@ -131,6 +134,9 @@ func (c *Config) Validate() error {
 	}
 	if c.QueueTimeout <= 0 {
 		return fmt.Errorf("PYEXEC_QUEUE_TIMEOUT must be positive")
+	}
+	if c.SpawnTimeout <= 0 || c.StartupTimeout <= 0 {
+		return fmt.Errorf("PYEXEC_SPAWN_TIMEOUT and PYEXEC_STARTUP_TIMEOUT must be positive")
 	}
 	if _, err := strconv.Atoi(c.Port); err != nil {
 		return fmt.Errorf("PORT=%q: not a port number", c.Port)

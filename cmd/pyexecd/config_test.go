@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/pyexec/pyexec/internal/testenv"
 )
 
 func env(m map[string]string) func(string) string {
@@ -34,7 +38,7 @@ func TestParseEnv_ReadsEveryVariable(t *testing.T) {
 		"PYEXEC_MAX_SCRIPT_BYTES": "1000", "PYEXEC_MAX_OUTPUT_BYTES": "4096",
 		"PYEXEC_QUEUE_TIMEOUT": "500ms", "PYEXEC_API_KEY": "k", "PYEXEC_NSJAIL": "/x/nsjail",
 		"PYEXEC_PYTHON": "/x/python", "PYEXEC_LOG_LEVEL": "debug", "PYEXEC_CGROUP": "none",
-		"PYEXEC_DEBUG_ADDR": "[::1]:6060",
+		"PYEXEC_DEBUG_ADDR": "[::1]:6060", "PYEXEC_SPAWN_TIMEOUT": "120", "PYEXEC_STARTUP_TIMEOUT": "90",
 	})))
 	assert.Equal(t, "9000", c.Port)
 	assert.Equal(t, 0, c.PoolSize)
@@ -51,6 +55,22 @@ func TestParseEnv_ReadsEveryVariable(t *testing.T) {
 	assert.Equal(t, "debug", c.LogLevel)
 	assert.Equal(t, "none", c.Cgroup)
 	assert.Equal(t, "[::1]:6060", c.DebugAddr)
+	assert.Equal(t, 120*time.Second, c.SpawnTimeout)
+	assert.Equal(t, 90*time.Second, c.StartupTimeout)
+}
+
+// A worker slower to start than the spawn timeout fails the start-up with a
+// message naming the variable that governs it.
+func TestRun_SpawnTimeoutNamesItsVariable(t *testing.T) {
+	m := NewMain()
+	m.Config.Python = testenv.Python(t)
+	m.Config.Host, m.Config.Port, m.Config.PoolSize = "127.0.0.1", "0", 1
+	m.Config.SpawnTimeout, m.Config.StartupTimeout = 20*time.Millisecond, 3*time.Second
+	m.Log = zap.NewNop()
+	t.Cleanup(func() { assert.NoError(t, m.Close()) })
+	err := m.Run(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "PYEXEC_SPAWN_TIMEOUT")
 }
 
 func TestParseEnv_RefusesBadValues(t *testing.T) {

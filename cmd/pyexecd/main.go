@@ -103,6 +103,7 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxScriptBytes: c.MaxScriptBytes,
 		Validation:     c.Validation,
 		MaxLifetime:    c.WorkerMaxAge + 5*time.Minute,
+		SpawnTimeout:   c.SpawnTimeout,
 		Isolation:      c.Isolation,
 		MaxRuns:        c.ForkMaxRuns,
 	}, m.Log.Named("jail"))
@@ -133,8 +134,20 @@ func (m *Main) Run(ctx context.Context) error {
 			return -1
 		}))
 	p, err := pool.New(pool.Config{
-		Size:         c.PoolSize,
-		Spawn:        func(ctx context.Context) (pool.Worker, error) { return sp.Spawn(ctx) },
+		Size: c.PoolSize,
+		Spawn: func(ctx context.Context) (pool.Worker, error) {
+			w, err := sp.Spawn(ctx)
+			if errors.Is(err, jail.ErrSpawnTimeout) {
+				return nil, fmt.Errorf("%w (PYEXEC_SPAWN_TIMEOUT; a slow or busy host needs more)", err)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return w, nil
+		},
+		// The spawn enforces its own timeout and says so; the pool's is a
+		// backstop behind it.
+		SpawnTimeout: c.SpawnTimeout + 10*time.Second,
 		QueueTimeout: c.QueueTimeout,
 		MaxAge:       c.WorkerMaxAge,
 		OnSpawn:      spawnHistogram(reg),
@@ -145,7 +158,8 @@ func (m *Main) Run(ctx context.Context) error {
 	m.pool = p
 	reg.MustRegister(newPoolCollector(p))
 	p.Start()
-	wctx, cancel := context.WithTimeout(ctx, c.StartupTimeout)
+	// The first worker may take a whole spawn timeout to get ready.
+	wctx, cancel := context.WithTimeout(ctx, max(c.StartupTimeout, c.SpawnTimeout+5*time.Second))
 	defer cancel()
 	if err := p.WaitReady(wctx); err != nil {
 		return fmt.Errorf("start: the sandbox cannot run scripts on this host: %w", err)
