@@ -37,7 +37,19 @@ type cgroups struct {
 	// (0 = unlimited, or no cpu controller on this host: see cpuLimited).
 	cpu        int64
 	cpuLimited bool
+	// v2 only: base is the cgroup the parents are made in, and leaf the
+	// service's own leaf under it ("" when none is used).
+	base string
+	leaf string
 }
+
+// serviceLeaf is the cgroup v2 leaf that the processes of the service's own
+// cgroup are moved into, when that cgroup must hold none for its children
+// to have controllers (v2's "no internal processes" rule). Its name holds
+// no pid: an instance started again from inside it (by a supervisor that
+// was moved there too) recognises it and takes its parent as the base, so
+// restarts do not nest.
+const serviceLeaf = "pyexec-service"
 
 // cpuPeriod is the CFS bandwidth period of the CPU limit: a worker may use
 // cpu microseconds of CPU time in each such period, on any CPU.
@@ -152,6 +164,12 @@ func setupV2(root, own, name string, memory int64, pids int, cpu int64) (*cgroup
 	if !exists(filepath.Join(root, "cgroup.controllers")) {
 		return nil, errors.New("no unified hierarchy at " + root)
 	}
+	own = filepath.Clean("/" + own)
+	leaf := ""
+	if isServiceLeaf(filepath.Base(own)) {
+		leaf = filepath.Join(root, own)
+		own = filepath.Dir(own)
+	}
 	base := filepath.Join(root, own)
 	ctrls, err := os.ReadFile(filepath.Join(base, "cgroup.controllers"))
 	if err != nil {
@@ -163,23 +181,27 @@ func setupV2(root, own, name string, memory int64, pids int, cpu int64) (*cgroup
 			return nil, fmt.Errorf("controller %s not available in %s", c, base)
 		}
 	}
-	enable := "+memory +pids"
+	want := []string{"memory", "pids"}
 	// The cpu controller is optional: without it, CPU time is not capped.
 	cpuLimited := cpu > 0 && contains(have, "cpu")
 	if cpuLimited {
-		enable += " +cpu"
+		want = append(want, "cpu")
 	}
+	enable := "+" + strings.Join(want, " +")
+	subtree := filepath.Join(base, "cgroup.subtree_control")
 	// "No internal processes": to enable controllers for children, base may
-	// hold no processes itself, so the service moves into a leaf first.
-	if err := writeFile(filepath.Join(base, "cgroup.subtree_control"), enable); err != nil {
-		leaf := filepath.Join(base, name+"-service")
+	// hold no processes itself, so they (the service and whatever shares
+	// its cgroup) move into the service's leaf first. They keep every
+	// limit of base, which applies to its whole subtree.
+	if err := writeFile(subtree, enable); err != nil {
+		leaf = filepath.Join(base, serviceLeaf)
 		if err := os.MkdirAll(leaf, 0o755); err != nil {
 			return nil, fmt.Errorf("create %s: %w", leaf, err)
 		}
 		if err := moveProcs(filepath.Join(base, "cgroup.procs"), filepath.Join(leaf, "cgroup.procs")); err != nil {
 			return nil, err
 		}
-		if err := writeFile(filepath.Join(base, "cgroup.subtree_control"), enable); err != nil {
+		if err := writeFile(subtree, enable); err != nil {
 			return nil, fmt.Errorf("enable controllers in %s: %w", base, err)
 		}
 	}
@@ -193,7 +215,7 @@ func setupV2(root, own, name string, memory int64, pids int, cpu int64) (*cgroup
 		return nil, fmt.Errorf("enable controllers in %s: %w", parent, err)
 	}
 	return probed(&cgroups{mode: CgroupV2, parents: []string{parent}, memory: memory, pids: pids,
-		cpu: cpu, cpuLimited: cpuLimited})
+		cpu: cpu, cpuLimited: cpuLimited, base: base, leaf: leaf})
 }
 
 // removeStaleParents cleans up after instances that died without closing:
@@ -310,7 +332,8 @@ func (c *cgroups) create(name string) (*workerCgroup, error) {
 	return w, nil
 }
 
-// close removes the parents, killing anything left in them.
+// close removes the parents, killing anything left in them, and on v2
+// puts the service's own cgroup back as it was found (see restoreBase).
 func (c *cgroups) close() {
 	for _, p := range c.parents {
 		entries, _ := os.ReadDir(p)
@@ -321,6 +344,66 @@ func (c *cgroups) close() {
 		}
 		_ = os.Remove(p)
 	}
+	c.restoreBase()
+}
+
+// isServiceLeaf recognises the service's leaf, also under the name
+// (pyexec-<pid>-service) that earlier versions gave it.
+func isServiceLeaf(name string) bool {
+	if name == serviceLeaf {
+		return true
+	}
+	rest, ok := strings.CutPrefix(name, "pyexec-")
+	pid, isLeaf := strings.CutSuffix(rest, "-service")
+	_, err := strconv.Atoi(pid)
+	return ok && isLeaf && err == nil
+}
+
+// restoreBase undoes, on v2, what setting up did to the service's own
+// cgroup, unless another instance still uses it: the controllers enabled
+// for the workers are disabled again and the processes in the service's
+// leaf move back into base, in that order (no controller may be enabled
+// for the children of a cgroup holding processes), then the leaf goes.
+// A base that needed the leaf held processes, so it had no controller
+// enabled before the service: every one enabled now is the service's.
+// Best effort: a leaf left behind is found and reused by the next start.
+func (c *cgroups) restoreBase() {
+	if c.mode != CgroupV2 || c.leaf == "" || c.base == "" {
+		return
+	}
+	if otherInstances(c.base) {
+		return
+	}
+	subtree := filepath.Join(c.base, "cgroup.subtree_control")
+	data, err := os.ReadFile(subtree)
+	if err != nil {
+		return
+	}
+	if on := strings.Fields(string(data)); len(on) > 0 {
+		if err := writeFile(subtree, "-"+strings.Join(on, " -")); err != nil {
+			return
+		}
+	}
+	if moveProcs(filepath.Join(c.leaf, "cgroup.procs"), filepath.Join(c.base, "cgroup.procs")) == nil {
+		_ = os.Remove(c.leaf)
+	}
+}
+
+// otherInstances reports whether base holds the parent of another live
+// instance of the service.
+func otherInstances(base string) bool {
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "pyexec-")
+		pid, err := strconv.Atoi(rest)
+		if ok && err == nil && e.IsDir() && pid != os.Getpid() && exists(fmt.Sprintf("/proc/%d", pid)) {
+			return true
+		}
+	}
+	return false
 }
 
 // workerCgroup is the cgroup (one directory per v1 controller, or one v2
