@@ -385,6 +385,11 @@ func (s *server) execute(c *fiber.Ctx) error {
 			// Nobody is listening; the status is for the log only.
 			return c.SendStatus(499)
 		}
+		// The base context ends when a graceful shutdown runs out of time:
+		// the script was cut off by the service, not failed by it.
+		if s.cfg.BaseContext.Err() != nil {
+			return errShuttingDown(err)
+		}
 		return err
 	}
 	out := body{

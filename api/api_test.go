@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -179,6 +180,32 @@ func TestExecute_PassesTimeoutAndRequestID(t *testing.T) {
 
 	do(t, Config{DefaultTimeout: 3 * time.Second}, exec, http.MethodPost, "/execute", `{"script": "s"}`)
 	assert.Equal(t, 3*time.Second, exec.got.Timeout)
+}
+
+// blockingExecutor runs until its context ends, like a script cut off by
+// the service's shutdown, and says when it has started.
+type blockingExecutor struct{ started chan struct{} }
+
+func (b *blockingExecutor) Execute(ctx context.Context, _ pyexec.Request) (*pyexec.Response, error) {
+	close(b.started)
+	<-ctx.Done()
+	return nil, fmt.Errorf("worker killed: %w", context.Cause(ctx))
+}
+
+func TestExecute_CutOffByShutdownIsOverloaded(t *testing.T) {
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	exec := &blockingExecutor{started: make(chan struct{})}
+	go func() {
+		<-exec.started
+		cancel() // what cmd/pyexecd does when the graceful shutdown runs out of time
+	}()
+	a := do(t, Config{BaseContext: base, RetryAfter: 2 * time.Second}, exec, http.MethodPost, "/execute", okScript)
+	assert.Equal(t, 503, a.Status)
+	require.NotNil(t, a.Body.Error)
+	assert.Equal(t, "overloaded", a.Body.Error.Type)
+	assert.Equal(t, "the service is shutting down", a.Body.Error.Message)
+	assert.Equal(t, "2", a.Header.Get("Retry-After"))
 }
 
 func TestExecute_NullResultIsKept(t *testing.T) {

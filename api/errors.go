@@ -67,3 +67,9 @@ func toAppError(err error) *pyexec.Error {
 	}
 	return &pyexec.Error{Code: pyexec.CodeInternal, Message: internalMessage, Err: err}
 }
+
+// errShuttingDown answers a request the service's shutdown cut off, so that
+// the client knows to retry elsewhere rather than report a failure.
+func errShuttingDown(cause error) *pyexec.Error {
+	return &pyexec.Error{Code: pyexec.CodeOverloaded, Message: "the service is shutting down", Err: cause}
+}
