@@ -20,21 +20,22 @@ type Code string
 
 // Error codes. The HTTP status of each is decided in one place, in package api.
 const (
-	CodeInvalidRequest   Code = "invalid_request"
-	CodeValidation       Code = "validation_error"
-	CodePayloadTooLarge  Code = "payload_too_large"
-	CodeRuntime          Code = "runtime_error"
-	CodeInvalidResult    Code = "invalid_result"
-	CodeTimeout          Code = "timeout"
-	CodeMemoryLimit      Code = "memory_limit"
-	CodeOutputLimit      Code = "output_limit"
-	CodeSandbox          Code = "sandbox_error"
-	CodeUnauthorized     Code = "unauthorized"
-	CodeRateLimited      Code = "rate_limited"
-	CodeNotFound         Code = "not_found"
-	CodeMethodNotAllowed Code = "method_not_allowed"
-	CodeOverloaded       Code = "overloaded"
-	CodeInternal         Code = "internal_error"
+	CodeInvalidRequest       Code = "invalid_request"
+	CodeValidation           Code = "validation_error"
+	CodePayloadTooLarge      Code = "payload_too_large"
+	CodeUnsupportedMediaType Code = "unsupported_media_type"
+	CodeRuntime              Code = "runtime_error"
+	CodeInvalidResult        Code = "invalid_result"
+	CodeTimeout              Code = "timeout"
+	CodeMemoryLimit          Code = "memory_limit"
+	CodeOutputLimit          Code = "output_limit"
+	CodeSandbox              Code = "sandbox_error"
+	CodeUnauthorized         Code = "unauthorized"
+	CodeRateLimited          Code = "rate_limited"
+	CodeNotFound             Code = "not_found"
+	CodeMethodNotAllowed     Code = "method_not_allowed"
+	CodeOverloaded           Code = "overloaded"
+	CodeInternal             Code = "internal_error"
 )
 
 // IsScriptCode reports whether c is a code that a script's own behaviour can

@@ -110,10 +110,14 @@ func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) *
 		Immutable: false,
 	})
 	app.Use(s.requestLog)
+	// Checks run in this order: the key, the rate, then the body's media
+	// type and encoding, so that a client without the key learns nothing
+	// else (a body over the limit is refused earlier, while it is read).
 	execute := []fiber.Handler{s.authorize}
 	if cfg.RateLimit > 0 {
 		execute = append(execute, s.rateLimiter())
 	}
+	execute = append(execute, requireJSON)
 	app.Post("/execute", append(execute, s.execute)...)
 	app.Get("/health", s.healthz)
 	app.Get("/openapi.json", func(c *fiber.Ctx) error {
@@ -368,7 +372,10 @@ func loneSurrogate(raw []byte) (string, bool) {
 }
 
 func (s *server) execute(c *fiber.Ctx) error {
-	req, err := s.decodeRequest(c.Body())
+	// The raw body: fiber's c.Body() would decompress it according to
+	// Content-Encoding, with no limit on the result (requireJSON refuses
+	// any encoding, and this keeps it so should the order ever change).
+	req, err := s.decodeRequest(c.Request().Body())
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,8 @@ func StatusOf(code pyexec.Code) int {
 		return http.StatusBadRequest
 	case pyexec.CodePayloadTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case pyexec.CodeUnsupportedMediaType:
+		return http.StatusUnsupportedMediaType
 	case pyexec.CodeRuntime, pyexec.CodeInvalidResult, pyexec.CodeTimeout,
 		pyexec.CodeMemoryLimit, pyexec.CodeOutputLimit, pyexec.CodeSandbox:
 		return http.StatusOK

@@ -62,6 +62,7 @@ func TestOpenAPI_EveryErrorRowConforms(t *testing.T) {
 		{"sandbox_error", scriptErr(pyexec.CodeSandbox), Config{}, "POST", "/execute", okScript, nil, 200, true},
 		{"unauthorized", &fakeExecutor{resp: ok}, Config{APIKey: "k"}, "POST", "/execute", okScript, nil, 401, true},
 		{"overloaded", &fakeExecutor{err: pyexec.Errorf(pyexec.CodeOverloaded, "busy")}, Config{}, "POST", "/execute", okScript, nil, 503, true},
+		{"unsupported_media_type", &fakeExecutor{resp: ok}, Config{}, "POST", "/execute", okScript, []string{"Content-Type", "text/plain"}, 415, true},
 		{"internal_error", &fakeExecutor{err: errors.New("boom")}, Config{}, "POST", "/execute", okScript, nil, 500, true},
 		{"not_found", &fakeExecutor{resp: ok}, Config{}, "GET", "/nope", "", nil, 404, false},
 		{"method_not_allowed", &fakeExecutor{resp: ok}, Config{}, "GET", "/execute", "", nil, 405, false},
@@ -74,6 +75,9 @@ func TestOpenAPI_EveryErrorRowConforms(t *testing.T) {
 			}, zap.NewNop())
 			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
 			req.Header.Set("Content-Type", "application/json")
+			for i := 0; i+1 < len(tc.header); i += 2 {
+				req.Header.Set(tc.header[i], tc.header[i+1])
+			}
 			res, err := app.Test(req, -1)
 			require.NoError(t, err)
 			body, err := io.ReadAll(res.Body)
