@@ -144,6 +144,10 @@ func TestExecute_ErrorTable(t *testing.T) {
 		{name: "unknown path is not_found", exec: &fakeExecutor{resp: ok}, path: "/nope", body: "", status: 404, errType: "not_found"},
 		{name: "wrong method is method_not_allowed", exec: &fakeExecutor{resp: ok}, method: http.MethodGet, body: "", status: 405, errType: "method_not_allowed"},
 		{name: "overloaded is 503", exec: &fakeExecutor{err: &pyexec.Error{Code: pyexec.CodeOverloaded, Message: "busy"}}, body: okScript, status: 503, errType: "overloaded"},
+		{name: "trailing slash is not_found", exec: &fakeExecutor{resp: ok}, path: "/execute/", body: okScript, status: 404, errType: "not_found"},
+		{name: "upper case is not_found", exec: &fakeExecutor{resp: ok}, path: "/EXECUTE", body: okScript, status: 404, errType: "not_found"},
+		{name: "capitalised is not_found", exec: &fakeExecutor{resp: ok}, path: "/Execute", body: okScript, status: 404, errType: "not_found"},
+		{name: "doubled slash is not_found", exec: &fakeExecutor{resp: ok}, path: "//execute", body: okScript, status: 404, errType: "not_found"},
 		{name: "unexpected failure is internal_error", exec: &fakeExecutor{err: errors.New("disk on fire at /secret/path")}, body: okScript, status: 500, errType: "internal_error"},
 		{name: "non-script code from executor is internal_error", exec: script(pyexec.CodeNotFound, "x"), body: okScript, status: 500, errType: "internal_error"},
 	}
@@ -269,8 +273,9 @@ func TestHealthStaysOpenWithAPIKey(t *testing.T) {
 func TestStatusOfCoversEveryCode(t *testing.T) {
 	want := map[pyexec.Code]int{
 		pyexec.CodeInvalidRequest: 400, pyexec.CodeValidation: 400, pyexec.CodePayloadTooLarge: 413,
-		pyexec.CodeUnsupportedMediaType: 415, pyexec.CodeRateLimited: 429,
-		pyexec.CodeRuntime: 200, pyexec.CodeInvalidResult: 200, pyexec.CodeTimeout: 200,
+		pyexec.CodeHeaderTooLarge: 431, pyexec.CodeUnsupportedMediaType: 415, pyexec.CodeRequestTimeout: 408,
+		pyexec.CodeRateLimited: 429,
+		pyexec.CodeRuntime:     200, pyexec.CodeInvalidResult: 200, pyexec.CodeTimeout: 200,
 		pyexec.CodeMemoryLimit: 200, pyexec.CodeOutputLimit: 200, pyexec.CodeSandbox: 200,
 		pyexec.CodeUnauthorized: 401, pyexec.CodeNotFound: 404, pyexec.CodeMethodNotAllowed: 405,
 		pyexec.CodeOverloaded: 503, pyexec.CodeInternal: 500, pyexec.Code("something_new"): 500,

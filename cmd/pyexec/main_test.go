@@ -81,6 +81,9 @@ func TestCLI_ExitCodes(t *testing.T) {
 		{"unsupported_media_type is 2", 415,
 			`{"result": null, "stdout": "", "error": {"type": "unsupported_media_type", "message": "send JSON"}}`,
 			2, "", "unsupported_media_type: send JSON"},
+		{"request_timeout is 2", 408,
+			`{"result": null, "stdout": "", "error": {"type": "request_timeout", "message": "slow"}}`,
+			2, "", "request_timeout: slow"},
 		{"non-JSON answer is 2", 502, `<html>bad gateway</html>`, 2, "", "not JSON"},
 	}
 	for _, tc := range cases {
