@@ -55,6 +55,11 @@ type Config struct {
 	// TraceProject is the Google Cloud project used to turn an
 	// X-Cloud-Trace-Context header into a Cloud Logging trace field.
 	TraceProject string
+	// CORSOrigins lists the web origins ("https://app.example.com") whose
+	// pages may call the API from a browser. Empty (the default) turns CORS
+	// off: no Access-Control-* header is ever sent. Each entry must be a
+	// scheme://host[:port] origin; cmd/pyexecd checks them.
+	CORSOrigins []string
 	// ReadTimeout bounds the time to receive a whole request, head and
 	// body (default 30s); a request slower than that is answered 408.
 	ReadTimeout time.Duration
@@ -121,6 +126,9 @@ func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) *
 	})
 	s.answerEarlyErrors(app)
 	app.Use(s.requestLog)
+	if len(cfg.CORSOrigins) > 0 {
+		app.Use(s.cors())
+	}
 	// Checks run in this order: the key, the rate, then the body's media
 	// type and encoding, so that a client without the key learns nothing
 	// else (a body over the limit is refused earlier, while it is read).

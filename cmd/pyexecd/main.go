@@ -159,6 +159,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Metrics:        api.NewMetrics(reg),
 		BaseContext:    base,
 		TraceProject:   c.TraceProject,
+		CORSOrigins:    c.CORSOrigins,
 	}, m, m.health, m.Log.Named("api"))
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.Host, c.Port))
 	if err != nil {
