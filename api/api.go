@@ -55,6 +55,14 @@ type Config struct {
 	// TraceProject is the Google Cloud project used to turn an
 	// X-Cloud-Trace-Context header into a Cloud Logging trace field.
 	TraceProject string
+	// CORSOrigins lists the web origins ("https://app.example.com") whose
+	// pages may call the API from a browser. Empty (the default) turns CORS
+	// off: no Access-Control-* header is ever sent. Each entry must be a
+	// scheme://host[:port] origin; cmd/pyexecd checks them.
+	CORSOrigins []string
+	// ReadTimeout bounds the time to receive a whole request, head and
+	// body (default 30s); a request slower than that is answered 408.
+	ReadTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -75,6 +83,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BaseContext == nil {
 		c.BaseContext = context.Background()
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 30 * time.Second
 	}
 }
 
@@ -103,17 +114,29 @@ func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) *
 		BodyLimit:             cfg.BodyLimit,
 		DisableStartupMessage: true,
 		ErrorHandler:          s.handleError,
-		ReadTimeout:           30 * time.Second,
+		ReadTimeout:           cfg.ReadTimeout,
 		IdleTimeout:           120 * time.Second,
+		// One spelling per endpoint: /execute/ or /EXECUTE are 404, so
+		// every script run is one logged and counted as /execute.
+		StrictRouting: true,
+		CaseSensitive: true,
 		// The request body is copied out by json.Unmarshal before any
 		// other goroutine sees it, so fasthttp may reuse its buffers.
 		Immutable: false,
 	})
+	s.answerEarlyErrors(app)
 	app.Use(s.requestLog)
+	if len(cfg.CORSOrigins) > 0 {
+		app.Use(s.cors())
+	}
+	// Checks run in this order: the key, the rate, then the body's media
+	// type and encoding, so that a client without the key learns nothing
+	// else (a body over the limit is refused earlier, while it is read).
 	execute := []fiber.Handler{s.authorize}
 	if cfg.RateLimit > 0 {
 		execute = append(execute, s.rateLimiter())
 	}
+	execute = append(execute, requireJSON)
 	app.Post("/execute", append(execute, s.execute)...)
 	app.Get("/health", s.healthz)
 	app.Get("/openapi.json", func(c *fiber.Ctx) error {
@@ -159,40 +182,55 @@ const (
 // it, and logs one line per request. Scripts and outputs are never logged.
 func (s *server) requestLog(c *fiber.Ctx) error {
 	start := time.Now()
-	id := c.Get("X-Request-ID")
-	if !validRequestID(id) {
-		id = uuid.NewString()
-	}
-	c.Locals(localRequestID, id)
-	c.Set("X-Request-ID", id)
+	id := s.assignRequestID(c)
 	err := c.Next()
 	if err != nil {
 		if herr := s.handleError(c, err); herr != nil {
 			s.log.Error("write error response", zap.Error(herr))
 		}
 	}
-	outcome, _ := c.Locals(localOutcome).(string)
-	if outcome == "" {
-		outcome = "ok"
-	}
-	status := c.Response().StatusCode()
 	elapsed := time.Since(start)
+	status := c.Response().StatusCode()
 	if c.Path() == "/execute" {
-		s.cfg.Metrics.observeRequest(outcome, status, elapsed)
+		s.cfg.Metrics.observeRequest(outcomeOf(c), status, elapsed)
 	}
+	s.logRequest(c, id, c.Method(), c.Path(), zap.Float64("duration_ms", float64(elapsed.Microseconds())/1000))
+	return nil
+}
+
+// assignRequestID takes the client's X-Request-ID when it is sane, or makes
+// one, and sets it on the answer.
+func (s *server) assignRequestID(c *fiber.Ctx) string {
+	id := c.Get("X-Request-ID")
+	if !validRequestID(id) {
+		id = uuid.NewString()
+	}
+	c.Locals(localRequestID, id)
+	c.Set("X-Request-ID", id)
+	return id
+}
+
+func outcomeOf(c *fiber.Ctx) string {
+	if outcome, _ := c.Locals(localOutcome).(string); outcome != "" {
+		return outcome
+	}
+	return "ok"
+}
+
+// logRequest writes the one "request" line of an answer already made.
+func (s *server) logRequest(c *fiber.Ctx, id, method, path string, extra ...zap.Field) {
 	fields := []zap.Field{
 		zap.String("request_id", id),
-		zap.String("method", c.Method()),
-		zap.String("path", c.Path()),
-		zap.Int("status", status),
-		zap.String("outcome", outcome),
-		zap.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+		zap.String("method", method),
+		zap.String("path", path),
+		zap.Int("status", c.Response().StatusCode()),
+		zap.String("outcome", outcomeOf(c)),
 	}
+	fields = append(fields, extra...)
 	if trace := traceField(c.Get("X-Cloud-Trace-Context"), s.cfg.TraceProject); trace != "" {
 		fields = append(fields, zap.String("logging.googleapis.com/trace", trace))
 	}
 	s.log.Info("request", fields...)
-	return nil
 }
 
 // traceField turns "TRACE_ID/SPAN_ID;o=1" into the trace name Cloud
@@ -226,8 +264,8 @@ func requestID(c *fiber.Ctx) string {
 }
 
 // handleError writes the JSON error answer for err. It is fiber's error
-// handler too, so errors raised before any route (body too large, unknown
-// path, wrong method) get the same shape.
+// handler too, so errors raised by routing (unknown path, wrong method) get
+// the same shape; requests that could not be read are answered in early.go.
 func (s *server) handleError(c *fiber.Ctx, err error) error {
 	ae := toAppError(err)
 	if ae.Code == pyexec.CodeInternal {
@@ -333,7 +371,10 @@ func (s *server) decodeRequest(data []byte) (pyexec.Request, error) {
 }
 
 func (s *server) execute(c *fiber.Ctx) error {
-	req, err := s.decodeRequest(c.Body())
+	// The raw body: fiber's c.Body() would decompress it according to
+	// Content-Encoding, with no limit on the result (requireJSON refuses
+	// any encoding, and this keeps it so should the order ever change).
+	req, err := s.decodeRequest(c.Request().Body())
 	if err != nil {
 		return err
 	}
@@ -349,6 +390,11 @@ func (s *server) execute(c *fiber.Ctx) error {
 			c.Locals(localOutcome, "client_gone")
 			// Nobody is listening; the status is for the log only.
 			return c.SendStatus(499)
+		}
+		// The base context ends when a graceful shutdown runs out of time:
+		// the script was cut off by the service, not failed by it.
+		if s.cfg.BaseContext.Err() != nil {
+			return errShuttingDown(err)
 		}
 		return err
 	}

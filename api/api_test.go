@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -48,12 +49,19 @@ type answer struct {
 	}
 }
 
+// do sends one request, as JSON unless headers say otherwise (a header
+// given an empty value is left out).
 func do(t *testing.T, cfg Config, exec pyexec.Executor, method, path, body string, headers ...string) answer {
 	t.Helper()
 	ready := true
 	app := New(cfg, exec, func() pyexec.Status { return pyexec.Status{Ready: ready} }, zap.NewNop())
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	res, err := app.Test(req, -1)
@@ -121,9 +129,25 @@ func TestExecute_ErrorTable(t *testing.T) {
 		{name: "missing key is unauthorized", exec: &fakeExecutor{resp: ok}, body: okScript, cfg: Config{APIKey: "k3y"}, status: 401, errType: "unauthorized"},
 		{name: "wrong key is unauthorized", exec: &fakeExecutor{resp: ok}, body: okScript, cfg: Config{APIKey: "k3y"}, headers: []string{"Authorization", "Bearer nope"}, status: 401, errType: "unauthorized"},
 		{name: "right key is served", exec: &fakeExecutor{resp: ok}, body: okScript, cfg: Config{APIKey: "k3y"}, headers: []string{"Authorization", "Bearer k3y"}, status: 200},
+		{name: "text/plain is unsupported_media_type", exec: &fakeExecutor{resp: ok}, body: okScript, headers: []string{"Content-Type", "text/plain"}, status: 415, errType: "unsupported_media_type"},
+		{name: "a form is unsupported_media_type", exec: &fakeExecutor{resp: ok}, body: okScript, headers: []string{"Content-Type", "application/x-www-form-urlencoded"}, status: 415, errType: "unsupported_media_type"},
+		{name: "no Content-Type is unsupported_media_type", exec: &fakeExecutor{resp: ok}, body: okScript, headers: []string{"Content-Type", ""}, status: 415, errType: "unsupported_media_type"},
+		{name: "JSON in another charset is unsupported_media_type", exec: &fakeExecutor{resp: ok}, body: okScript, headers: []string{"Content-Type", "application/json; charset=iso-8859-1"}, status: 415, errType: "unsupported_media_type"},
+		{name: "a JSON suffix type is unsupported_media_type", exec: &fakeExecutor{resp: ok}, body: okScript, headers: []string{"Content-Type", "application/problem+json"}, status: 415, errType: "unsupported_media_type"},
+		{name: "JSON in any case with a UTF-8 charset is served", exec: &fakeExecutor{resp: ok}, body: okScript, headers: []string{"Content-Type", "Application/JSON; Charset=\"UTF-8\""}, status: 200},
+		{name: "JSON with other parameters is served", exec: &fakeExecutor{resp: ok}, body: okScript, headers: []string{"Content-Type", "application/json;v=1"}, status: 200},
+		{name: "gzip is unsupported_media_type", exec: &fakeExecutor{resp: ok}, body: okScript, headers: []string{"Content-Encoding", "gzip"}, status: 415, errType: "unsupported_media_type"},
+		{name: "identity after gzip is unsupported_media_type", exec: &fakeExecutor{resp: ok}, body: okScript, headers: []string{"Content-Encoding", "gzip, identity"}, status: 415, errType: "unsupported_media_type"},
+		{name: "identity encoding is served", exec: &fakeExecutor{resp: ok}, body: okScript, headers: []string{"Content-Encoding", "Identity"}, status: 200},
+		{name: "without the key, the key is asked for before the media type", exec: &fakeExecutor{resp: ok}, body: okScript, cfg: Config{APIKey: "k3y"}, headers: []string{"Content-Type", "text/plain", "Content-Encoding", "gzip"}, status: 401, errType: "unauthorized"},
+		{name: "with the key, the media type is checked", exec: &fakeExecutor{resp: ok}, body: okScript, cfg: Config{APIKey: "k3y"}, headers: []string{"Authorization", "Bearer k3y", "Content-Type", "text/plain"}, status: 415, errType: "unsupported_media_type"},
 		{name: "unknown path is not_found", exec: &fakeExecutor{resp: ok}, path: "/nope", body: "", status: 404, errType: "not_found"},
 		{name: "wrong method is method_not_allowed", exec: &fakeExecutor{resp: ok}, method: http.MethodGet, body: "", status: 405, errType: "method_not_allowed"},
 		{name: "overloaded is 503", exec: &fakeExecutor{err: &pyexec.Error{Code: pyexec.CodeOverloaded, Message: "busy"}}, body: okScript, status: 503, errType: "overloaded"},
+		{name: "trailing slash is not_found", exec: &fakeExecutor{resp: ok}, path: "/execute/", body: okScript, status: 404, errType: "not_found"},
+		{name: "upper case is not_found", exec: &fakeExecutor{resp: ok}, path: "/EXECUTE", body: okScript, status: 404, errType: "not_found"},
+		{name: "capitalised is not_found", exec: &fakeExecutor{resp: ok}, path: "/Execute", body: okScript, status: 404, errType: "not_found"},
+		{name: "doubled slash is not_found", exec: &fakeExecutor{resp: ok}, path: "//execute", body: okScript, status: 404, errType: "not_found"},
 		{name: "unexpected failure is internal_error", exec: &fakeExecutor{err: errors.New("disk on fire at /secret/path")}, body: okScript, status: 500, errType: "internal_error"},
 		{name: "non-script code from executor is internal_error", exec: script(pyexec.CodeNotFound, "x"), body: okScript, status: 500, errType: "internal_error"},
 	}
@@ -139,6 +163,10 @@ func TestExecute_ErrorTable(t *testing.T) {
 			a := do(t, tc.cfg, tc.exec, method, path, tc.body, tc.headers...)
 			assert.Equal(t, tc.status, a.Status)
 			assertShape(t, a)
+			assert.NotEmpty(t, a.Header.Get("X-Request-ID"))
+			if a.Status >= 400 && a.Status < 500 && tc.errType != "validation_error" {
+				assert.Empty(t, tc.exec.got.ID, "refused before the executor saw it")
+			}
 			if tc.errType == "" {
 				assert.Nil(t, a.Body.Error)
 				assert.JSONEq(t, `{"message":"success"}`, string(a.Body.Result))
@@ -181,6 +209,32 @@ func TestExecute_PassesTimeoutAndRequestID(t *testing.T) {
 	assert.Equal(t, 3*time.Second, exec.got.Timeout)
 }
 
+// blockingExecutor runs until its context ends, like a script cut off by
+// the service's shutdown, and says when it has started.
+type blockingExecutor struct{ started chan struct{} }
+
+func (b *blockingExecutor) Execute(ctx context.Context, _ pyexec.Request) (*pyexec.Response, error) {
+	close(b.started)
+	<-ctx.Done()
+	return nil, fmt.Errorf("worker killed: %w", context.Cause(ctx))
+}
+
+func TestExecute_CutOffByShutdownIsOverloaded(t *testing.T) {
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	exec := &blockingExecutor{started: make(chan struct{})}
+	go func() {
+		<-exec.started
+		cancel() // what cmd/pyexecd does when the graceful shutdown runs out of time
+	}()
+	a := do(t, Config{BaseContext: base, RetryAfter: 2 * time.Second}, exec, http.MethodPost, "/execute", okScript)
+	assert.Equal(t, 503, a.Status)
+	require.NotNil(t, a.Body.Error)
+	assert.Equal(t, "overloaded", a.Body.Error.Type)
+	assert.Equal(t, "the service is shutting down", a.Body.Error.Message)
+	assert.Equal(t, "2", a.Header.Get("Retry-After"))
+}
+
 func TestExecute_NullResultIsKept(t *testing.T) {
 	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("null")}}
 	a := do(t, Config{}, exec, http.MethodPost, "/execute", okScript)
@@ -219,7 +273,9 @@ func TestHealthStaysOpenWithAPIKey(t *testing.T) {
 func TestStatusOfCoversEveryCode(t *testing.T) {
 	want := map[pyexec.Code]int{
 		pyexec.CodeInvalidRequest: 400, pyexec.CodeValidation: 400, pyexec.CodePayloadTooLarge: 413,
-		pyexec.CodeRuntime: 200, pyexec.CodeInvalidResult: 200, pyexec.CodeTimeout: 200,
+		pyexec.CodeHeaderTooLarge: 431, pyexec.CodeUnsupportedMediaType: 415, pyexec.CodeRequestTimeout: 408,
+		pyexec.CodeRateLimited: 429,
+		pyexec.CodeRuntime:     200, pyexec.CodeInvalidResult: 200, pyexec.CodeTimeout: 200,
 		pyexec.CodeMemoryLimit: 200, pyexec.CodeOutputLimit: 200, pyexec.CodeSandbox: 200,
 		pyexec.CodeUnauthorized: 401, pyexec.CodeNotFound: 404, pyexec.CodeMethodNotAllowed: 405,
 		pyexec.CodeOverloaded: 503, pyexec.CodeInternal: 500, pyexec.Code("something_new"): 500,
@@ -265,4 +321,11 @@ func TestExecute_BodyOverLimitIsPayloadTooLarge(t *testing.T) {
 	assert.Equal(t, "payload_too_large", body["error"].(map[string]any)["type"])
 	assert.Contains(t, body, "stdout")
 	assert.Contains(t, body, "result")
+}
+
+// postJSON is a POST /execute of body as a client should send it.
+func postJSON(body string) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, "/execute", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	return req
 }

@@ -20,6 +20,12 @@ func StatusOf(code pyexec.Code) int {
 		return http.StatusBadRequest
 	case pyexec.CodePayloadTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case pyexec.CodeHeaderTooLarge:
+		return http.StatusRequestHeaderFieldsTooLarge
+	case pyexec.CodeUnsupportedMediaType:
+		return http.StatusUnsupportedMediaType
+	case pyexec.CodeRequestTimeout:
+		return http.StatusRequestTimeout
 	case pyexec.CodeRuntime, pyexec.CodeInvalidResult, pyexec.CodeTimeout,
 		pyexec.CodeMemoryLimit, pyexec.CodeOutputLimit, pyexec.CodeSandbox:
 		return http.StatusOK
@@ -60,10 +66,34 @@ func toAppError(err error) *pyexec.Error {
 		case fiber.StatusMethodNotAllowed:
 			return pyexec.Errorf(pyexec.CodeMethodNotAllowed, "method not allowed on this endpoint")
 		case fiber.StatusRequestEntityTooLarge:
-			return pyexec.Errorf(pyexec.CodePayloadTooLarge, "request body is larger than allowed")
-		case fiber.StatusBadRequest, fiber.StatusRequestHeaderFieldsTooLarge, fiber.StatusRequestTimeout:
+			return errBodyTooLarge()
+		case fiber.StatusRequestHeaderFieldsTooLarge:
+			return errHeaderTooLarge()
+		case fiber.StatusRequestTimeout:
+			return errRequestTimeout()
+		case fiber.StatusBadRequest:
 			return &pyexec.Error{Code: pyexec.CodeInvalidRequest, Message: "malformed HTTP request", Err: err}
 		}
 	}
 	return &pyexec.Error{Code: pyexec.CodeInternal, Message: internalMessage, Err: err}
+}
+
+// The answers to requests that could not be read whole. They are built in
+// one place because both fiber's errors and fasthttp's read errors lead here.
+func errBodyTooLarge() *pyexec.Error {
+	return pyexec.Errorf(pyexec.CodePayloadTooLarge, "request body is larger than allowed")
+}
+
+func errHeaderTooLarge() *pyexec.Error {
+	return pyexec.Errorf(pyexec.CodeHeaderTooLarge, "request line and headers are larger than allowed")
+}
+
+func errRequestTimeout() *pyexec.Error {
+	return pyexec.Errorf(pyexec.CodeRequestTimeout, "the request did not arrive in time")
+}
+
+// errShuttingDown answers a request the service's shutdown cut off, so that
+// the client knows to retry elsewhere rather than report a failure.
+func errShuttingDown(cause error) *pyexec.Error {
+	return &pyexec.Error{Code: pyexec.CodeOverloaded, Message: "the service is shutting down", Err: cause}
 }

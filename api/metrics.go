@@ -29,7 +29,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		gatherer: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pyexec_requests_total",
-			Help: "Requests to /execute by outcome (error type, or ok) and HTTP status.",
+			Help: "Requests to /execute, and requests refused before routing (unreadable, too large, too slow), by outcome (error type, or ok) and HTTP status.",
 		}, []string{"outcome", "status"}),
 		total: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "pyexec_request_duration_seconds", Help: "Time to answer /execute, end to end in the service.",
@@ -54,6 +54,15 @@ func (m *Metrics) observeRequest(outcome string, status int, d time.Duration) {
 	}
 	m.requests.WithLabelValues(outcome, strconv.Itoa(status)).Inc()
 	m.total.Observe(d.Seconds())
+}
+
+// countRequest counts an answer made before routing, whose duration is
+// not known.
+func (m *Metrics) countRequest(outcome string, status int) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(outcome, strconv.Itoa(status)).Inc()
 }
 
 func (m *Metrics) observeRun(queue, execution time.Duration) {

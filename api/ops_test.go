@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +20,7 @@ func TestRequestLog_FieldsAndNoScriptOrOutput(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage(`"secret-result"`), Stdout: "secret-stdout"}}
 	app := New(Config{TraceProject: "proj"}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.New(core))
-	req := httptest.NewRequest(http.MethodPost, "/execute", strings.NewReader(`{"script": "def main(): return 'secret-script'"}`))
+	req := postJSON(`{"script": "def main(): return 'secret-script'"}`)
 	req.Header.Set("X-Request-ID", "req-42")
 	req.Header.Set("X-Cloud-Trace-Context", "105445aa7843bc8bf206b12000100000/1;o=1")
 	res, err := app.Test(req, -1)
@@ -48,7 +47,7 @@ func TestRateLimit_PerClient(t *testing.T) {
 	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
 	app := New(Config{RateLimit: 2}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
 	send := func(key string) *http.Response {
-		req := httptest.NewRequest(http.MethodPost, "/execute", strings.NewReader(okScript))
+		req := postJSON(okScript)
 		if key != "" {
 			req.Header.Set("Authorization", "Bearer "+key)
 		}
@@ -81,10 +80,10 @@ func TestMetrics_ChangeAsRequestsAreServed(t *testing.T) {
 	before := scrape()
 	assert.NotContains(t, before, `pyexec_requests_total{outcome="ok",status="200"}`)
 	for i := 0; i < 3; i++ {
-		_, err := app.Test(httptest.NewRequest(http.MethodPost, "/execute", strings.NewReader(okScript)), -1)
+		_, err := app.Test(postJSON(okScript), -1)
 		require.NoError(t, err)
 	}
-	_, err := app.Test(httptest.NewRequest(http.MethodPost, "/execute", strings.NewReader(`{}`)), -1)
+	_, err := app.Test(postJSON(`{}`), -1)
 	require.NoError(t, err)
 	after := scrape()
 	assert.Contains(t, after, `pyexec_requests_total{outcome="ok",status="200"} 3`)

@@ -22,11 +22,13 @@ type fakeService struct {
 	body   string
 	got    map[string]any
 	auth   string
+	ctype  string
 }
 
 func (f *fakeService) start(t *testing.T) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.auth = r.Header.Get("Authorization")
+		f.ctype = r.Header.Get("Content-Type")
 		data, _ := io.ReadAll(r.Body)
 		_ = json.Unmarshal(data, &f.got)
 		w.WriteHeader(f.status)
@@ -76,6 +78,12 @@ func TestCLI_ExitCodes(t *testing.T) {
 		{"unauthorized is 2", 401,
 			`{"result": null, "stdout": "", "error": {"type": "unauthorized", "message": "key"}}`,
 			2, "", "unauthorized"},
+		{"unsupported_media_type is 2", 415,
+			`{"result": null, "stdout": "", "error": {"type": "unsupported_media_type", "message": "send JSON"}}`,
+			2, "", "unsupported_media_type: send JSON"},
+		{"request_timeout is 2", 408,
+			`{"result": null, "stdout": "", "error": {"type": "request_timeout", "message": "slow"}}`,
+			2, "", "request_timeout: slow"},
 		{"non-JSON answer is 2", 502, `<html>bad gateway</html>`, 2, "", "not JSON"},
 	}
 	for _, tc := range cases {
@@ -100,6 +108,7 @@ func TestCLI_ReadsStdinAndSendsTimeoutAndKey(t *testing.T) {
 	assert.Equal(t, "def main():\n    return 1\n", f.got["script"])
 	assert.EqualValues(t, 2.5, f.got["timeout"])
 	assert.Equal(t, "Bearer k3y", f.auth)
+	assert.Equal(t, "application/json", f.ctype, "the service refuses any other media type")
 }
 
 func TestCLI_UsageAndConnectionErrorsAre2(t *testing.T) {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
@@ -37,6 +38,9 @@ type Config struct {
 	ForkMaxRuns     int
 	RateLimit       int
 	TraceProject    string
+	// CORSOrigins are the web origins whose pages may call the API from a
+	// browser; none (the default) keeps CORS off.
+	CORSOrigins []string
 	// DebugAddr, when set, is a loopback host:port serving Go's profiler
 	// (/debug/pprof/); never an address other hosts can reach.
 	DebugAddr string
@@ -108,6 +112,7 @@ func (c *Config) ParseEnv(getenv func(string) string) error {
 	p.str("GOOGLE_CLOUD_PROJECT", &c.TraceProject)
 	p.str("PYEXEC_TRACE_PROJECT", &c.TraceProject)
 	p.str("PYEXEC_DEBUG_ADDR", &c.DebugAddr)
+	p.list("PYEXEC_CORS_ORIGINS", &c.CORSOrigins)
 	if p.err != nil {
 		return p.err
 	}
@@ -144,7 +149,37 @@ func (c *Config) Validate() error {
 	if c.DebugAddr != "" && !loopback(c.DebugAddr) {
 		return fmt.Errorf("PYEXEC_DEBUG_ADDR=%q: want a loopback address and port, such as 127.0.0.1:6060", c.DebugAddr)
 	}
+	for _, o := range c.CORSOrigins {
+		if o == "*" {
+			// Any page on the web could then make its visitors' browsers
+			// run scripts here.
+			return fmt.Errorf("PYEXEC_CORS_ORIGINS: \"*\" is refused; list the origins whose pages may call the API")
+		}
+		if !webOrigin(o) {
+			return fmt.Errorf("PYEXEC_CORS_ORIGINS: %q is not an origin: want http(s)://host[:port], without path or wildcard, such as https://app.example.com", o)
+		}
+	}
 	return nil
+}
+
+// webOrigin reports whether o is an http or https origin as a browser sends
+// it in its Origin header: scheme, host and optional port, nothing more.
+func webOrigin(o string) bool {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" || u.User != nil ||
+		u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(o, "#") {
+		return false
+	}
+	host := u.Hostname()
+	if host == "" || strings.ContainsAny(host, "*%") {
+		return false
+	}
+	if port := u.Port(); port != "" || strings.HasSuffix(u.Host, ":") {
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // loopback reports whether addr is host:port with a loopback IP host
@@ -188,6 +223,21 @@ func (p *envParser) integer(name string, dst *int, min, max int) {
 		return
 	}
 	*dst = n
+}
+
+// list reads comma-separated values, leaving out empty ones.
+func (p *envParser) list(name string, dst *[]string) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	*dst = out
 }
 
 // seconds accepts a number of seconds ("2.5") or a Go duration ("500ms").

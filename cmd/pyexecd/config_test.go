@@ -28,6 +28,7 @@ func TestParseEnv_DefaultsAreSafe(t *testing.T) {
 	assert.Equal(t, 200*1024, c.MaxScriptBytes)
 	assert.Empty(t, c.APIKey)
 	assert.GreaterOrEqual(t, c.PoolSize, 4)
+	assert.Empty(t, c.CORSOrigins, "CORS is off")
 }
 
 func TestParseEnv_ReadsEveryVariable(t *testing.T) {
@@ -38,7 +39,9 @@ func TestParseEnv_ReadsEveryVariable(t *testing.T) {
 		"PYEXEC_MAX_SCRIPT_BYTES": "1000", "PYEXEC_MAX_OUTPUT_BYTES": "4096",
 		"PYEXEC_QUEUE_TIMEOUT": "500ms", "PYEXEC_API_KEY": "k", "PYEXEC_NSJAIL": "/x/nsjail",
 		"PYEXEC_PYTHON": "/x/python", "PYEXEC_LOG_LEVEL": "debug", "PYEXEC_CGROUP": "none",
-		"PYEXEC_DEBUG_ADDR": "[::1]:6060", "PYEXEC_SPAWN_TIMEOUT": "120", "PYEXEC_STARTUP_TIMEOUT": "90",
+		"PYEXEC_DEBUG_ADDR":    "[::1]:6060",
+		"PYEXEC_CORS_ORIGINS":  " https://app.example.com, http://localhost:3000 ,,http://[::1]:8000",
+		"PYEXEC_SPAWN_TIMEOUT": "120", "PYEXEC_STARTUP_TIMEOUT": "90",
 	})))
 	assert.Equal(t, "9000", c.Port)
 	assert.Equal(t, 0, c.PoolSize)
@@ -55,6 +58,7 @@ func TestParseEnv_ReadsEveryVariable(t *testing.T) {
 	assert.Equal(t, "debug", c.LogLevel)
 	assert.Equal(t, "none", c.Cgroup)
 	assert.Equal(t, "[::1]:6060", c.DebugAddr)
+	assert.Equal(t, []string{"https://app.example.com", "http://localhost:3000", "http://[::1]:8000"}, c.CORSOrigins)
 	assert.Equal(t, 120*time.Second, c.SpawnTimeout)
 	assert.Equal(t, 90*time.Second, c.StartupTimeout)
 }
@@ -90,6 +94,17 @@ func TestParseEnv_RefusesBadValues(t *testing.T) {
 		"debug on a public IP":    {"PYEXEC_DEBUG_ADDR": "10.0.0.1:6060"},
 		"debug by host name":      {"PYEXEC_DEBUG_ADDR": "localhost:6060"},
 		"debug without a port":    {"PYEXEC_DEBUG_ADDR": "127.0.0.1"},
+		"CORS for every origin":   {"PYEXEC_CORS_ORIGINS": "*"},
+		"CORS wildcard among":     {"PYEXEC_CORS_ORIGINS": "https://a.example, *"},
+		"CORS subdomain wildcard": {"PYEXEC_CORS_ORIGINS": "https://*.example.com"},
+		"CORS origin with a path": {"PYEXEC_CORS_ORIGINS": "https://app.example.com/"},
+		"CORS origin with query":  {"PYEXEC_CORS_ORIGINS": "https://app.example.com?x=1"},
+		"CORS without a scheme":   {"PYEXEC_CORS_ORIGINS": "app.example.com"},
+		"CORS other scheme":       {"PYEXEC_CORS_ORIGINS": "ftp://app.example.com"},
+		"CORS null origin":        {"PYEXEC_CORS_ORIGINS": "null"},
+		"CORS bad port":           {"PYEXEC_CORS_ORIGINS": "http://localhost:99999"},
+		"CORS empty port":         {"PYEXEC_CORS_ORIGINS": "http://localhost:"},
+		"CORS with user":          {"PYEXEC_CORS_ORIGINS": "https://me@app.example.com"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := DefaultConfig()

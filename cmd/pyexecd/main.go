@@ -181,6 +181,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Metrics:        api.NewMetrics(reg),
 		BaseContext:    base,
 		TraceProject:   c.TraceProject,
+		CORSOrigins:    c.CORSOrigins,
 	}, m, m.health, m.Log.Named("api"))
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.app.Listener(m.ln) }()
