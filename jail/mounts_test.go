@@ -8,12 +8,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/pyexec/pyexec/internal/testenv"
 )
 
 // programsProbe tries to run the usual tools, by name on PATH and at the
@@ -414,4 +418,48 @@ func TestFollowLinks(t *testing.T) {
 	require.NoError(t, os.Symlink("loop", filepath.Join(dir, "loop")))
 	_, _, err = followLinks(filepath.Join(dir, "loop"))
 	assert.ErrorContains(t, err, "too many levels")
+}
+
+// A virtualenv under /tmp (a checkout there) puts the links leading to the
+// interpreter in the jail's /tmp, which the zygote empties after every
+// script: it makes them again, and a link a script replaced does not reach
+// the next script.
+func TestFork_LinksUnderTmpAreMadeAgain(t *testing.T) {
+	python := testenv.Python(t)
+	facts, err := probePython(python)
+	require.NoError(t, err)
+	require.NotEqual(t, facts.Prefix, facts.BasePrefix, "PYEXEC_PYTHON is a virtualenv")
+	dir, err := os.MkdirTemp("/tmp", "pyexec-venv-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	venv := filepath.Join(dir, "venv")
+	require.NoError(t, os.MkdirAll(filepath.Join(venv, "bin"), 0o755))
+	cfg, err := os.ReadFile(filepath.Join(facts.Prefix, "pyvenv.cfg"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(venv, "pyvenv.cfg"), cfg, 0o644))
+	require.NoError(t, os.Symlink(filepath.Join(facts.Prefix, "lib"), filepath.Join(venv, "lib")))
+	require.NoError(t, os.Symlink(python, filepath.Join(venv, "bin", "python")))
+
+	s, err := NewSpawner(Config{PythonPath: filepath.Join(venv, "bin", "python"), Isolation: IsolationFork, Validation: "minimal"}, zap.NewNop())
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	w := spawn(t, s)
+	resp := run(t, w, `import os, sys
+def main():
+    open("/tmp/evil", "w").write("print('evil')\n")
+    os.unlink(sys.executable)
+    os.symlink("/tmp/evil", sys.executable)
+    return [sys.prefix, os.readlink(sys.executable)]
+`, 10*time.Second)
+	require.Nil(t, resp.Error, "%+v", resp.Error)
+	assert.JSONEq(t, `[`+strconv.Quote(venv)+`, "/tmp/evil"]`, string(resp.Result), "the script replaced the link")
+	require.NoError(t, w.AwaitReady(context.Background()))
+	resp = run(t, w, `import os, subprocess, sys
+def main():
+    child = subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True, text=True, timeout=30)
+    return [os.readlink(sys.executable), child.stdout, os.path.exists("/tmp/evil")]
+`, 30*time.Second)
+	require.Nil(t, resp.Error, "%+v", resp.Error)
+	assert.JSONEq(t, `[`+strconv.Quote(python)+`, "42\n", false]`, string(resp.Result))
 }
