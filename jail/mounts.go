@@ -79,10 +79,6 @@ var dataDirs = []string{"/usr/lib/locale/C.utf8"}
 // directories load. Programs under bin and sbin directories are hidden.
 func planMounts(f *pythonFacts, python string) (*mountPlan, error) {
 	p := &mountPlan{}
-	real, chain, err := followLinks(python)
-	if err != nil {
-		return nil, fmt.Errorf("plan mounts: %w", err)
-	}
 
 	var candidates []string
 	for _, entry := range f.Path {
@@ -105,9 +101,13 @@ func planMounts(f *pythonFacts, python string) (*mountPlan, error) {
 		}
 	}
 	p.trees = outermost(trees)
+	real, exe, chain, err := followLinks(python, p.trees)
+	if err != nil {
+		return nil, fmt.Errorf("plan mounts: %w", err)
+	}
 
 	start := time.Now()
-	sc, err := newLibScanner(real)
+	sc, err := newLibScanner(real, p.trees)
 	if err != nil {
 		return nil, fmt.Errorf("plan mounts: %w", err)
 	}
@@ -121,8 +121,8 @@ func planMounts(f *pythonFacts, python string) (*mountPlan, error) {
 	libs := sc.closure()
 	p.scan = time.Since(start)
 
-	// The interpreter is shown at its real path and the links that lead to
-	// it are recreated, so sys.executable, and with it sys.prefix and the
+	// The interpreter is shown where the links that lead to it end, and
+	// the links are made again, so sys.executable, and with it sys.prefix and the
 	// virtualenv, are what they are on the host. A file inside a tree
 	// (numpy's libraries, found through $ORIGIN) is shown by the tree.
 	shown := append([]string(nil), p.trees...)
@@ -131,8 +131,8 @@ func planMounts(f *pythonFacts, python string) (*mountPlan, error) {
 			shown = append(shown, r)
 		}
 	}
-	if !inAny(real, shown) {
-		p.files = append(p.files, fileMount{src: real, dst: real})
+	if !inAny(exe, shown) {
+		p.files = append(p.files, fileMount{src: real, dst: exe})
 	}
 	links := chain
 	for _, l := range libs {
@@ -226,12 +226,16 @@ func uniqueLinks(links [][2]string, trees []string, files []fileMount) [][2]stri
 	return out
 }
 
-// followLinks resolves path as the kernel does and returns the real path
-// and every symlink met on the way, {target as written, path}.
-func followLinks(path string) (string, [][2]string, error) {
-	var links [][2]string
+// followLinks resolves path as the kernel does. It returns the real path
+// on the host, the path where the jail must show that file, and the links
+// to make in the jail on the way there, {target as written, path}. The two
+// paths differ only where a link leads to a tree (a virtualenv reached
+// through a linked directory): the jail shows the tree at the link's own
+// path, so there the jail goes on in a directory where the host follows
+// the link. Links inside a tree are shown by it and are not made.
+func followLinks(path string, trees []string) (real, jail string, links [][2]string, err error) {
 	rest := strings.Split(filepath.Clean(path), "/")
-	cur := "/"
+	host, in := "/", "/"
 	for hops := 0; len(rest) > 0; {
 		name := rest[0]
 		rest = rest[1:]
@@ -239,33 +243,51 @@ func followLinks(path string) (string, [][2]string, error) {
 		case "", ".":
 			continue
 		case "..":
-			cur = filepath.Dir(cur)
+			host, in = filepath.Dir(host), filepath.Dir(in)
 			continue
 		}
-		next := filepath.Join(cur, name)
-		st, err := os.Lstat(next)
+		nextHost, nextIn := filepath.Join(host, name), filepath.Join(in, name)
+		st, err := os.Lstat(nextHost)
 		if err != nil {
-			return "", nil, err
+			return "", "", nil, err
 		}
 		if st.Mode()&fs.ModeSymlink == 0 {
-			cur = next
+			host, in = nextHost, nextIn
 			continue
 		}
 		if hops++; hops > 40 {
-			return "", nil, fmt.Errorf("%s: too many levels of symbolic links", path)
+			return "", "", nil, fmt.Errorf("%s: too many levels of symbolic links", path)
 		}
-		target, err := os.Readlink(next)
+		if holdsTree(nextIn, trees) {
+			if host, err = filepath.EvalSymlinks(nextHost); err != nil {
+				return "", "", nil, err
+			}
+			in = nextIn
+			continue
+		}
+		target, err := os.Readlink(nextHost)
 		if err != nil {
-			return "", nil, err
+			return "", "", nil, err
 		}
-		links = append(links, [2]string{target, next})
-		if !filepath.IsAbs(target) {
-			target = filepath.Join(cur, target) // cur holds no links, so ".." is exact
+		if !inAny(nextIn, trees) {
+			links = append(links, [2]string{target, nextIn})
+		}
+		if filepath.IsAbs(target) {
+			host, in = "/", "/"
 		}
 		rest = append(strings.Split(target, "/"), rest...)
-		cur = "/"
 	}
-	return cur, links, nil
+	return host, in, links, nil
+}
+
+// holdsTree reports whether path is a tree or leads to one.
+func holdsTree(path string, trees []string) bool {
+	for _, t := range trees {
+		if within(t, path) {
+			return true
+		}
+	}
+	return false
 }
 
 // sharedLib is one library of the closure.
@@ -293,17 +315,18 @@ type libScanner struct {
 	queue                 []string              // real paths still to read
 	done                  map[string]bool       // real paths read or queued
 	found                 map[string]*sharedLib // by the path the jail's loader opens
-	byName                map[string]bool       // names found in the system directories
+	trees                 []string
+	byName                map[string]bool // names found in the system directories
 }
 
-func newLibScanner(python string) (*libScanner, error) {
+func newLibScanner(python string, trees []string) (*libScanner, error) {
 	f, err := elf.Open(python)
 	if err != nil {
 		return nil, fmt.Errorf("read the interpreter: %w", err)
 	}
 	defer f.Close()
 	s := &libScanner{class: f.Class, machine: f.Machine, done: map[string]bool{},
-		found: map[string]*sharedLib{}, byName: map[string]bool{}}
+		found: map[string]*sharedLib{}, byName: map[string]bool{}, trees: trees}
 	for _, prog := range f.Progs {
 		if prog.Type != elf.PT_INTERP {
 			continue
@@ -314,15 +337,10 @@ func newLibScanner(python string) (*libScanner, error) {
 		}
 		interp := strings.TrimRight(string(data), "\x00")
 		// The kernel opens PT_INTERP by its literal path.
-		real, links, err := followLinks(interp)
+		real, dst, links, err := followLinks(interp, trees)
 		if err != nil {
 			return nil, fmt.Errorf("the interpreter's loader %s: %w", interp, err)
 		}
-		dir, _, err := followLinks(filepath.Dir(interp))
-		if err != nil {
-			return nil, err
-		}
-		dst := filepath.Join(dir, filepath.Base(interp))
 		s.found[dst] = &sharedLib{name: interp, real: real, dst: dst, links: links}
 		s.done[real] = true // the loader needs nothing
 		s.defaultDirs = loaderDirs(interp, f.Machine)
@@ -465,11 +483,11 @@ func (s *libScanner) add(name, dir, host string) {
 	if err != nil {
 		return
 	}
-	realDir, links, err := followLinks(dir)
+	_, jailDir, links, err := followLinks(dir, s.trees)
 	if err != nil {
 		return
 	}
-	dst := filepath.Join(realDir, filepath.Base(name))
+	dst := filepath.Join(jailDir, filepath.Base(name))
 	if s.found[dst] == nil {
 		s.found[dst] = &sharedLib{name: name, real: real, dst: dst, links: links}
 	}

@@ -265,9 +265,54 @@ func hostPython(t *testing.T) string {
 	return "/usr/bin/python3"
 }
 
-// The plan holds every library the host's own loader loads for the
-// interpreter and each shared object under the mounted trees (asked with
-// ld.so --list), where the jail's loader will look for it.
+// jailResolve follows path through what the plan shows, as the kernel in
+// the jail would, and returns the host file found there.
+func jailResolve(p *mountPlan, path string) (string, bool) {
+	links := map[string]string{}
+	for _, l := range p.links {
+		links[l[1]] = l[0]
+	}
+	rest := strings.Split(filepath.Clean(path), "/")
+	cur := "/"
+	for hops := 0; len(rest) > 0 && hops < 40; {
+		name := rest[0]
+		rest = rest[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, name)
+		if target, ok := links[next]; ok {
+			hops++
+			if filepath.IsAbs(target) {
+				cur = "/"
+			}
+			rest = append(strings.Split(target, "/"), rest...)
+			continue
+		}
+		for _, tree := range p.trees {
+			if within(next, tree) {
+				host, err := filepath.EvalSymlinks(filepath.Join(append([]string{next}, rest...)...))
+				return host, err == nil
+			}
+		}
+		cur = next
+	}
+	for _, f := range p.files {
+		if f.dst == cur {
+			return f.src, true
+		}
+	}
+	return "", false
+}
+
+// The plan shows the interpreter at its path, and every library the
+// host's own loader loads for it and for each shared object under the
+// mounted trees (asked with ld.so --list) where the jail's loader, which
+// has no ld.so.cache, will find it.
 func TestPlanMounts_HoldsWhatTheHostLoaderLoads(t *testing.T) {
 	python := hostPython(t)
 	facts, err := probePython(python)
@@ -276,8 +321,10 @@ func TestPlanMounts_HoldsWhatTheHostLoaderLoads(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("library scan took %v; %d trees, %d files, %d links, %d hidden", plan.scan, len(plan.trees), len(plan.files), len(plan.links), len(plan.masks))
 
-	real, _, err := followLinks(python)
+	real, err := filepath.EvalSymlinks(python)
 	require.NoError(t, err)
+	got, ok := jailResolve(plan, python)
+	assert.True(t, ok && got == real, "%s leads to %q in the jail, not to %s", python, got, real)
 	exe, err := elf.Open(real)
 	require.NoError(t, err)
 	interp := ""
@@ -291,28 +338,24 @@ func TestPlanMounts_HoldsWhatTheHostLoaderLoads(t *testing.T) {
 	}
 	exe.Close()
 	require.NotEmpty(t, interp)
-
-	shown := func(name, host string) bool {
-		hostReal, err := filepath.EvalSymlinks(host)
-		require.NoError(t, err)
-		if inAny(host, plan.trees) {
-			return true
-		}
-		for _, f := range plan.files {
-			if f.src == hostReal && filepath.Base(f.dst) == name {
-				return true
-			}
-		}
-		return false
-	}
 	// The kernel starts the loader by its literal path.
-	interpDir, _, err := followLinks(filepath.Dir(interp))
-	require.NoError(t, err)
 	interpReal, err := filepath.EvalSymlinks(interp)
 	require.NoError(t, err)
-	assert.Contains(t, plan.files, fileMount{src: interpReal, dst: filepath.Join(interpDir, filepath.Base(interp))})
-	assert.True(t, shown("libgcc_s.so.1", "/lib/x86_64-linux-gnu/libgcc_s.so.1") || runtimeIsNotDebianAmd64(),
-		"libgcc_s.so.1, which glibc loads to end threads, is missing")
+	got, ok = jailResolve(plan, interp)
+	assert.True(t, ok && got == interpReal, "%s leads to %q in the jail", interp, got)
+
+	loaderFinds := func(name string) (string, bool) {
+		for _, dir := range loaderDirs(interp, exe.Machine) {
+			if host, ok := jailResolve(plan, filepath.Join(dir, name)); ok {
+				return host, true
+			}
+		}
+		return "", false
+	}
+	if gcc, err := filepath.EvalSymlinks("/lib/x86_64-linux-gnu/libgcc_s.so.1"); err == nil {
+		got, _ := loaderFinds("libgcc_s.so.1")
+		assert.Equal(t, gcc, got, "libgcc_s.so.1, which glibc loads to end threads")
+	}
 
 	objects := []string{real}
 	for _, tree := range plan.trees {
@@ -336,38 +379,61 @@ func TestPlanMounts_HoldsWhatTheHostLoaderLoads(t *testing.T) {
 				continue
 			}
 			host, _, _ := strings.Cut(rest, " (")
-			assert.True(t, shown(name, host), "%s loads %s from %s, which the jail does not show as %s", obj, name, host, name)
+			want, err := filepath.EvalSymlinks(host)
+			require.NoError(t, err)
+			var got string
+			if inAny(filepath.Clean(host), plan.trees) {
+				got, _ = jailResolve(plan, host) // found through RUNPATH, inside a tree
+			} else {
+				got, _ = loaderFinds(name)
+			}
+			assert.Equal(t, want, got, "%s loads %s from %s; the jail's loader finds %q", obj, name, host, got)
 			checked++
 		}
 	}
 	assert.Greater(t, checked, 100)
 
-	// Nothing else: each file is the interpreter or a shared library, in a
-	// directory the jail's loader searches.
-	dirs := map[string]bool{filepath.Dir(real): true, interpDir: true}
-	for _, d := range loaderDirs(interp, elf.EM_X86_64) {
-		if r, err := filepath.EvalSymlinks(d); err == nil {
-			dirs[r] = true
-		}
-	}
+	// Nothing else: each file is the interpreter or a shared object.
 	for _, f := range plan.files {
-		assert.True(t, dirs[filepath.Dir(f.dst)], "%s is outside the loader's directories", f.dst)
-		st, err := os.Stat(f.src)
-		require.NoError(t, err)
-		assert.True(t, st.Mode().IsRegular(), f.src)
+		ef, err := elf.Open(f.src)
+		if assert.NoError(t, err, "%s is not an ELF file", f.src) {
+			assert.Contains(t, []elf.Type{elf.ET_DYN, elf.ET_EXEC}, ef.Type)
+			ef.Close()
+		}
+		assert.True(t, f.src == real || strings.Contains(filepath.Base(f.dst), ".so"), "%s is neither the interpreter nor a library", f.dst)
 	}
 }
 
-func runtimeIsNotDebianAmd64() bool {
-	_, err := os.Stat("/lib/x86_64-linux-gnu/libgcc_s.so.1")
-	return err != nil
+// A virtualenv reached through a linked directory: Python names its
+// directories by the link, so the jail shows them, and the links from
+// bin/python to the interpreter, under the link's path.
+func TestPlanMounts_VirtualenvThroughALinkedDirectory(t *testing.T) {
+	python := hostPython(t)
+	facts, err := probePython(python)
+	require.NoError(t, err)
+	if facts.Prefix == facts.BasePrefix {
+		t.Skip(python + " is not a virtualenv")
+	}
+	dir := openTempDir(t)
+	linked := filepath.Join(dir, "project")
+	require.NoError(t, os.Symlink(facts.Prefix, linked))
+	python = filepath.Join(linked, "bin", "python")
+	facts, err = probePython(python)
+	require.NoError(t, err)
+	require.Equal(t, linked, facts.Prefix)
+	plan, err := planMounts(facts, python)
+	require.NoError(t, err)
+	assert.Contains(t, plan.trees, filepath.Join(linked, "pyvenv.cfg"))
+	real, err := filepath.EvalSymlinks(python)
+	require.NoError(t, err)
+	got, ok := jailResolve(plan, python)
+	assert.True(t, ok && got == real, "%s leads to %q in the jail, not to %s", python, got, real)
 }
 
 // A library that cannot be found is skipped, as the host's loader would
 // fail on it too; the rest of the closure is still worked out.
 func TestLibScanner_SkipsMissingLibraries(t *testing.T) {
-	python := hostPython(t)
-	real, _, err := followLinks(python)
+	real, err := filepath.EvalSymlinks(hostPython(t))
 	require.NoError(t, err)
 	matches, _ := filepath.Glob("/usr/lib/python3*/lib-dynload/_bz2.*.so")
 	if len(matches) == 0 {
@@ -380,7 +446,7 @@ func TestLibScanner_SkipsMissingLibraries(t *testing.T) {
 	copied := filepath.Join(dir, "_bz2.so")
 	require.NoError(t, os.WriteFile(copied, []byte(strings.ReplaceAll(string(data), "libbz2.so.1.0", "libnx2.so.1.0")), 0o644))
 
-	sc, err := newLibScanner(real)
+	sc, err := newLibScanner(real, nil)
 	require.NoError(t, err)
 	masks, err := sc.scanTree(dir)
 	require.NoError(t, err)
@@ -399,24 +465,44 @@ func TestLibScanner_SkipsMissingLibraries(t *testing.T) {
 func TestFollowLinks(t *testing.T) {
 	dir, err := filepath.EvalSymlinks(t.TempDir())
 	require.NoError(t, err)
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "real/bin"), 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "real/bin/python3.11"), nil, 0o755))
-	require.NoError(t, os.Symlink("python3.11", filepath.Join(dir, "real/bin/python3")))
-	require.NoError(t, os.Symlink("real", filepath.Join(dir, "usr")))
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "venv/bin"), 0o755))
-	require.NoError(t, os.Symlink(filepath.Join(dir, "usr/bin/python3"), filepath.Join(dir, "venv/bin/python")))
+	at := func(p string) string { return filepath.Join(dir, p) }
+	require.NoError(t, os.MkdirAll(at("real/bin"), 0o755))
+	require.NoError(t, os.WriteFile(at("real/bin/python3.11"), nil, 0o755))
+	require.NoError(t, os.Symlink("python3.11", at("real/bin/python3")))
+	require.NoError(t, os.Symlink("real", at("usr")))
+	require.NoError(t, os.MkdirAll(at("venv/bin"), 0o755))
+	require.NoError(t, os.Symlink(at("usr/bin/python3"), at("venv/bin/python")))
 
-	real, links, err := followLinks(filepath.Join(dir, "venv/bin/../bin/python"))
+	real, jail, links, err := followLinks(at("venv/bin/../bin/python"), nil)
 	require.NoError(t, err)
-	assert.Equal(t, filepath.Join(dir, "real/bin/python3.11"), real)
+	assert.Equal(t, at("real/bin/python3.11"), real)
+	assert.Equal(t, real, jail)
 	assert.Equal(t, [][2]string{
-		{filepath.Join(dir, "usr/bin/python3"), filepath.Join(dir, "venv/bin/python")},
-		{"real", filepath.Join(dir, "usr")},
-		{"python3.11", filepath.Join(dir, "real/bin/python3")},
+		{at("usr/bin/python3"), at("venv/bin/python")},
+		{"real", at("usr")},
+		{"python3.11", at("real/bin/python3")},
 	}, links)
 
-	require.NoError(t, os.Symlink("loop", filepath.Join(dir, "loop")))
-	_, _, err = followLinks(filepath.Join(dir, "loop"))
+	// A virtualenv reached through a linked directory: the jail shows its
+	// trees at the link's path, so the links are made there too.
+	require.NoError(t, os.Symlink("venv", at("project")))
+	real, jail, links, err = followLinks(at("project/bin/python"), []string{at("project/lib")})
+	require.NoError(t, err)
+	assert.Equal(t, at("real/bin/python3.11"), real)
+	assert.Equal(t, real, jail)
+	assert.Equal(t, [][2]string{
+		{at("usr/bin/python3"), at("project/bin/python")},
+		{"real", at("usr")},
+		{"python3.11", at("real/bin/python3")},
+	}, links)
+	// A link inside a tree is the tree's own.
+	_, jail, links, err = followLinks(at("usr/bin/python3"), []string{at("real")})
+	require.NoError(t, err)
+	assert.Equal(t, at("real/bin/python3.11"), jail)
+	assert.Equal(t, [][2]string{{"real", at("usr")}}, links)
+
+	require.NoError(t, os.Symlink("loop", at("loop")))
+	_, _, _, err = followLinks(at("loop"), nil)
 	assert.ErrorContains(t, err, "too many levels")
 }
 
