@@ -63,14 +63,14 @@ func (p *mountPlan) describe() []string {
 
 // dlopened are libraries loaded without a DT_NEEDED entry naming them:
 // glibc loads libgcc_s to unwind a thread that exits or is cancelled.
-var dlopened = []string{"libgcc_s.so.1"}
+func dlopened() []string { return []string{"libgcc_s.so.1"} }
 
 // dataDirs are data the interpreter reads, shown when the host has them:
 // the C.UTF-8 locale that LANG names (without it the C library falls back
 // to the C locale, Python turns on its UTF-8 mode, and the locale module
 // answers differently from the host). Time zones need nothing: pandas
 // brings the tzdata package, which zoneinfo falls back to.
-var dataDirs = []string{"/usr/lib/locale/C.utf8"}
+func dataDirs() []string { return []string{"/usr/lib/locale/C.utf8"} }
 
 // planMounts works out what the jail shows: the interpreter (python and
 // the links leading from it to the real executable), the directories on
@@ -89,7 +89,7 @@ func planMounts(f *pythonFacts, python string) (*mountPlan, error) {
 	if f.Prefix != f.BasePrefix {
 		candidates = append(candidates, filepath.Join(f.Prefix, "pyvenv.cfg"))
 	}
-	candidates = append(candidates, dataDirs...)
+	candidates = append(candidates, dataDirs()...)
 	var trees []string
 	for _, c := range candidates {
 		c = filepath.Clean(c)
@@ -350,7 +350,7 @@ func newLibScanner(python string, trees []string) (*libScanner, error) {
 	}
 	s.confDirs = ldConfDirs("/etc/ld.so.conf", 0)
 	s.queue = append(s.queue, python)
-	for _, name := range dlopened {
+	for _, name := range dlopened() {
 		s.lookup(python, "", nil, name)
 	}
 	return s, nil
