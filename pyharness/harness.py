@@ -620,6 +620,7 @@ class Zygote:
         self.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.mounts, self.keep = self._jail_mounts("/tmp")
+        self.links = self._jail_links("/tmp")
         self.unread = select.poll()
         self.unread.register(channel.reader.fileno(), select.POLLIN)
 
@@ -712,14 +713,18 @@ class Zygote:
         self._remove_ipc()
 
     def _wipe(self, top):
-        """Empty top, except what the jail itself mounted there (a checkout
-        under /tmp puts the interpreter's prefix inside it) and the
-        directories leading to those mounts. Modes the child set (a
+        """Empty top, except what the jail itself mounted or linked there (a
+        checkout under /tmp puts the virtualenv inside it) and the
+        directories leading to those. Modes the child set (a
         directory without x, say) are opened up first; a tree too large or
         too deep to clear ends the zygote, and the service replaces the
         whole jail."""
         self._removed = 0
         self._clear(top)
+        # The jail's own links are made again rather than spared: a child
+        # may have replaced one with its own.
+        for path, target in self.links.items():
+            os.symlink(target, path)
 
     def _clear(self, path):
         for entry in list(os.scandir(path)):
@@ -753,6 +758,23 @@ class Zygote:
                         keep.add(parent)
                         parent = os.path.dirname(parent)
         return mounts, keep
+
+    def _jail_links(self, top):
+        """Symlinks under top as the jail starts (the links from the
+        virtualenv's python to the interpreter), by path; the directories
+        leading to them join self.keep."""
+        links = {}
+        for root, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if os.path.join(root, d) not in self.mounts]
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                if os.path.islink(path):
+                    links[path] = os.readlink(path)
+                    parent = root
+                    while parent != top:
+                        self.keep.add(parent)
+                        parent = os.path.dirname(parent)
+        return links
 
     def _remove_ipc(self):
         for kind, remove in (
