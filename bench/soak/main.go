@@ -230,6 +230,7 @@ func render(attacks []attackRow, rep *load.Report, before, after snapshot, crash
 	b.WriteString("is not the security boundary, the jail is.\n\n")
 	fmt.Fprintf(&b, "Machine: %d cores, %s; run at %s.\n\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
 
+	b.WriteString(trustBoundaries)
 	b.WriteString("## Attacks\n\n")
 	b.WriteString("Each attack runs as a script; \"got\" is what the attacker obtained, \"outcome\" the error type the\n")
 	b.WriteString("service answered with. After every attack a normal request must succeed, and at the end no jailed\n")
