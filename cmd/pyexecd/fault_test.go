@@ -73,10 +73,7 @@ func testE2EWorkerKilledFromOutside(t *testing.T, iso string) {
 // finish, then the service exits 0 and leaves no jailed process behind.
 func TestE2E_SIGTERM(t *testing.T) {
 	py := testenv.Python(t)
-	bin := filepath.Join(t.TempDir(), "pyexecd")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := serviceBinary(t)
 	port, err := freeTestPort()
 	require.NoError(t, err)
 	cmd := exec.Command(bin)
@@ -120,6 +117,21 @@ func TestE2E_SIGTERM(t *testing.T) {
 	}
 	_, err = http.Get(base + "/health")
 	assert.Error(t, err, "nothing listens any more")
+}
+
+// serviceBinary builds the service for tests that run it as its own
+// process, or takes PYEXEC_TEST_BINARY, one built beforehand (where
+// building is slow, as in an emulated VM).
+func serviceBinary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("PYEXEC_TEST_BINARY"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "pyexecd")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+	return bin
 }
 
 func freeTestPort() (string, error) {

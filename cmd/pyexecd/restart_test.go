@@ -125,10 +125,7 @@ func dirsUnder(top string) map[string][]int {
 func TestE2E_RestartInASharedCgroup(t *testing.T) {
 	py := testenv.Python(t)
 	h := detectCgroups(t)
-	bin := filepath.Join(t.TempDir(), "pyexecd")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := serviceBinary(t)
 
 	// The container's cgroup, with a memory limit to check later.
 	name := fmt.Sprintf("pyexec-container-%d", os.Getpid())
