@@ -190,7 +190,7 @@ func TestE2E_RestartInASharedCgroup(t *testing.T) {
 	var jailed []int
 	for _, top := range tops {
 		for dir, pids := range dirsUnder(top) {
-			if strings.Contains(dir, "/"+deadParent+"/") {
+			if contains(strings.Split(dir, "/"), deadParent) {
 				jailed = append(jailed, pids...)
 			}
 		}
@@ -223,7 +223,7 @@ func TestE2E_RestartInASharedCgroup(t *testing.T) {
 			assert.NotEqual(t, deadParent, e.Name(), "the dead instance's cgroup is removed from %s", top)
 		}
 		for dir := range dirsUnder(top) {
-			assert.NotContains(t, dir, "/"+deadParent, "the dead instance's cgroup is removed")
+			assert.NotContains(t, strings.Split(dir, "/"), deadParent, "the dead instance's cgroup is removed: %s", dir)
 		}
 	}
 	for _, pid := range jailed {
