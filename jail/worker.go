@@ -116,6 +116,10 @@ func (s *Spawner) Spawn(ctx context.Context) (*Worker, error) {
 			w.waitDone(2 * time.Second)
 			return fail(fmt.Errorf("no ready line (%v): %s", lr.err, w.describeExit()))
 		}
+		// The first line comes before any script has been sent: it is the
+		// harness's own. Even so only the protocol version and, in fork
+		// isolation, the nonce are used; the pid it states is not (the
+		// interpreter's host pid comes from the kernel, below).
 		ready, err := decodeReady(lr.line)
 		if err != nil {
 			return fail(fmt.Errorf("%w: %s", err, w.stderr.String()))
@@ -425,6 +429,8 @@ func (w *Worker) awaitReady(ctx context.Context, d time.Duration) error {
 		if !ok || lr.err != nil {
 			return fmt.Errorf("no ready line: %v", lr.err)
 		}
+		// A child, or anything it left running, may write this line too;
+		// only the zygote knows the nonce that lets the jail serve again.
 		m, err := decodeReady(lr.line)
 		if err != nil {
 			return err
