@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 	"syscall"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
@@ -78,6 +79,7 @@ func (s *server) readFailed(app *fiber.App, fctx *fasthttp.RequestCtx, err error
 	case errors.As(err, &opErr):
 		_ = fctx.Conn().Close()
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		s.drainBody(fctx)
 		s.answerEarly(app, fctx, errBodyTooLarge())
 	case errors.As(err, new(*fasthttp.ErrSmallBuffer)):
 		s.answerEarly(app, fctx, errHeaderTooLarge())
@@ -85,6 +87,41 @@ func (s *server) readFailed(app *fiber.App, fctx *fasthttp.RequestCtx, err error
 		// The cause is not logged: fasthttp quotes the request's head in
 		// it, Authorization header included.
 		s.answerEarly(app, fctx, errMalformed())
+	}
+}
+
+// Bounds of the read that discards a refused body.
+const (
+	drainMaxFactor = 8                      // at most this many body limits
+	drainIdle      = 100 * time.Millisecond // the client has sent it all
+	drainMax       = 5 * time.Second
+)
+
+// drainBody reads and discards a body refused for its size, up to a bound,
+// before the answer is written. Most clients (Python's among them) send
+// their whole body before they read: were the connection closed with their
+// body unread, the kernel would reset it and the 413 would be lost with it.
+// A body announced far beyond the limit is not read; its client may see a
+// reset instead of the answer.
+func (s *server) drainBody(fctx *fasthttp.RequestCtx) {
+	n := int64(fctx.Request.Header.ContentLength())
+	if n <= 0 || n > drainMaxFactor*int64(s.cfg.BodyLimit) {
+		return
+	}
+	conn := fctx.Conn()
+	deadline := time.Now().Add(drainMax)
+	buf := make([]byte, 64<<10)
+	for n > 0 && time.Now().Before(deadline) {
+		next := time.Now().Add(drainIdle)
+		if next.After(deadline) {
+			next = deadline
+		}
+		_ = conn.SetReadDeadline(next)
+		k, err := conn.Read(buf)
+		n -= int64(k)
+		if err != nil {
+			break
+		}
 	}
 }
 

@@ -129,6 +129,21 @@ func TestEarly_BodyOverTheLimitIs413WithARequestID(t *testing.T) {
 	<-sent // the service stopped reading: the rest of the body may not get through
 }
 
+// A client that sends its whole body before reading, as Python's clients
+// do, still gets the 413: the service reads the refused body before it
+// answers and closes, so the close resets nothing.
+func TestEarly_BodyOverTheLimitIs413ForAClientThatSendsItAllFirst(t *testing.T) {
+	l := listen(t, Config{}, &fakeExecutor{})
+	for i := 0; i < 5; i++ {
+		conn := l.dial(t)
+		const size = 2 << 20
+		_, err := io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+			"Content-Length: "+strconv.Itoa(size)+"\r\n\r\n"+`{"script": "`+strings.Repeat("#", size-14)+`"}`)
+		require.NoError(t, err, "the whole body is taken")
+		readAnswer(t, conn, 413, "payload_too_large")
+	}
+}
+
 func TestEarly_SlowBodyIs408(t *testing.T) {
 	l := listen(t, Config{ReadTimeout: 300 * time.Millisecond}, &fakeExecutor{})
 	conn := l.dial(t)
