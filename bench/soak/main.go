@@ -268,7 +268,11 @@ func render(attacks []attackRow, rep *load.Report, before, after snapshot, crash
 		{"an idle worker dies", "it is noticed on acquisition or by the maintenance loop and replaced; no request sees it", "`TestPool_DeadIdleWorkerIsReplaced`"},
 		{"a client disconnects mid-run", "its worker is killed at once and replaced", "`TestE2E_ClientDisconnectKillsTheWorker`"},
 		{"the pool is exhausted", "`overloaded` (503 + `Retry-After`) after the queue timeout; queued requests are served in arrival order", "`TestE2E_OverloadedWhenEveryWorkerIsBusy`, `TestPool_QueuedRequestsAreServedInOrder`"},
-		{"SIGTERM", "`/health` turns 503, new scripts get `overloaded`, requests in flight finish (bounded by `PYEXEC_SHUTDOWN_TIMEOUT`), every jailed process is killed, exit 0", "`TestE2E_ShutdownFinishesInFlightAndLeavesNothing`, `TestE2E_ShutdownEndsConnectionsWithoutARequest`, `TestE2E_SIGTERM`"},
+		{"SIGTERM", "`/health` turns 503, new scripts get `overloaded`, requests in flight finish within `PYEXEC_SHUTDOWN_TIMEOUT` (scripts still running then are stopped and answered `overloaded`, connections still open are cut), every jailed process is killed, exit 0", "`TestE2E_ShutdownFinishesInFlightAndLeavesNothing`, `TestE2E_ShutdownEndsConnectionsWithoutARequest`, `TestE2E_SIGTERM`"},
+		{"the port is taken at start-up", "`Run` fails saying so; `Close` tears down the pool, the jail's files and cgroups", "`TestE2E_CloseAfterAFailedListen`"},
+		{"a worker slower to start than `PYEXEC_SPAWN_TIMEOUT`", "start-up fails with a message naming the variable", "`TestRun_SpawnTimeoutNamesItsVariable`"},
+		{"SIGKILL, then a restart in a cgroup shared with other processes (a container)", "the restart sits at the same cgroup depth, the dead instance's cgroups and jailed processes are removed, the other processes keep their limits; a clean exit leaves the cgroup as it was (on v1 here, on v2 in a VM)", "`TestE2E_RestartInASharedCgroup`"},
+		{"a jailed process closes its protocol channel and stays alive", "the worker is killed at once; that request gets `sandbox_error`", "`TestWorker_ClosedChannelEndsTheWorkerAtOnce`"},
 		{"garbage on the protocol, over-long lines, early EOF", "`sandbox_error` for that request; the codec stays in step", "`TestLineReader_*`, `FuzzLineReader`, `FuzzDecodeReply`"},
 		{"malformed request bodies", "`invalid_request`, never a crash", "`FuzzDecodeRequest`"},
 	}
