@@ -87,3 +87,20 @@ func TestFork_JailRunLimitsAreSpread(t *testing.T) {
 	assert.Greater(t, len(seen), 100, "limits drawn from a spread, so jails started together end apart")
 	assert.Equal(t, 4, jailRuns(4), "too small to spread")
 }
+
+// A child that has answered cannot hold its jail: one that lingers (here
+// by patching the sleep the harness takes after answering) is killed, the
+// zygote restores the jail and the next script runs.
+func TestFork_AChildLingeringAfterItsAnswerIsKilled(t *testing.T) {
+	s := newSpawner(t, Config{Isolation: IsolationFork})
+	w := spawn(t, s)
+	resp := run(t, w, "import time\n_real = time.sleep\ndef main():\n    time.sleep = lambda s: _real(60)\n    return 'looks normal'\n", 5*time.Second)
+	require.Nil(t, resp.Error, "%+v", resp.Error)
+	require.True(t, w.Reusable())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, w.AwaitReady(ctx), "the jail is restored without waiting for the lingering child")
+	resp = run(t, w, "def main():\n    return 2\n", 5*time.Second)
+	require.Nil(t, resp.Error, "%+v", resp.Error)
+	assert.Equal(t, "2", string(resp.Result))
+}

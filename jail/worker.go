@@ -64,6 +64,11 @@ type Worker struct {
 	// to that process (nil if it could not be opened).
 	harnessPID int
 	pidfd      *os.File
+	// childFD is a pidfd on the fork child given the last script, kept
+	// until the zygote's next ready line (nil: none). Kill may close it
+	// from another goroutine, hence the lock.
+	childMu sync.Mutex
+	childFD *os.File
 	// children is the zygote's /proc children list, kept open (fork
 	// isolation only; nil if it could not be opened).
 	children *os.File
@@ -355,6 +360,7 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 		// The child forked ahead of this script (see idleChild).
 		if child := w.child(); child > 0 {
 			setPolicy(child, unix.SCHED_NORMAL)
+			w.watchChild(child)
 		}
 	case w.harnessPID > 0:
 		_ = unix.Setpriority(unix.PRIO_PROCESS, w.harnessPID, 0)
@@ -421,31 +427,88 @@ func (w *Worker) AwaitReady(ctx context.Context) error {
 
 // awaitReady reads the zygote's ready line, sent once it has restored the
 // jail after the previous script.
+//
+// The zygote waits for the child to end, and the child is the script's: it
+// can stay alive after its answer (a script can replace the sleep the
+// harness takes then, or forge its answer early and carry on). So a child
+// still there childGrace after its answer was read is killed, through the
+// pidfd taken on it when its request was sent.
 func (w *Worker) awaitReady(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case lr, ok := <-w.lines:
-		if !ok || lr.err != nil {
-			return fmt.Errorf("no ready line: %v", lr.err)
+	grace := time.NewTimer(childGrace)
+	defer grace.Stop()
+	for {
+		select {
+		case <-grace.C:
+			w.killChild()
+			continue
+		case lr, ok := <-w.lines:
+			return w.readyAgain(lr, ok)
+		case <-t.C:
+			return fmt.Errorf("jail not restored within %v", d)
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		// A child, or anything it left running, may write this line too;
-		// only the zygote knows the nonce that lets the jail serve again.
-		m, err := decodeReady(lr.line)
-		if err != nil {
-			return err
-		}
-		if !w.follows(m) {
-			return errors.New("ready line out of step with the zygote's last one")
-		}
-		w.nonce, w.needReady = m.Nonce, false
-		w.idleChild()
-		return nil
-	case <-t.C:
-		return fmt.Errorf("jail not restored within %v", d)
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+}
+
+// childGrace is how long a fork child may take to end after its answer has
+// been read: it only has to exit (normally a few milliseconds).
+const childGrace = 100 * time.Millisecond
+
+// watchChild takes a pidfd on the child about to be given a script (0:
+// none known), for killChild.
+func (w *Worker) watchChild(pid int) {
+	w.closeChild()
+	if pid <= 0 {
+		return
+	}
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		w.childMu.Lock()
+		w.childFD = os.NewFile(uintptr(fd), "child pidfd")
+		w.childMu.Unlock()
+	}
+}
+
+// killChild kills the child that ran the last script, if it still runs.
+func (w *Worker) killChild() {
+	w.childMu.Lock()
+	defer w.childMu.Unlock()
+	if w.childFD != nil {
+		_ = unix.PidfdSendSignal(int(w.childFD.Fd()), unix.SIGKILL, nil, 0)
+		_ = w.childFD.Close()
+		w.childFD = nil
+	}
+}
+
+func (w *Worker) closeChild() {
+	w.childMu.Lock()
+	defer w.childMu.Unlock()
+	if w.childFD != nil {
+		_ = w.childFD.Close()
+		w.childFD = nil
+	}
+}
+
+// readyAgain checks the line read after a child as the zygote's ready line.
+func (w *Worker) readyAgain(lr lineResult, ok bool) error {
+	w.closeChild()
+	if !ok || lr.err != nil {
+		return fmt.Errorf("no ready line: %v", lr.err)
+	}
+	// A child, or anything it left running, may write this line too; only
+	// the zygote knows the nonce that lets the jail serve again.
+	m, err := decodeReady(lr.line)
+	if err != nil {
+		return err
+	}
+	if !w.follows(m) {
+		return errors.New("ready line out of step with the zygote's last one")
+	}
+	w.nonce, w.needReady = m.Nonce, false
+	w.idleChild()
+	return nil
 }
 
 // reply turns what the reader delivered into a response.
@@ -719,6 +782,7 @@ func (w *Worker) Kill() {
 		if w.pidfd != nil {
 			w.pidfd.Close()
 		}
+		w.closeChild()
 	})
 }
 
