@@ -63,6 +63,10 @@ type Config struct {
 	// ReadTimeout bounds the time to receive a whole request, head and
 	// body (default 30s); a request slower than that is answered 408.
 	ReadTimeout time.Duration
+	// WriteTimeout bounds the time to send one answer (default 30s): a
+	// client that stops reading cannot keep its answer, up to a few MB,
+	// in the service's memory.
+	WriteTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -83,6 +87,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BaseContext == nil {
 		c.BaseContext = context.Background()
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = 30 * time.Second
@@ -115,6 +122,7 @@ func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) *
 		DisableStartupMessage: true,
 		ErrorHandler:          s.handleError,
 		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
 		IdleTimeout:           120 * time.Second,
 		// One spelling per endpoint: /execute/ or /EXECUTE are 404, so
 		// every script run is one logged and counted as /execute.
@@ -125,13 +133,14 @@ func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) *
 		Immutable: false,
 	})
 	s.answerEarlyErrors(app)
-	app.Use(s.requestLog)
+	app.Use(s.requestLog, oneFraming)
 	if len(cfg.CORSOrigins) > 0 {
 		app.Use(s.cors())
 	}
 	// Checks run in this order: the key, the rate, then the body's media
 	// type and encoding, so that a client without the key learns nothing
-	// else (a body over the limit is refused earlier, while it is read).
+	// else (a body over the limit, or one whose length is ambiguous, is
+	// refused earlier).
 	execute := []fiber.Handler{s.authorize}
 	if cfg.RateLimit > 0 {
 		execute = append(execute, s.rateLimiter())

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
@@ -26,6 +27,7 @@ import (
 // only the HTTP server does (reading and refusing requests), with its logs
 // and metrics at hand.
 type listening struct {
+	app     *fiber.App
 	addr    string
 	logs    *observer.ObservedLogs
 	metrics *Metrics
@@ -44,7 +46,7 @@ func listen(t *testing.T, cfg Config, exec pyexec.Executor) *listening {
 		assert.NoError(t, app.Shutdown())
 		assert.NoError(t, <-served)
 	})
-	return &listening{addr: ln.Addr().String(), logs: logs, metrics: cfg.Metrics}
+	return &listening{app: app, addr: ln.Addr().String(), logs: logs, metrics: cfg.Metrics}
 }
 
 func (l *listening) dial(t *testing.T) net.Conn {
@@ -219,4 +221,81 @@ func TestEarly_SilentConnectionIsClosedQuietly(t *testing.T) {
 	}
 	assert.Zero(t, l.logs.FilterMessage("request").Len())
 	assert.Zero(t, testutil.CollectAndCount(l.metrics.requests))
+}
+
+// send writes a raw request on a fresh connection and returns the answer's
+// error type (empty for success) and whether the service closed after it.
+func (l *listening) send(t *testing.T, head, body string) (status int, errType string, closed bool) {
+	t.Helper()
+	conn := l.dial(t)
+	_, err := io.WriteString(conn, head+"\r\n"+body)
+	require.NoError(t, err)
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var answer struct {
+		Error *struct {
+			Type string `json:"type"`
+		} `json:"error"`
+	}
+	data, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &answer), "%s", data)
+	assert.NotEmpty(t, res.Header.Get("X-Request-ID"))
+	if answer.Error != nil {
+		errType = answer.Error.Type
+	}
+	return res.StatusCode, errType, res.Close
+}
+
+// Headers that say two things about the body are refused: two differing
+// Content-Length headers (the body's end is ambiguous, the connection is
+// closed), and more than one Content-Type.
+func TestExecute_AmbiguousHeadersAreRefused(t *testing.T) {
+	l := listen(t, Config{}, &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}})
+	body := `{"script": "def main():\n    return 1\n"}`
+	n := strconv.Itoa(len(body))
+	const start = "POST /execute HTTP/1.1\r\nHost: x\r\n"
+
+	status, errType, closed := l.send(t, start+"Content-Type: application/json\r\nContent-Length: 5\r\nContent-Length: "+n+"\r\n", body)
+	assert.Equal(t, 400, status)
+	assert.Equal(t, "invalid_request", errType)
+	assert.True(t, closed, "after an ambiguous length the connection is closed")
+
+	status, errType, _ = l.send(t, start+"Content-Type: text/plain\r\nContent-Type: application/json\r\nContent-Length: "+n+"\r\n", body)
+	assert.Equal(t, 415, status)
+	assert.Equal(t, "unsupported_media_type", errType)
+
+	status, errType, _ = l.send(t, start+"Content-Type: application/json; foo; charset=latin-1\r\nContent-Length: "+n+"\r\n", body)
+	assert.Equal(t, 415, status, "a charset that cannot be read is not taken for UTF-8")
+	assert.Equal(t, "unsupported_media_type", errType)
+
+	status, errType, closed = l.send(t, start+"Content-Type: application/json\r\nContent-Length: "+n+"\r\nContent-Length: "+n+"\r\n", body)
+	assert.Equal(t, 200, status, "the same length twice is not ambiguous: %s", errType)
+	assert.False(t, closed)
+}
+
+// A client that stops reading does not keep its answer in the service:
+// the write gives up after WriteTimeout and the connection is closed.
+func TestExecute_AClientThatStopsReadingIsCutOff(t *testing.T) {
+	// Larger than the kernel's largest send buffer (4 MiB here), so the
+	// write cannot complete into it.
+	big := strings.Repeat("x", 12<<20)
+	l := listen(t, Config{WriteTimeout: 200 * time.Millisecond},
+		&fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1"), Stdout: big}})
+	conn := l.dial(t).(*net.TCPConn)
+	require.NoError(t, conn.SetReadBuffer(4096))
+	body := `{"script": "def main():\n    return 1\n"}`
+	_, err := io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+		"Content-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	require.NoError(t, err)
+	// The service holds the connection while it writes, and lets it go
+	// once the write has timed out (the client cannot see that: the close
+	// waits behind the data it does not read).
+	require.Eventually(t, func() bool { return l.app.Server().GetOpenConnectionsCount() == 1 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return l.app.Server().GetOpenConnectionsCount() == 0 }, 10*time.Second, 10*time.Millisecond,
+		"the service closes a connection whose client does not read its answer")
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(time.Second)))
+	n, _ := io.Copy(io.Discard, conn)
+	assert.Less(t, n, int64(len(big)), "the answer was cut short")
 }
