@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -286,4 +287,31 @@ def main():
 	require.NoError(t, json.Unmarshal(resp.Result, &got))
 	assert.Less(t, got.CPU, 1.4, "two spinning processes used %.2f CPU-seconds in one second", got.CPU)
 	assert.Equal(t, runtime.NumCPU(), got.CPUs, "a worker may run on any CPU")
+}
+
+// The temporary directories of an instance that is gone (killed, so it
+// could not remove them) are removed by the next one; those of live
+// instances and other files are left alone.
+func TestRemoveStaleTemp(t *testing.T) {
+	dir := t.TempDir()
+	gone := exec.Command("true")
+	require.NoError(t, gone.Run())
+	dead := gone.Process.Pid
+	names := map[string]bool{ // name: removed
+		fmt.Sprintf("pyexec-%d-harness-1", dead):        true,
+		fmt.Sprintf("pyexec-%d-empty-2", dead):          true,
+		fmt.Sprintf("pyexec-%d-harness-3", os.Getpid()): false,
+		fmt.Sprintf("pyexec-%d-harness-4", 1):           false, // init lives
+		fmt.Sprintf("pyexec-%d-other-5", dead):          false,
+		"pyexec-harness-6":                              false,
+	}
+	for name := range names {
+		require.NoError(t, os.Mkdir(filepath.Join(dir, name), 0o755))
+	}
+	require.NoError(t, os.Chmod(filepath.Join(dir, fmt.Sprintf("pyexec-%d-empty-2", dead)), 0o555))
+	removeStaleTemp(dir)
+	for name, removed := range names {
+		_, err := os.Stat(filepath.Join(dir, name))
+		assert.Equal(t, removed, os.IsNotExist(err), "%s", name)
+	}
 }

@@ -213,6 +213,7 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new spawner: %w", err)
 	}
+	removeStaleTemp(os.TempDir())
 	if s.harnessDir, err = writeHarness(); err != nil {
 		s.cg.close()
 		return nil, fmt.Errorf("new spawner: %w", err)
@@ -310,8 +311,32 @@ func checkReachable(path string, uid int) error {
 	}
 }
 
+// tempPrefix names this instance's temporary directories after its pid, so
+// that a later instance can tell those of a dead one (see removeStaleTemp).
+func tempPrefix(kind string) string { return fmt.Sprintf("pyexec-%d-%s-", os.Getpid(), kind) }
+
+// removeStaleTemp removes, from dir, the temporary directories of
+// instances that are gone: one killed with SIGKILL cannot remove its own.
+func removeStaleTemp(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "pyexec-")
+		pidText, kind, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || !e.IsDir() || pid == os.Getpid() || exists(fmt.Sprintf("/proc/%d", pid)) {
+			continue
+		}
+		if strings.HasPrefix(kind, "harness-") || strings.HasPrefix(kind, "empty-") {
+			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 func writeHarness() (string, error) {
-	dir, err := os.MkdirTemp("", "pyexec-harness-")
+	dir, err := os.MkdirTemp("", tempPrefix("harness"))
 	if err != nil {
 		return "", fmt.Errorf("write harness: %w", err)
 	}
@@ -327,7 +352,7 @@ func writeHarness() (string, error) {
 
 // makeEmptyDir makes the empty, read-only directory that hides others.
 func makeEmptyDir() (string, error) {
-	dir, err := os.MkdirTemp("", "pyexec-empty-")
+	dir, err := os.MkdirTemp("", tempPrefix("empty"))
 	if err != nil {
 		return "", fmt.Errorf("make empty dir: %w", err)
 	}
