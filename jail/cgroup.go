@@ -227,15 +227,9 @@ func removeStaleParents(base, mode string) {
 		return
 	}
 	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), "pyexec-")
-		if !ok || !e.IsDir() {
-			continue
+		if pid, rest, ok := instanceName(e.Name()); ok && rest == "" && e.IsDir() && gone(pid) {
+			(&cgroups{mode: mode, parents: []string{filepath.Join(base, e.Name())}}).close()
 		}
-		pid, err := strconv.Atoi(rest)
-		if err != nil || pid == os.Getpid() || exists(fmt.Sprintf("/proc/%d", pid)) {
-			continue
-		}
-		(&cgroups{mode: mode, parents: []string{filepath.Join(base, e.Name())}}).close()
 	}
 }
 
@@ -350,13 +344,8 @@ func (c *cgroups) close() {
 // isServiceLeaf recognises the service's leaf, also under the name
 // (pyexec-<pid>-service) that earlier versions gave it.
 func isServiceLeaf(name string) bool {
-	if name == serviceLeaf {
-		return true
-	}
-	rest, ok := strings.CutPrefix(name, "pyexec-")
-	pid, isLeaf := strings.CutSuffix(rest, "-service")
-	_, err := strconv.Atoi(pid)
-	return ok && isLeaf && err == nil
+	_, rest, ok := instanceName(name)
+	return name == serviceLeaf || ok && rest == "-service"
 }
 
 // restoreBase undoes, on v2, what setting up did to the service's own
@@ -397,14 +386,31 @@ func otherInstances(base string) bool {
 		return false
 	}
 	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), "pyexec-")
-		pid, err := strconv.Atoi(rest)
-		if ok && err == nil && e.IsDir() && pid != os.Getpid() && exists(fmt.Sprintf("/proc/%d", pid)) {
+		if pid, rest, ok := instanceName(e.Name()); ok && rest == "" && e.IsDir() && pid != os.Getpid() && !gone(pid) {
 			return true
 		}
 	}
 	return false
 }
+
+// instanceName parses a name an instance of the service gives what it
+// owns: "pyexec-<pid>", then rest ("" or from the next "-" on). ok is
+// false for any other name.
+func instanceName(name string) (pid int, rest string, ok bool) {
+	tail, ok := strings.CutPrefix(name, "pyexec-")
+	if !ok {
+		return 0, "", false
+	}
+	end := strings.IndexByte(tail, '-')
+	if end < 0 {
+		end = len(tail)
+	}
+	pid, err := strconv.Atoi(tail[:end])
+	return pid, tail[end:], err == nil && pid > 0
+}
+
+// gone reports whether pid, another instance's, no longer runs.
+func gone(pid int) bool { return pid != os.Getpid() && !exists(fmt.Sprintf("/proc/%d", pid)) }
 
 // workerCgroup is the cgroup (one directory per v1 controller, or one v2
 // directory) of a single worker.

@@ -323,13 +323,8 @@ func removeStaleTemp(dir string) {
 		return
 	}
 	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), "pyexec-")
-		pidText, kind, _ := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidText)
-		if !ok || err != nil || !e.IsDir() || pid == os.Getpid() || exists(fmt.Sprintf("/proc/%d", pid)) {
-			continue
-		}
-		if strings.HasPrefix(kind, "harness-") || strings.HasPrefix(kind, "empty-") {
+		pid, rest, ok := instanceName(e.Name())
+		if ok && e.IsDir() && gone(pid) && (strings.HasPrefix(rest, "-harness-") || strings.HasPrefix(rest, "-empty-")) {
 			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}

@@ -64,8 +64,8 @@ type Worker struct {
 	// to that process (nil if it could not be opened).
 	harnessPID int
 	pidfd      *os.File
-	// childFD is a pidfd on the fork child given the last script, kept
-	// until the zygote's next ready line (nil: none). Kill may close it
+	// childFD is a pidfd on the fork child forked ahead of the next
+	// script, kept until the zygote's ready line after it (nil: none). Kill may close it
 	// from another goroutine, hence the lock.
 	childMu sync.Mutex
 	childFD *os.File
@@ -250,6 +250,7 @@ func (w *Worker) readLines(max int) {
 func (w *Worker) idleChild() {
 	if child := w.child(); child > 0 {
 		setPolicy(child, unix.SCHED_IDLE)
+		w.watchChild(child)
 	}
 }
 
@@ -360,7 +361,6 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 		// The child forked ahead of this script (see idleChild).
 		if child := w.child(); child > 0 {
 			setPolicy(child, unix.SCHED_NORMAL)
-			w.watchChild(child)
 		}
 	case w.harnessPID > 0:
 		_ = unix.Setpriority(unix.PRIO_PROCESS, w.harnessPID, 0)
@@ -457,38 +457,48 @@ func (w *Worker) awaitReady(ctx context.Context, d time.Duration) error {
 // been read: it only has to exit (normally a few milliseconds).
 const childGrace = 100 * time.Millisecond
 
-// watchChild takes a pidfd on the child about to be given a script (0:
-// none known), for killChild.
+// watchChild takes a pidfd on the child forked ahead of the next script,
+// for killChild. It is taken while the child waits, off the request's path.
 func (w *Worker) watchChild(pid int) {
-	w.closeChild()
-	if pid <= 0 {
-		return
+	fd := openPidfd(pid)
+	w.childMu.Lock()
+	defer w.childMu.Unlock()
+	if w.childFD != nil {
+		_ = w.childFD.Close()
 	}
-	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-		w.childMu.Lock()
-		w.childFD = os.NewFile(uintptr(fd), "child pidfd")
-		w.childMu.Unlock()
-	}
+	w.childFD = fd
 }
 
 // killChild kills the child that ran the last script, if it still runs.
-func (w *Worker) killChild() {
+func (w *Worker) killChild() { w.dropChild(true) }
+
+func (w *Worker) closeChild() { w.dropChild(false) }
+
+// dropChild lets go of the pidfd on the last child, killing it first if
+// kill is set.
+func (w *Worker) dropChild(kill bool) {
 	w.childMu.Lock()
 	defer w.childMu.Unlock()
-	if w.childFD != nil {
-		_ = unix.PidfdSendSignal(int(w.childFD.Fd()), unix.SIGKILL, nil, 0)
-		_ = w.childFD.Close()
-		w.childFD = nil
+	if w.childFD == nil {
+		return
 	}
+	if kill {
+		_ = unix.PidfdSendSignal(int(w.childFD.Fd()), unix.SIGKILL, nil, 0)
+	}
+	_ = w.childFD.Close()
+	w.childFD = nil
 }
 
-func (w *Worker) closeChild() {
-	w.childMu.Lock()
-	defer w.childMu.Unlock()
-	if w.childFD != nil {
-		_ = w.childFD.Close()
-		w.childFD = nil
+// openPidfd opens a pidfd on pid, or returns nil (pid unknown, or gone).
+func openPidfd(pid int) *os.File {
+	if pid <= 0 {
+		return nil
 	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "pidfd")
 }
 
 // readyAgain checks the line read after a child as the zygote's ready line.
@@ -674,13 +684,7 @@ func (w *Worker) endedWithoutReply() *pyexec.Error {
 // watchHarness records the jailed interpreter's host pid (0: unknown) and
 // opens a pidfd on it, through which the kernel tells when it has exited.
 func (w *Worker) watchHarness(pid int) {
-	w.harnessPID = pid
-	if pid <= 0 {
-		return
-	}
-	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-		w.pidfd = os.NewFile(uintptr(fd), "pidfd")
-	}
+	w.harnessPID, w.pidfd = pid, openPidfd(pid)
 }
 
 // harnessAlive reports whether the jailed interpreter has not exited yet.
