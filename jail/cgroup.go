@@ -15,21 +15,13 @@ import (
 	"go.uber.org/zap"
 )
 
-// Cgroup modes, as reported in /health.
-const (
-	CgroupV1   = "v1"
-	CgroupV2   = "v2"
-	CgroupNone = "none"
-	CgroupAuto = "auto"
-)
-
 // cgroups owns the parent cgroup(s) of this service instance and creates one
 // child cgroup per worker. The service, not nsjail, manages them: the whole
 // worker (nsjail and everything it starts) is placed in its cgroup before
 // nsjail runs, so the limits hold from the first instruction, every process
 // can be found and killed, and an OOM kill can be told from any other death.
 type cgroups struct {
-	mode    string
+	mode    CgroupMode
 	parents []string // v1: one per controller (memory, pids[, cpu]); v2: one
 	memory  int64    // bytes, 0 = unlimited
 	pids    int      // 0 = unlimited
@@ -89,7 +81,7 @@ func exists(path string) bool {
 // instance's parents. want is CgroupAuto, CgroupV1, CgroupV2 or CgroupNone.
 // With auto, a host without usable cgroups yields mode none and a warning;
 // an explicitly requested version that cannot be set up is an error.
-func setupCgroups(root, selfCgroup string, want string, memory int64, pids int, cpu int64, log *zap.Logger) (*cgroups, error) {
+func setupCgroups(root, selfCgroup string, want CgroupMode, memory int64, pids int, cpu int64, log *zap.Logger) (*cgroups, error) {
 	if want == CgroupNone {
 		return &cgroups{mode: CgroupNone}, nil
 	}
@@ -221,7 +213,7 @@ func setupV2(root, own, name string, memory int64, pids int, cpu int64) (*cgroup
 // removeStaleParents cleans up after instances that died without closing:
 // a parent named pyexec-<pid> whose process is gone is emptied (its jailed
 // processes killed) and removed.
-func removeStaleParents(base, mode string) {
+func removeStaleParents(base string, mode CgroupMode) {
 	entries, err := os.ReadDir(base)
 	if err != nil {
 		return
@@ -415,7 +407,7 @@ func gone(pid int) bool { return pid != os.Getpid() && !exists(fmt.Sprintf("/pro
 // workerCgroup is the cgroup (one directory per v1 controller, or one v2
 // directory) of a single worker.
 type workerCgroup struct {
-	mode string
+	mode CgroupMode
 	dirs []string
 	// events is the open file of OOM-kill counts (nil without cgroups);
 	// set before the cgroup is shared, then only read and closed.
@@ -480,7 +472,7 @@ func (w *workerCgroup) oomKilled() bool { return w.oomKills() > 0 }
 
 // openEvents opens the file of OOM-kill counts, kept open for oomKills.
 func (w *workerCgroup) openEvents() {
-	name := map[string]string{CgroupV1: "memory.oom_control", CgroupV2: "memory.events"}[w.mode]
+	name := map[CgroupMode]string{CgroupV1: "memory.oom_control", CgroupV2: "memory.events"}[w.mode]
 	if name == "" || len(w.dirs) == 0 {
 		return
 	}

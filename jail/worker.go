@@ -24,11 +24,6 @@ import (
 	"github.com/pyexec/pyexec"
 )
 
-// ErrWorkerGone is returned by Run when the worker could not be given the
-// script at all (it had died while idle), so the script can be retried on
-// another worker.
-var ErrWorkerGone = errors.New("worker is gone")
-
 // ErrSpawnTimeout is returned by Spawn when the worker was not ready
 // within Config.SpawnTimeout.
 var ErrSpawnTimeout = errors.New("spawn timed out")
@@ -314,7 +309,10 @@ func (w *Worker) Reusable() bool { return w.reusable }
 
 // Run sends one script and waits for its reply, at most req.Timeout (the
 // wall-clock limit, enforced here by killing the worker). If ctx ends first
-// the worker is killed and ctx's error returned.
+// the worker is killed and ctx's error returned. Every other error means
+// the script never reached the worker (it had died while idle, or did not
+// get ready again), so it may be tried on another; whatever happens once
+// the script has reached it is a Response.
 func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
 	if w.used && !w.reusable {
 		panic("jail: Run on a worker that is not reusable")
@@ -323,7 +321,7 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	if w.needReady {
 		if err := w.awaitReady(ctx, 10*time.Second); err != nil {
 			w.Kill()
-			return nil, fmt.Errorf("run: %w: %w", ErrWorkerGone, err)
+			return nil, fmt.Errorf("run: the worker was not ready: %w", err)
 		}
 	}
 	// A fork jail outlives its scripts, so an OOM kill is this script's
@@ -341,7 +339,7 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 		Limits: requestLimits{
 			MaxOutputBytes: w.cfg.MaxOutputBytes,
 			MaxScriptBytes: w.cfg.MaxScriptBytes,
-			Validation:     w.cfg.Validation,
+			Validation:     w.cfg.Validation.String(),
 		},
 	}
 	line, err := encodeLine(msg)
@@ -390,7 +388,7 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 		case err := <-writeErr:
 			if err != nil {
 				w.Kill()
-				return nil, fmt.Errorf("run: send script: %w: %w", ErrWorkerGone, err)
+				return nil, fmt.Errorf("run: send script: %w", err)
 			}
 			writeErr = nil
 		case lr, ok := <-w.lines:

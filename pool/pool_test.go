@@ -79,6 +79,15 @@ func newPool(t *testing.T, cfg Config) *Pool {
 	if cfg.MaintainInterval == 0 {
 		cfg.MaintainInterval = 10 * time.Millisecond
 	}
+	if cfg.QueueTimeout == 0 {
+		cfg.QueueTimeout = 10 * time.Second
+	}
+	if cfg.SpawnTimeout == 0 {
+		cfg.SpawnTimeout = 10 * time.Second
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = 10 * time.Minute
+	}
 	p, err := New(cfg, zap.NewNop())
 	require.NoError(t, err)
 	p.Start()
@@ -238,23 +247,6 @@ func TestPool_SpawnFailuresMakeItUnreadyAndBackOff(t *testing.T) {
 
 	f.fail.Store(false)
 	require.Eventually(t, func() bool { _, ready, _ := p.Status(); return ready }, 5*time.Second, 10*time.Millisecond)
-}
-
-func TestPool_ColdModeSpawnsPerRequest(t *testing.T) {
-	f := &factory{}
-	p := newPool(t, Config{Size: 0, Spawn: f.spawn})
-	require.NoError(t, p.WaitReady(context.Background()))
-	for i := 0; i < 3; i++ {
-		_, err := p.Execute(context.Background(), req())
-		require.NoError(t, err)
-	}
-	// Workers are killed just after their answer; Close waits for that.
-	p.Close()
-	ws := f.all()
-	assert.Len(t, ws, 4) // one readiness probe, three requests
-	for _, w := range ws {
-		assert.True(t, w.killed.Load())
-	}
 }
 
 func TestPool_ClosedPoolRefuses(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pyexec/pyexec/internal/testenv"
+	"github.com/pyexec/pyexec/jail"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -299,7 +300,7 @@ func probe(statements ...string) string {
 
 func TestAttacks_MinimalValidation(t *testing.T) { inEveryMode(t, testAttacks) }
 
-func testAttacks(t *testing.T, iso string) {
+func testAttacks(t *testing.T, iso jail.Isolation) {
 	t.Setenv("PYEXEC_ATTACK_SECRET", "do-not-leak")
 	canaryDir, err := os.MkdirTemp("/var/tmp", "pyexec-canary-")
 	require.NoError(t, err)
@@ -324,7 +325,7 @@ func testAttacks(t *testing.T, iso string) {
 		}
 	}()
 
-	s := startService(t, iso, func(c *Config) { c.Validation = "minimal"; c.PoolSize = 4 })
+	s := startService(t, iso, func(c *Config) { c.Validation = jail.ValidationMinimal; c.PoolSize = 4 })
 	_, portStr, err := net.SplitHostPort(s.m.Addr)
 	require.NoError(t, err)
 	var port int
@@ -344,7 +345,7 @@ func testAttacks(t *testing.T, iso string) {
 		// make soak renders docs/RELIABILITY.md from this run's outcomes.
 		t.Cleanup(func() {
 			data, _ := json.MarshalIndent(rows, "", "  ")
-			assert.NoError(t, os.WriteFile(path+"."+iso, data, 0o644))
+			assert.NoError(t, os.WriteFile(path+"."+iso.String(), data, 0o644))
 		})
 	}
 	for _, a := range list {
@@ -362,7 +363,7 @@ func testAttacks(t *testing.T, iso string) {
 				if a.leaks && r.Body.Error == nil && string(r.Body.Result) != "[]" {
 					what = string(r.Body.Result)
 				}
-				rows = append(rows, row{Mode: iso, Name: a.name, Outcome: got, Got: what, Passed: !t.Failed()})
+				rows = append(rows, row{Mode: iso.String(), Name: a.name, Outcome: got, Got: what, Passed: !t.Failed()})
 			}()
 			switch {
 			case a.leaks:

@@ -8,16 +8,22 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/pyexec/pyexec/jail"
 )
 
-// Config is the service's whole configuration, read from the environment.
-// Every default is safe; the README's configuration table lists them.
+// Config is the service's whole configuration, read from the environment
+// and checked here once; the packages it is handed down to take it as
+// given. DefaultConfig holds every default (the README's configuration
+// table lists them).
 type Config struct {
 	Port            string
 	Host            string
 	PoolSize        int
-	Isolation       string
-	Validation      string
+	Isolation       jail.Isolation
+	Validation      jail.Validation
 	Timeout         time.Duration
 	MaxTimeout      time.Duration
 	MemoryMB        int
@@ -29,8 +35,8 @@ type Config struct {
 	APIKey          string
 	Nsjail          string
 	Python          string
-	Cgroup          string
-	LogLevel        string
+	Cgroup          jail.CgroupMode
+	LogLevel        zapcore.Level
 	WorkerMaxAge    time.Duration
 	StartupTimeout  time.Duration
 	SpawnTimeout    time.Duration
@@ -59,8 +65,8 @@ func DefaultConfig() Config {
 		Port:           "8080",
 		Host:           "",
 		PoolSize:       size,
-		Isolation:      "strict",
-		Validation:     "standard",
+		Isolation:      jail.IsolationStrict,
+		Validation:     jail.ValidationStandard,
 		Timeout:        5 * time.Second,
 		MaxTimeout:     30 * time.Second,
 		MemoryMB:       512,
@@ -70,8 +76,8 @@ func DefaultConfig() Config {
 		MaxOutputBytes: 1 << 20,
 		QueueTimeout:   10 * time.Second,
 		Python:         ".venv/bin/python",
-		Cgroup:         "auto",
-		LogLevel:       "info",
+		Cgroup:         jail.CgroupAuto,
+		LogLevel:       zapcore.InfoLevel,
 		WorkerMaxAge:   10 * time.Minute,
 		StartupTimeout: 60 * time.Second,
 		SpawnTimeout:   30 * time.Second,
@@ -88,8 +94,8 @@ func (c *Config) ParseEnv(getenv func(string) string) error {
 	p.str("PORT", &c.Port)
 	p.str("PYEXEC_HOST", &c.Host)
 	p.integer("PYEXEC_POOL_SIZE", &c.PoolSize, 0, 256)
-	p.str("PYEXEC_ISOLATION", &c.Isolation)
-	p.str("PYEXEC_VALIDATION", &c.Validation)
+	enum(&p, "PYEXEC_ISOLATION", &c.Isolation, jail.ParseIsolation)
+	enum(&p, "PYEXEC_VALIDATION", &c.Validation, jail.ParseValidation)
 	p.seconds("PYEXEC_TIMEOUT", &c.Timeout)
 	p.seconds("PYEXEC_MAX_TIMEOUT", &c.MaxTimeout)
 	p.integer("PYEXEC_MEMORY_MB", &c.MemoryMB, 64, 1<<20)
@@ -101,8 +107,8 @@ func (c *Config) ParseEnv(getenv func(string) string) error {
 	p.str("PYEXEC_API_KEY", &c.APIKey)
 	p.str("PYEXEC_NSJAIL", &c.Nsjail)
 	p.str("PYEXEC_PYTHON", &c.Python)
-	p.str("PYEXEC_CGROUP", &c.Cgroup)
-	p.str("PYEXEC_LOG_LEVEL", &c.LogLevel)
+	enum(&p, "PYEXEC_CGROUP", &c.Cgroup, jail.ParseCgroupMode)
+	enum(&p, "PYEXEC_LOG_LEVEL", &c.LogLevel, parseLevel)
 	p.seconds("PYEXEC_WORKER_MAX_AGE", &c.WorkerMaxAge)
 	p.seconds("PYEXEC_STARTUP_TIMEOUT", &c.StartupTimeout)
 	p.seconds("PYEXEC_SPAWN_TIMEOUT", &c.SpawnTimeout)
@@ -121,19 +127,6 @@ func (c *Config) ParseEnv(getenv func(string) string) error {
 
 // Validate checks values that depend on each other.
 func (c *Config) Validate() error {
-	switch c.Isolation {
-	case "strict", "fork":
-	default:
-		return fmt.Errorf("PYEXEC_ISOLATION=%q: want strict or fork", c.Isolation)
-	}
-	if c.Validation != "standard" && c.Validation != "minimal" {
-		return fmt.Errorf("PYEXEC_VALIDATION=%q: want standard or minimal", c.Validation)
-	}
-	switch c.Cgroup {
-	case "auto", "v1", "v2", "none":
-	default:
-		return fmt.Errorf("PYEXEC_CGROUP=%q: want auto, v1, v2 or none", c.Cgroup)
-	}
 	if c.Timeout <= 0 || c.MaxTimeout <= 0 || c.Timeout > c.MaxTimeout {
 		return fmt.Errorf("PYEXEC_TIMEOUT (%v) must be positive and at most PYEXEC_MAX_TIMEOUT (%v)", c.Timeout, c.MaxTimeout)
 	}
@@ -238,6 +231,30 @@ func (p *envParser) list(name string, dst *[]string) {
 		}
 	}
 	*dst = out
+}
+
+// enum reads a value that parse turns into one of a fixed set.
+func enum[T any](p *envParser, name string, dst *T, parse func(string) (T, error)) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	t, err := parse(v)
+	if err != nil {
+		p.err = fmt.Errorf("%s: %w", name, err)
+		return
+	}
+	*dst = t
+}
+
+// parseLevel reads a log level: debug, info, warn or error.
+func parseLevel(s string) (zapcore.Level, error) {
+	switch l, err := zapcore.ParseLevel(s); {
+	case err != nil, l < zapcore.DebugLevel, l > zapcore.ErrorLevel:
+		return 0, fmt.Errorf("%q: want debug, info, warn or error", s)
+	default:
+		return l, nil
+	}
 }
 
 // seconds accepts a number of seconds ("2.5") or a Go duration ("500ms").

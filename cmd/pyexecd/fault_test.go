@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pyexec/pyexec/internal/testenv"
+	"github.com/pyexec/pyexec/jail"
 )
 
 // childrenOf lists the pids whose parent is pid.
@@ -45,7 +46,7 @@ func childrenOf(pid int) []int {
 
 func TestE2E_WorkerKilledFromOutside(t *testing.T) { inEveryMode(t, testE2EWorkerKilledFromOutside) }
 
-func testE2EWorkerKilledFromOutside(t *testing.T, iso string) {
+func testE2EWorkerKilledFromOutside(t *testing.T, iso jail.Isolation) {
 	s := startService(t, iso, func(c *Config) { c.PoolSize = 1 })
 	done := make(chan result, 1)
 	go func() { done <- s.run("import time\ndef main():\n    time.sleep(20)\n", 25) }()

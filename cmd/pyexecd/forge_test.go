@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pyexec/pyexec/jail"
 )
 
 // forger finds the ids the harness holds for the request it is running
@@ -105,13 +107,13 @@ def main():
 // must still be answered by its own script, whatever the isolation and
 // validation policy.
 func TestAttacks_ForgedRepliesCannotServeTheNextScript(t *testing.T) {
-	inEveryMode(t, func(t *testing.T, iso string) {
-		for _, policy := range []string{"standard", "minimal"} {
-			t.Run(policy, func(t *testing.T) {
+	inEveryMode(t, func(t *testing.T, iso jail.Isolation) {
+		for _, policy := range []jail.Validation{jail.ValidationStandard, jail.ValidationMinimal} {
+			t.Run(policy.String(), func(t *testing.T) {
 				const poolSize = 2
 				s := startService(t, iso, func(c *Config) { c.PoolSize = poolSize; c.Validation = policy })
 				first := []string{"validation_error", "ok", "ready"}
-				if iso == "fork" {
+				if iso == jail.IsolationFork {
 					first = append(first, "restored-0")
 				}
 				for _, shape := range first {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pyexec/pyexec/jail"
 )
 
 // The leak suite: in fork isolation one jail serves many scripts, so each
@@ -120,7 +122,7 @@ def main():
 `
 
 func TestFork_NoStateLeaksBetweenRuns(t *testing.T) {
-	s := startService(t, "fork", func(c *Config) { c.PoolSize = 1; c.Validation = "minimal" })
+	s := startService(t, jail.IsolationFork, func(c *Config) { c.PoolSize = 1; c.Validation = jail.ValidationMinimal })
 	var first map[string]any
 	for round := 0; round < 3; round++ {
 		r := s.run(plant, 10)
@@ -198,7 +200,7 @@ def main():
 `
 
 func TestFork_ForgedRestoredLineCannotStealTheNextScript(t *testing.T) {
-	s := startService(t, "fork", func(c *Config) { c.PoolSize = 1; c.Validation = "minimal" })
+	s := startService(t, jail.IsolationFork, func(c *Config) { c.PoolSize = 1; c.Validation = jail.ValidationMinimal })
 	for round := 0; round < 3; round++ {
 		r := s.run(eavesdrop, 10)
 		require.Nil(t, r.Body.Error, "%+v", r.Body.Error)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -61,7 +62,7 @@ type Main struct {
 	DebugAddr string
 
 	spawner *jail.Spawner
-	pool    *pool.Pool
+	pool    executor
 	app     *fiber.App
 	ln      *api.Listener
 	debug   *debugServer
@@ -72,6 +73,16 @@ type Main struct {
 	draining       atomic.Bool
 	closeOnce      sync.Once
 	closeErr       error
+}
+
+// executor is what runs the scripts: a warm pool.Pool, or a pool.Cold
+// when the pool size is 0.
+type executor interface {
+	pyexec.Executor
+	Start()
+	WaitReady(ctx context.Context) error
+	Status() (pyexec.PoolStatus, bool, string)
+	Close()
 }
 
 // NewMain returns a Main with the default configuration.
@@ -86,11 +97,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	if m.Log == nil {
-		log, err := newLogger(c.LogLevel, zapcore.Lock(os.Stderr))
-		if err != nil {
-			return err
-		}
-		m.Log = log
+		m.Log = newLogger(c.LogLevel, zapcore.Lock(os.Stderr))
 	}
 	sp, err := jail.NewSpawner(jail.Config{
 		PythonPath:     c.Python,
@@ -133,30 +140,11 @@ func (m *Main) Run(ctx context.Context) error {
 			}
 			return -1
 		}))
-	p, err := pool.New(pool.Config{
-		Size: c.PoolSize,
-		Spawn: func(ctx context.Context) (pool.Worker, error) {
-			w, err := sp.Spawn(ctx)
-			if errors.Is(err, jail.ErrSpawnTimeout) {
-				return nil, fmt.Errorf("%w (PYEXEC_SPAWN_TIMEOUT; a slow or busy host needs more)", err)
-			}
-			if err != nil {
-				return nil, err
-			}
-			return w, nil
-		},
-		// The spawn enforces its own timeout and says so; the pool's is a
-		// backstop behind it.
-		SpawnTimeout: c.SpawnTimeout + 10*time.Second,
-		QueueTimeout: c.QueueTimeout,
-		MaxAge:       c.WorkerMaxAge,
-		OnSpawn:      spawnHistogram(reg),
-	}, m.Log.Named("pool"))
-	if err != nil {
+	if m.pool, err = newExecutor(c, sp, spawnHistogram(reg), m.Log.Named("pool")); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	m.pool = p
-	reg.MustRegister(newPoolCollector(p))
+	p := m.pool
+	reg.MustRegister(newPoolCollector(p.Status))
 	p.Start()
 	// The first worker may take a whole spawn timeout to get ready.
 	wctx, cancel := context.WithTimeout(ctx, max(c.StartupTimeout, c.SpawnTimeout+5*time.Second))
@@ -186,9 +174,55 @@ func (m *Main) Run(ctx context.Context) error {
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.app.Listener(m.ln) }()
 	m.Log.Info("serving", zap.String("addr", m.Addr), zap.Int("pool_size", c.PoolSize),
-		zap.String("isolation", c.Isolation), zap.String("validation", c.Validation),
+		zap.Stringer("isolation", c.Isolation), zap.Stringer("validation", c.Validation),
 		zap.Bool("api_key", c.APIKey != ""))
 	return nil
+}
+
+// newExecutor builds the warm pool, or the cold executor when the pool
+// size is 0.
+func newExecutor(c Config, sp *jail.Spawner, onSpawn func(time.Duration, error), log *zap.Logger) (executor, error) {
+	spawn := func(ctx context.Context) (pool.Worker, error) {
+		w, err := sp.Spawn(ctx)
+		if errors.Is(err, jail.ErrSpawnTimeout) {
+			return nil, fmt.Errorf("%w (PYEXEC_SPAWN_TIMEOUT; a slow or busy host needs more)", err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return w, nil
+	}
+	// The spawn enforces its own timeout and says so; the pool's is a
+	// backstop behind it.
+	backstop := c.SpawnTimeout + 10*time.Second
+	if c.PoolSize == 0 {
+		cold, err := pool.NewCold(pool.ColdConfig{
+			Spawn: spawn,
+			// A cold request spends most of its time starting a jail,
+			// partly waiting on the kernel: two per CPU keep the CPUs
+			// busy without queueing work the machine cannot do.
+			Concurrency:  2 * runtime.NumCPU(),
+			QueueTimeout: c.QueueTimeout,
+			SpawnTimeout: backstop,
+			OnSpawn:      onSpawn,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return cold, nil
+	}
+	warm, err := pool.New(pool.Config{
+		Size:         c.PoolSize,
+		Spawn:        spawn,
+		SpawnTimeout: backstop,
+		QueueTimeout: c.QueueTimeout,
+		MaxAge:       c.WorkerMaxAge,
+		OnSpawn:      onSpawn,
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	return warm, nil
 }
 
 // Execute runs a script on the pool, unless the service is shutting down.
@@ -214,8 +248,8 @@ func (m *Main) health() pyexec.Status {
 	return pyexec.Status{
 		Ready:      ready,
 		Reason:     reason,
-		Isolation:  m.Config.Isolation,
-		Validation: m.Config.Validation,
+		Isolation:  m.Config.Isolation.String(),
+		Validation: m.Config.Validation.String(),
 		Pool:       ps,
 		Limits:     limits,
 	}
@@ -281,11 +315,7 @@ func (m *Main) close() error {
 
 // newLogger writes JSON lines to w that Cloud Logging reads as structured
 // entries: "severity" with its level names, "message", "time".
-func newLogger(level string, w zapcore.WriteSyncer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("PYEXEC_LOG_LEVEL=%q: %w", level, err)
-	}
+func newLogger(lvl zapcore.Level, w zapcore.WriteSyncer) *zap.Logger {
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey = "time"
 	enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
@@ -293,7 +323,7 @@ func newLogger(level string, w zapcore.WriteSyncer) (*zap.Logger, error) {
 	enc.LevelKey = "severity"
 	enc.EncodeLevel = cloudSeverity
 	enc.StacktraceKey = ""
-	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), w, lvl), zap.AddCaller()), nil
+	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), w, lvl), zap.AddCaller())
 }
 
 func cloudSeverity(l zapcore.Level, enc zapcore.PrimitiveArrayEncoder) {

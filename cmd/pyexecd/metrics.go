@@ -5,19 +5,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pyexec/pyexec/pool"
+	"github.com/pyexec/pyexec"
 )
 
 // poolCollector reads the pool's state at scrape time.
 type poolCollector struct {
-	pool                        *pool.Pool
+	status                      func() (pyexec.PoolStatus, bool, string)
 	workers, size               *prometheus.Desc
 	spawned, failures, recycled *prometheus.Desc
 }
 
-func newPoolCollector(p *pool.Pool) *poolCollector {
+func newPoolCollector(status func() (pyexec.PoolStatus, bool, string)) *poolCollector {
 	return &poolCollector{
-		pool:     p,
+		status:   status,
 		workers:  prometheus.NewDesc("pyexec_pool_workers", "Workers by state: idle (warm, waiting), busy (running a script), spawning.", []string{"state"}, nil),
 		size:     prometheus.NewDesc("pyexec_pool_size", "Configured number of warm workers.", nil, nil),
 		spawned:  prometheus.NewDesc("pyexec_spawns_total", "Workers started successfully.", nil, nil),
@@ -33,7 +33,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	s, _, _ := c.pool.Status()
+	s, _, _ := c.status()
 	ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(s.Idle), "idle")
 	ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(s.Busy), "busy")
 	ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(s.Starting), "spawning")
