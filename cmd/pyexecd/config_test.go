@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"os"
+	"regexp"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/pyexec/pyexec/internal/testenv"
+	"github.com/pyexec/pyexec/jail"
 )
 
 func env(m map[string]string) func(string) string {
@@ -20,8 +24,9 @@ func TestParseEnv_DefaultsAreSafe(t *testing.T) {
 	c := DefaultConfig()
 	require.NoError(t, c.ParseEnv(env(nil)))
 	assert.Equal(t, "8080", c.Port)
-	assert.Equal(t, "strict", c.Isolation)
-	assert.Equal(t, "standard", c.Validation)
+	assert.Equal(t, jail.IsolationStrict, c.Isolation)
+	assert.Equal(t, jail.ValidationStandard, c.Validation)
+	assert.Equal(t, jail.CgroupAuto, c.Cgroup)
 	assert.Equal(t, 5*time.Second, c.Timeout)
 	assert.Equal(t, 30*time.Second, c.MaxTimeout)
 	assert.Equal(t, 512, c.MemoryMB)
@@ -29,38 +34,103 @@ func TestParseEnv_DefaultsAreSafe(t *testing.T) {
 	assert.Empty(t, c.APIKey)
 	assert.GreaterOrEqual(t, c.PoolSize, 4)
 	assert.Empty(t, c.CORSOrigins, "CORS is off")
+	assert.Empty(t, c.DebugAddr, "the profiler is off")
+	assert.Zero(t, c.RateLimit)
+}
+
+// everyVariable sets each variable the service reads to a value other than
+// its default, and says where it must land.
+type setting struct {
+	value string
+	want  any
+	got   func(c Config) any
+}
+
+func everyVariable() map[string]setting {
+	return map[string]setting{
+		"PORT":                    {"9000", "9000", func(c Config) any { return c.Port }},
+		"PYEXEC_HOST":             {"127.0.0.1", "127.0.0.1", func(c Config) any { return c.Host }},
+		"PYEXEC_POOL_SIZE":        {"0", 0, func(c Config) any { return c.PoolSize }},
+		"PYEXEC_ISOLATION":        {"fork", jail.IsolationFork, func(c Config) any { return c.Isolation }},
+		"PYEXEC_FORK_MAX_RUNS":    {"50", 50, func(c Config) any { return c.ForkMaxRuns }},
+		"PYEXEC_VALIDATION":       {"minimal", jail.ValidationMinimal, func(c Config) any { return c.Validation }},
+		"PYEXEC_TIMEOUT":          {"2.5", 2500 * time.Millisecond, func(c Config) any { return c.Timeout }},
+		"PYEXEC_MAX_TIMEOUT":      {"1m", time.Minute, func(c Config) any { return c.MaxTimeout }},
+		"PYEXEC_MEMORY_MB":        {"256", 256, func(c Config) any { return c.MemoryMB }},
+		"PYEXEC_PIDS_MAX":         {"32", 32, func(c Config) any { return c.PidsMax }},
+		"PYEXEC_TMPFS_MB":         {"16", 16, func(c Config) any { return c.TmpfsMB }},
+		"PYEXEC_MAX_SCRIPT_BYTES": {"1000", 1000, func(c Config) any { return c.MaxScriptBytes }},
+		"PYEXEC_MAX_OUTPUT_BYTES": {"4096", 4096, func(c Config) any { return c.MaxOutputBytes }},
+		"PYEXEC_QUEUE_TIMEOUT":    {"500ms", 500 * time.Millisecond, func(c Config) any { return c.QueueTimeout }},
+		"PYEXEC_API_KEY":          {"k", "k", func(c Config) any { return c.APIKey }},
+		"PYEXEC_PYTHON":           {"/x/python", "/x/python", func(c Config) any { return c.Python }},
+		"PYEXEC_NSJAIL":           {"/x/nsjail", "/x/nsjail", func(c Config) any { return c.Nsjail }},
+		"PYEXEC_CGROUP":           {"none", jail.CgroupNone, func(c Config) any { return c.Cgroup }},
+		"PYEXEC_WORKER_MAX_AGE":   {"90s", 90 * time.Second, func(c Config) any { return c.WorkerMaxAge }},
+		"PYEXEC_STARTUP_TIMEOUT":  {"90", 90 * time.Second, func(c Config) any { return c.StartupTimeout }},
+		"PYEXEC_SPAWN_TIMEOUT":    {"120", 120 * time.Second, func(c Config) any { return c.SpawnTimeout }},
+		"PYEXEC_SHUTDOWN_TIMEOUT": {"4.5", 4500 * time.Millisecond, func(c Config) any { return c.ShutdownTimeout }},
+		"PYEXEC_RATE_LIMIT":       {"60", 60, func(c Config) any { return c.RateLimit }},
+		"PYEXEC_CORS_ORIGINS": {" https://app.example.com, http://localhost:3000 ,,http://[::1]:8000",
+			[]string{"https://app.example.com", "http://localhost:3000", "http://[::1]:8000"}, func(c Config) any { return c.CORSOrigins }},
+		"PYEXEC_TRACE_PROJECT": {"proj", "proj", func(c Config) any { return c.TraceProject }},
+		"GOOGLE_CLOUD_PROJECT": {"gproj", "gproj", func(c Config) any { return c.TraceProject }},
+		"PYEXEC_LOG_LEVEL":     {"debug", zapcore.DebugLevel, func(c Config) any { return c.LogLevel }},
+		"PYEXEC_DEBUG_ADDR":    {"[::1]:6060", "[::1]:6060", func(c Config) any { return c.DebugAddr }},
+	}
 }
 
 func TestParseEnv_ReadsEveryVariable(t *testing.T) {
+	for name, v := range everyVariable() {
+		t.Run(name, func(t *testing.T) {
+			c := DefaultConfig()
+			require.NotEqual(t, v.want, v.got(c), "the test value is the default: it would prove nothing")
+			require.NoError(t, c.ParseEnv(env(map[string]string{name: v.value})))
+			assert.Equal(t, v.want, v.got(c))
+		})
+	}
+}
+
+// The README's configuration table and the variables the service reads are
+// the same list.
+func TestParseEnv_ReadsWhatTheREADMELists(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Z][A-Z0-9_]*)` \\|").FindAllStringSubmatch(string(data), -1) {
+		listed[m[1]] = true
+	}
+	require.Greater(t, len(listed), 20, "the configuration table was not found")
+	for name := range listed {
+		assert.Contains(t, everyVariable(), name, "the README lists %s; the test does not set it", name)
+	}
+	for name := range everyVariable() {
+		// GOOGLE_CLOUD_PROJECT is the default of PYEXEC_TRACE_PROJECT,
+		// documented in its row.
+		if name != "GOOGLE_CLOUD_PROJECT" {
+			assert.True(t, listed[name], "%s is read but not in the README's table", name)
+		}
+	}
+}
+
+// An unset or empty variable keeps the default.
+func TestParseEnv_EmptyKeepsTheDefault(t *testing.T) {
 	c := DefaultConfig()
-	require.NoError(t, c.ParseEnv(env(map[string]string{
-		"PORT": "9000", "PYEXEC_POOL_SIZE": "0", "PYEXEC_VALIDATION": "minimal",
-		"PYEXEC_TIMEOUT": "2.5", "PYEXEC_MAX_TIMEOUT": "1m", "PYEXEC_MEMORY_MB": "256",
-		"PYEXEC_MAX_SCRIPT_BYTES": "1000", "PYEXEC_MAX_OUTPUT_BYTES": "4096",
-		"PYEXEC_QUEUE_TIMEOUT": "500ms", "PYEXEC_API_KEY": "k", "PYEXEC_NSJAIL": "/x/nsjail",
-		"PYEXEC_PYTHON": "/x/python", "PYEXEC_LOG_LEVEL": "debug", "PYEXEC_CGROUP": "none",
-		"PYEXEC_DEBUG_ADDR":    "[::1]:6060",
-		"PYEXEC_CORS_ORIGINS":  " https://app.example.com, http://localhost:3000 ,,http://[::1]:8000",
-		"PYEXEC_SPAWN_TIMEOUT": "120", "PYEXEC_STARTUP_TIMEOUT": "90",
-	})))
-	assert.Equal(t, "9000", c.Port)
-	assert.Equal(t, 0, c.PoolSize)
-	assert.Equal(t, "minimal", c.Validation)
-	assert.Equal(t, 2500*time.Millisecond, c.Timeout)
-	assert.Equal(t, time.Minute, c.MaxTimeout)
-	assert.Equal(t, 256, c.MemoryMB)
-	assert.Equal(t, 1000, c.MaxScriptBytes)
-	assert.Equal(t, 4096, c.MaxOutputBytes)
-	assert.Equal(t, 500*time.Millisecond, c.QueueTimeout)
-	assert.Equal(t, "k", c.APIKey)
-	assert.Equal(t, "/x/nsjail", c.Nsjail)
-	assert.Equal(t, "/x/python", c.Python)
-	assert.Equal(t, "debug", c.LogLevel)
-	assert.Equal(t, "none", c.Cgroup)
-	assert.Equal(t, "[::1]:6060", c.DebugAddr)
-	assert.Equal(t, []string{"https://app.example.com", "http://localhost:3000", "http://[::1]:8000"}, c.CORSOrigins)
-	assert.Equal(t, 120*time.Second, c.SpawnTimeout)
-	assert.Equal(t, 90*time.Second, c.StartupTimeout)
+	vars := map[string]string{}
+	for name := range everyVariable() {
+		vars[name] = " "
+	}
+	require.NoError(t, c.ParseEnv(env(vars)))
+	want := DefaultConfig()
+	for name, v := range everyVariable() {
+		assert.Equal(t, v.got(want), v.got(c), name)
+	}
+}
+
+func TestParseEnv_TraceProjectOverridesGoogleCloudProject(t *testing.T) {
+	c := DefaultConfig()
+	require.NoError(t, c.ParseEnv(env(map[string]string{"GOOGLE_CLOUD_PROJECT": "g", "PYEXEC_TRACE_PROJECT": "p"})))
+	assert.Equal(t, "p", c.TraceProject)
 }
 
 // A worker slower to start than the spawn timeout fails the start-up with a
@@ -88,6 +158,9 @@ func TestParseEnv_RefusesBadValues(t *testing.T) {
 		"timeout garbage":         {"PYEXEC_TIMEOUT": "soon"},
 		"tiny memory":             {"PYEXEC_MEMORY_MB": "1"},
 		"unknown cgroup":          {"PYEXEC_CGROUP": "v3"},
+		"isolation in capitals":   {"PYEXEC_ISOLATION": "Fork"},
+		"unknown log level":       {"PYEXEC_LOG_LEVEL": "loud"},
+		"log level above error":   {"PYEXEC_LOG_LEVEL": "fatal"},
 		"port not a number":       {"PORT": "http"},
 		"negative queue timeout":  {"PYEXEC_QUEUE_TIMEOUT": "-1s"},
 		"debug on all interfaces": {"PYEXEC_DEBUG_ADDR": ":6060"},
@@ -108,7 +181,13 @@ func TestParseEnv_RefusesBadValues(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := DefaultConfig()
-			assert.Error(t, c.ParseEnv(env(vars)))
+			err := c.ParseEnv(env(vars))
+			require.Error(t, err)
+			for name := range vars {
+				if len(vars) == 1 {
+					assert.Contains(t, err.Error(), name, "the error names the variable")
+				}
+			}
 		})
 	}
 }
