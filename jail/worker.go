@@ -350,10 +350,8 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	// script runs at 0. With a cgroup cpu controller each worker has a
 	// cgroup of its own, so this only orders a worker's own processes;
 	// between workers and the service the CPU is shared by cgroup weight,
-	// all equal. (Lowering a starting or restoring worker's weight was
-	// tried: with its replacement started after the answer, it gained no
-	// latency, and under abusive load it cost fork isolation 40% of its
-	// throughput, jails starving behind the bombs that broke them.)
+	// all equal, so a jail started to replace one a bomb broke does not
+	// starve behind the bombs still running (see docs/DESIGN-NOTES.md).
 	switch {
 	case w.fork && w.harnessPID > 0:
 		// The child forked ahead of this script (see idleChild).

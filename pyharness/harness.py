@@ -650,7 +650,7 @@ class Zygote:
     def _child(self):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         # Under memory pressure, the child goes first. (Plain descriptors:
-        # a file object costs a hundred page copies in a fresh child.)
+        # a file object costs dozens of page copies in a fresh child.)
         try:
             fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
             try:

@@ -146,6 +146,8 @@ func renderReport(r *results) string {
 	b.WriteString("the default warm strict mode and in fork isolation (`PYEXEC_ISOLATION=fork`); it drives each with\n")
 	b.WriteString("the same scenarios through the load tool in `bench/` (`go run ./bench -h`), which checks every\n")
 	b.WriteString("answer. Every figure below comes from one run.\n\n")
+	b.WriteString("What the design choices were measured against, and the alternatives that lost, is kept by hand in\n")
+	b.WriteString("[DESIGN-NOTES.md](DESIGN-NOTES.md).\n\n")
 
 	b.WriteString("## Machine\n\n")
 	fmt.Fprintf(&b, "- CPU: %s, %s cores; memory %s; kernel %s; %s\n", r.facts["cpu"], r.facts["cores"], r.facts["memory"], r.facts["kernel"], r.facts["go"])

@@ -162,9 +162,7 @@ func settle(ctx context.Context, svc *service.Service) (snapshot, error) {
 	}
 	// Let finished requests wind down: fasthttp keeps a worker goroutine
 	// after its connection closes and reaps those idle for over 10 s every
-	// 10 s, so one may stay up to 20 s (seen as "leaked" goroutines when
-	// this waited 12 s: a goroutine profile taken 15 s after a load showed
-	// 8 such idle workers, gone 20 s later).
+	// 10 s, so one may stay up to 20 s, and would be counted as a leak.
 	time.Sleep(22 * time.Second)
 	m, err := svc.Metrics()
 	if err != nil {
