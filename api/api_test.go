@@ -278,11 +278,18 @@ func TestStatusOfCoversEveryCode(t *testing.T) {
 		pyexec.CodeRuntime:     200, pyexec.CodeInvalidResult: 200, pyexec.CodeTimeout: 200,
 		pyexec.CodeMemoryLimit: 200, pyexec.CodeOutputLimit: 200, pyexec.CodeSandbox: 200,
 		pyexec.CodeUnauthorized: 401, pyexec.CodeNotFound: 404, pyexec.CodeMethodNotAllowed: 405,
-		pyexec.CodeOverloaded: 503, pyexec.CodeInternal: 500, pyexec.Code("something_new"): 500,
+		pyexec.CodeOverloaded: 503, pyexec.CodeInternal: 500,
 	}
-	for code, status := range want {
-		assert.Equal(t, status, StatusOf(code), string(code))
+	// Every code, from the list the root package checks against its
+	// constants: a new code fails here until its status is decided.
+	for _, code := range pyexec.Codes() {
+		status, ok := want[code]
+		if assert.True(t, ok, "no expected status for %q", code) {
+			assert.Equal(t, status, StatusOf(code), string(code))
+		}
 	}
+	assert.Len(t, want, len(pyexec.Codes()), "an expected status for a code that does not exist")
+	assert.Equal(t, 500, StatusOf(pyexec.Code("something_new")), "an unknown code is the service's failure")
 }
 
 func TestDecodeRequestKeepsItsOwnCopyOfTheScript(t *testing.T) {
