@@ -18,8 +18,9 @@ type results struct {
 	spawnWall  float64                            // seconds, p50 of a cold request
 	poolSize   int
 	footprints map[string]footprint
-	// spawnRate is workers spawned per second, 8 at a time, through package
-	// jail alone; spawnCPUConc their busy CPU-seconds each.
+	// spawnRate is workers spawned per second, 8 at a time, by package
+	// jail alone (its BenchmarkSpawn); spawnCPUConc their busy CPU-seconds
+	// each.
 	spawnRate    float64
 	spawnCPUConc float64
 	idle         footprint
