@@ -24,8 +24,8 @@ import (
 
 	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/client"
-	"github.com/pyexec/pyexec/wire"
 	"github.com/pyexec/pyexec/internal/testenv"
+	"github.com/pyexec/pyexec/wire"
 )
 
 // service is a real pyexecd, with the real jail, on a loopback port.
