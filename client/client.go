@@ -133,8 +133,8 @@ func decode(res *http.Response, body []byte) (*Answer, error) {
 }
 
 // envelope decodes body when it is the service's envelope: a JSON object
-// with the original API's three keys, whose error, if any, has a type, and
-// which has one unless the status is 200.
+// with the original API's three keys, which has an error unless the status
+// is 200, and whose error, if any, has a type and comes with a null result.
 func envelope(status int, body []byte) (*wire.Response, bool) {
 	if len(body) > maxAnswerBytes {
 		return nil, false
@@ -155,7 +155,7 @@ func envelope(status int, body []byte) (*wire.Response, bool) {
 	if env.Error == nil {
 		return &env, status == http.StatusOK
 	}
-	return &env, env.Error.Type != ""
+	return &env, env.Error.Type != "" && string(env.Result) == "null"
 }
 
 // outcome reports whether an answer with this status and error code is a

@@ -133,6 +133,7 @@ func TestExecute_AnswersThatAreNotAnOutcome(t *testing.T) {
 		{name: "another service's JSON error", status: 502, body: `{"message": "Bad Gateway"}`, code: pyexec.CodeInternal, notOurs: true},
 		{name: "a refusal without an error", status: 503, body: `{"result": null, "stdout": "", "error": null}`, code: pyexec.CodeInternal, notOurs: true},
 		{name: "an error without a type", status: 200, body: `{"result": null, "stdout": "", "error": {"message": "m"}}`, code: pyexec.CodeInternal, notOurs: true},
+		{name: "an error with a result", status: 200, body: `{"result": 1, "stdout": "", "error": {"type": "runtime_error", "message": "m"}}`, code: pyexec.CodeInternal, notOurs: true},
 		{name: "stdout of the wrong type", status: 200, body: `{"result": 1, "stdout": 5, "error": null}`, code: pyexec.CodeInternal, notOurs: true},
 	}
 	for _, tc := range cases {
