@@ -84,11 +84,15 @@ fuzz:
 
 test: venv vet test-py test-compose test-go fuzz-brief
 
-# Regenerates docs/BENCHMARKS.md and its chart: cold baseline and warm pool
-# side by side on loopback, cross-checked with wrk (from Debian).
+# Regenerates docs/BENCHMARKS.md and its chart: what spawning alone costs
+# (package jail's BenchmarkSpawn, 8 at a time for SPAWN_BENCHTIME), then cold
+# baseline and warm pool side by side on loopback, cross-checked with wrk
+# (from Debian).
+SPAWN_BENCHTIME ?= 20s
 bench: venv build
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
-	$(GO) run ./bench/report -bin "$(BIN)/pyexecd" -python "$(PY)" -out docs/BENCHMARKS.md -chart docs/bench-latency.svg
+	$(GO) test -run '^$$' -bench '^BenchmarkSpawn$$' -benchtime $(SPAWN_BENCHTIME) -count 1 ./jail | tee "$(BIN)/spawn-bench.txt"
+	$(GO) run ./bench/report -spawn-bench "$(BIN)/spawn-bench.txt" -bin "$(BIN)/pyexecd" -python "$(PY)" -out docs/BENCHMARKS.md -chart docs/bench-latency.svg
 
 # Regenerates docs/RELIABILITY.md: the adversarial suite's outcomes, then
 # 10,000 requests (70% normal, 30% abusive) at concurrency 8 (about 30 min).

@@ -40,6 +40,19 @@ const (
 	CodeInternal             Code = "internal_error"
 )
 
+// Codes lists every Code, in the order of the constants above. Tests that
+// must cover each code (its HTTP status, its documentation) iterate it, and
+// a test of this package checks it against the constants, so a new code
+// cannot be left out silently.
+func Codes() []Code {
+	return []Code{
+		CodeInvalidRequest, CodeValidation, CodePayloadTooLarge, CodeHeaderTooLarge,
+		CodeUnsupportedMediaType, CodeRequestTimeout, CodeRuntime, CodeInvalidResult,
+		CodeTimeout, CodeMemoryLimit, CodeOutputLimit, CodeSandbox, CodeUnauthorized,
+		CodeRateLimited, CodeNotFound, CodeMethodNotAllowed, CodeOverloaded, CodeInternal,
+	}
+}
+
 // IsScriptCode reports whether c is a code that a script's own behaviour can
 // produce (as opposed to a code about the HTTP request or the platform). A
 // worker may report only these; anything else it claims is treated as a

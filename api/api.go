@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pyexec/pyexec"
+	"github.com/pyexec/pyexec/wire"
 )
 
 // Config configures the HTTP layer. Zero fields take the defaults of New.
@@ -158,30 +159,6 @@ func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) *
 	return app
 }
 
-// body is the JSON shape of every /execute answer: the three keys of the
-// original API always present, plus stderr and metadata.
-type body struct {
-	Result json.RawMessage `json:"result"`
-	Stdout string          `json:"stdout"`
-	Stderr string          `json:"stderr"`
-	Error  *errorBody      `json:"error"`
-	Meta   *metaBody       `json:"meta,omitempty"`
-}
-
-type errorBody struct {
-	Type      pyexec.Code `json:"type"`
-	Message   string      `json:"message"`
-	Traceback string      `json:"traceback,omitempty"`
-}
-
-type metaBody struct {
-	RequestID       string  `json:"request_id"`
-	DurationMS      float64 `json:"duration_ms"`
-	QueueMS         float64 `json:"queue_ms"`
-	StdoutTruncated bool    `json:"stdout_truncated"`
-	StderrTruncated bool    `json:"stderr_truncated"`
-}
-
 const (
 	localRequestID = "pyexec.request_id"
 	localOutcome   = "pyexec.outcome"
@@ -293,9 +270,7 @@ func (s *server) writeError(c *fiber.Ctx, ae *pyexec.Error) error {
 	case pyexec.CodeRateLimited:
 		c.Set(fiber.HeaderRetryAfter, "60")
 	}
-	return c.Status(StatusOf(ae.Code)).JSON(body{
-		Error: &errorBody{Type: ae.Code, Message: ae.Message, Traceback: ae.Traceback},
-	})
+	return c.Status(StatusOf(ae.Code)).JSON(wire.Response{Error: wire.NewError(ae)})
 }
 
 func (s *server) authorize(c *fiber.Ctx) error {
@@ -407,32 +382,16 @@ func (s *server) execute(c *fiber.Ctx) error {
 		}
 		return err
 	}
-	out := body{
-		Result: resp.Result,
-		Stdout: resp.Stdout,
-		Stderr: resp.Stderr,
-		Meta: &metaBody{
-			RequestID:       req.ID,
-			DurationMS:      float64(resp.Duration.Microseconds()) / 1000,
-			QueueMS:         float64(resp.QueueWait.Microseconds()) / 1000,
-			StdoutTruncated: resp.StdoutTruncated,
-			StderrTruncated: resp.StderrTruncated,
-		},
-	}
 	status := fiber.StatusOK
 	if resp.Error != nil {
 		if !pyexec.IsScriptCode(resp.Error.Code) {
 			return &pyexec.Error{Code: pyexec.CodeInternal, Message: internalMessage,
 				Err: fmt.Errorf("executor answered with non-script code %q: %v", resp.Error.Code, resp.Error)}
 		}
-		out.Result = nil
-		out.Error = &errorBody{Type: resp.Error.Code, Message: resp.Error.Message, Traceback: resp.Error.Traceback}
 		status = StatusOf(resp.Error.Code)
 		c.Locals(localOutcome, string(resp.Error.Code))
 	}
-	if out.Result == nil && out.Error == nil {
-		out.Result = json.RawMessage("null")
-	}
+	out := wire.NewResponse(resp, req.ID)
 	return c.Status(status).JSON(out)
 }
 

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pyexec/pyexec"
+	"github.com/pyexec/pyexec/wire"
 )
 
 // fakeExecutor answers with whatever the test sets and records the request.
@@ -34,19 +35,13 @@ func (f *fakeExecutor) Execute(_ context.Context, req pyexec.Request) (*pyexec.R
 	return f.resp, f.err
 }
 
+// answer is one HTTP answer: its status, headers, top-level keys (to see
+// which are present) and its envelope.
 type answer struct {
 	Status int
 	Header http.Header
 	Raw    map[string]json.RawMessage
-	Body   struct {
-		Result json.RawMessage `json:"result"`
-		Stdout *string         `json:"stdout"`
-		Error  *struct {
-			Type      string `json:"type"`
-			Message   string `json:"message"`
-			Traceback string `json:"traceback"`
-		} `json:"error"`
-	}
+	Body   wire.Response
 }
 
 // do sends one request, as JSON unless headers say otherwise (a header
@@ -71,7 +66,8 @@ func do(t *testing.T, cfg Config, exec pyexec.Executor, method, path, body strin
 	require.NoError(t, err)
 	var a answer
 	a.Status, a.Header = res.StatusCode, res.Header
-	require.NoError(t, json.Unmarshal(data, &a.Raw), "body is not JSON: %s", data)
+	require.True(t, json.Valid(data), "body is not JSON: %s", data)
+	require.NoError(t, json.Unmarshal(data, &a.Raw), "body is not a JSON object: %s", data)
 	require.NoError(t, json.Unmarshal(data, &a.Body))
 	return a
 }
@@ -170,11 +166,11 @@ func TestExecute_ErrorTable(t *testing.T) {
 			if tc.errType == "" {
 				assert.Nil(t, a.Body.Error)
 				assert.JSONEq(t, `{"message":"success"}`, string(a.Body.Result))
-				assert.Equal(t, "hello from sandbox\n", *a.Body.Stdout)
+				assert.Equal(t, "hello from sandbox\n", a.Body.Stdout)
 				return
 			}
 			require.NotNil(t, a.Body.Error)
-			assert.Equal(t, tc.errType, a.Body.Error.Type)
+			assert.Equal(t, tc.errType, string(a.Body.Error.Type))
 			assert.NotEmpty(t, a.Body.Error.Message)
 			assert.Equal(t, "null", string(a.Body.Result))
 			assert.NotContains(t, a.Body.Error.Message, "/secret/path", "internal details must not leak")
@@ -186,7 +182,7 @@ func TestExecute_ScriptErrorKeepsStdoutAndTraceback(t *testing.T) {
 	exec := &fakeExecutor{resp: &pyexec.Response{Stdout: "before\n", Error: &pyexec.Error{
 		Code: pyexec.CodeRuntime, Message: "ValueError: boom", Traceback: "Traceback...\nValueError: boom\n"}}}
 	a := do(t, Config{}, exec, http.MethodPost, "/execute", okScript)
-	assert.Equal(t, "before\n", *a.Body.Stdout)
+	assert.Equal(t, "before\n", a.Body.Stdout)
 	assert.Equal(t, "ValueError: boom", a.Body.Error.Message)
 	assert.Contains(t, a.Body.Error.Traceback, "ValueError: boom")
 }
@@ -230,7 +226,7 @@ func TestExecute_CutOffByShutdownIsOverloaded(t *testing.T) {
 	a := do(t, Config{BaseContext: base, RetryAfter: 2 * time.Second}, exec, http.MethodPost, "/execute", okScript)
 	assert.Equal(t, 503, a.Status)
 	require.NotNil(t, a.Body.Error)
-	assert.Equal(t, "overloaded", a.Body.Error.Type)
+	assert.Equal(t, pyexec.CodeOverloaded, a.Body.Error.Type)
 	assert.Equal(t, "the service is shutting down", a.Body.Error.Message)
 	assert.Equal(t, "2", a.Header.Get("Retry-After"))
 }
@@ -278,11 +274,18 @@ func TestStatusOfCoversEveryCode(t *testing.T) {
 		pyexec.CodeRuntime:     200, pyexec.CodeInvalidResult: 200, pyexec.CodeTimeout: 200,
 		pyexec.CodeMemoryLimit: 200, pyexec.CodeOutputLimit: 200, pyexec.CodeSandbox: 200,
 		pyexec.CodeUnauthorized: 401, pyexec.CodeNotFound: 404, pyexec.CodeMethodNotAllowed: 405,
-		pyexec.CodeOverloaded: 503, pyexec.CodeInternal: 500, pyexec.Code("something_new"): 500,
+		pyexec.CodeOverloaded: 503, pyexec.CodeInternal: 500,
 	}
-	for code, status := range want {
-		assert.Equal(t, status, StatusOf(code), string(code))
+	// Every code, from the list the root package checks against its
+	// constants: a new code fails here until its status is decided.
+	for _, code := range pyexec.Codes() {
+		status, ok := want[code]
+		if assert.True(t, ok, "no expected status for %q", code) {
+			assert.Equal(t, status, StatusOf(code), string(code))
+		}
 	}
+	assert.Len(t, want, len(pyexec.Codes()), "an expected status for a code that does not exist")
+	assert.Equal(t, 500, StatusOf(pyexec.Code("something_new")), "an unknown code is the service's failure")
 }
 
 func TestDecodeRequestKeepsItsOwnCopyOfTheScript(t *testing.T) {

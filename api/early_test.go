@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pyexec/pyexec"
+	"github.com/pyexec/pyexec/wire"
 )
 
 // listening is the HTTP layer behind a real listener on 127.0.0.1, for what
@@ -75,20 +76,15 @@ func readAnswer(t *testing.T, conn net.Conn, status int, errType string) string 
 	require.NoError(t, err)
 	assert.Equal(t, status, res.StatusCode, "%s", data)
 	assert.Contains(t, res.Header.Get("Content-Type"), "application/json")
-	var body struct {
-		Result json.RawMessage `json:"result"`
-		Stdout *string         `json:"stdout"`
-		Error  *struct {
-			Type    string `json:"type"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
+	var keys map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(data, &keys), "not a JSON object: %s", data)
+	require.Contains(t, keys, "stdout", "stdout is always there")
+	var body wire.Response
 	require.NoError(t, json.Unmarshal(data, &body), "not JSON: %s", data)
 	assert.Equal(t, "null", string(body.Result))
-	require.NotNil(t, body.Stdout, "stdout is always there")
-	assert.Empty(t, *body.Stdout)
+	assert.Empty(t, body.Stdout)
 	require.NotNil(t, body.Error, "%s", data)
-	assert.Equal(t, errType, body.Error.Type)
+	assert.Equal(t, errType, string(body.Error.Type))
 	assert.NotEmpty(t, body.Error.Message)
 	id := res.Header.Get("X-Request-ID")
 	assert.NotEmpty(t, id, "every answer carries X-Request-ID")
@@ -233,17 +229,13 @@ func (l *listening) send(t *testing.T, head, body string) (status int, errType s
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	require.NoError(t, err)
 	defer res.Body.Close()
-	var answer struct {
-		Error *struct {
-			Type string `json:"type"`
-		} `json:"error"`
-	}
+	var answer wire.Response
 	data, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(data, &answer), "%s", data)
 	assert.NotEmpty(t, res.Header.Get("X-Request-ID"))
 	if answer.Error != nil {
-		errType = answer.Error.Type
+		errType = string(answer.Error.Type)
 	}
 	return res.StatusCode, errType, res.Close
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pyexec/pyexec"
+	"github.com/pyexec/pyexec/wire"
 )
 
 // gzipBomb is a gzip stream of n MiB of zeros: one member of a MiB
@@ -57,11 +58,10 @@ func TestExecute_GzipBombIsRefusedUnread(t *testing.T) {
 
 	assert.Equal(t, 415, res.StatusCode, "%s", data)
 	assert.Equal(t, "identity", res.Header.Get("Accept-Encoding"))
-	var body struct {
-		Error struct{ Type, Message string } `json:"error"`
-	}
+	var body wire.Response
 	require.NoError(t, json.Unmarshal(data, &body))
-	assert.Equal(t, "unsupported_media_type", body.Error.Type)
+	require.NotNil(t, body.Error, "%s", data)
+	assert.Equal(t, pyexec.CodeUnsupportedMediaType, body.Error.Type)
 	assert.Contains(t, body.Error.Message, "gzip")
 	allocated := after.TotalAlloc - before.TotalAlloc
 	t.Logf("allocated %.1f MiB to refuse a %d KiB body expanding to %d MiB", float64(allocated)/(1<<20), len(bomb)>>10, mib)

@@ -1,11 +1,11 @@
-// Package load drives a running pyexec service over HTTP and measures it:
+// Package load drives a running pyexec service over HTTP, through package
+// client, and measures it:
 // closed-loop (each of N clients sends its next request when the previous
 // answer arrives) or open-loop at a fixed rate, with latencies in an
 // HdrHistogram and every answer checked.
 package load
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/pyexec/pyexec"
+	"github.com/pyexec/pyexec/client"
 )
 
 // Options describe one run.
@@ -126,41 +129,29 @@ func (r *recorder) record(kind string, latency time.Duration, status int, typ st
 	r.right++
 }
 
-type client struct {
-	http *http.Client
-	url  string
-	key  string
-}
-
-// send posts one case. It returns, besides the answer, when the request
-// was handed to the HTTP client and when the whole answer had arrived, so
-// that neither building the request nor checking the answer counts as the
-// service's latency.
-func (c *client) send(ctx context.Context, cs Case) (status int, a *Answer, sent, done time.Time, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+"/execute", bytes.NewReader(cs.Body))
-	if err != nil {
-		return 0, nil, sent, done, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.key)
-	}
+// send posts one case. It returns the answer's status and the script's
+// outcome, or for a refusal (overloaded, rate_limited...) an outcome whose
+// Error is the refusal, so that checks see every answer the same way; err
+// is set only when there was no answer from the service (status 0) or it
+// was not the service's JSON. sent and done bracket the call, so building
+// the case and checking it do not count as the service's latency (encoding
+// the request and decoding the answer, a few microseconds, do).
+func send(ctx context.Context, c *client.Client, cs Case) (status int, r *pyexec.Response, sent, done time.Time, err error) {
 	sent = time.Now()
-	res, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, sent, time.Now(), err
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
+	a, err := c.Execute(ctx, cs.Request)
 	done = time.Now()
-	if err != nil {
+	if err == nil {
+		return a.Status, a.Response, sent, done, nil
+	}
+	var pe *pyexec.Error
+	var se *client.StatusError
+	if !errors.As(err, &se) || !errors.As(err, &pe) {
 		return 0, nil, sent, done, err
 	}
-	a = &Answer{}
-	if err := json.Unmarshal(data, a); err != nil {
-		return res.StatusCode, nil, sent, done, fmt.Errorf("answer is not JSON: %.200s", data)
+	if errors.Is(err, client.ErrNotEnvelope) {
+		return se.Status, nil, sent, done, err
 	}
-	return res.StatusCode, a, sent, done, nil
+	return se.Status, &pyexec.Response{Error: pe}, sent, done, nil
 }
 
 // Run drives the service with sc until opt's bounds are reached or ctx ends.
@@ -174,19 +165,17 @@ func Run(ctx context.Context, sc Scenario, opt Options) (*Report, error) {
 	if opt.HTTPTimeout == 0 {
 		opt.HTTPTimeout = 60 * time.Second
 	}
-	c := &client{
-		url: strings.TrimRight(opt.URL, "/"), key: opt.APIKey,
-		http: &http.Client{Timeout: opt.HTTPTimeout, Transport: &http.Transport{
-			MaxIdleConns: opt.Concurrency * 2, MaxIdleConnsPerHost: opt.Concurrency * 2,
-			IdleConnTimeout: 90 * time.Second,
-		}},
-	}
-	defer c.http.CloseIdleConnections()
+	hc := &http.Client{Timeout: opt.HTTPTimeout, Transport: &http.Transport{
+		MaxIdleConns: opt.Concurrency * 2, MaxIdleConnsPerHost: opt.Concurrency * 2,
+		IdleConnTimeout: 90 * time.Second,
+	}}
+	defer hc.CloseIdleConnections()
+	c := &client.Client{BaseURL: opt.URL, APIKey: opt.APIKey, HTTP: hc}
 
 	var seq atomic.Int64
 	for i := 0; i < opt.Warmup; i++ {
 		n := int(seq.Add(1)) - 1
-		if _, _, _, _, err := c.send(ctx, sc.Next(n)); err != nil {
+		if _, _, _, _, err := send(ctx, c, sc.Next(n)); err != nil {
 			return nil, fmt.Errorf("run: warm-up: %w", err)
 		}
 	}
@@ -214,15 +203,15 @@ func Run(ctx context.Context, sc Scenario, opt Options) (*Report, error) {
 	// time), from the time it was sent.
 	one := func(n int, scheduled time.Time) {
 		cs := sc.Next(n)
-		status, a, sent, done, err := c.send(context.WithoutCancel(rctx), cs)
+		status, r, sent, done, err := send(context.WithoutCancel(rctx), c, cs)
 		if scheduled.IsZero() {
 			scheduled = sent
 		}
 		lat := done.Sub(scheduled)
 		typ := ""
 		if err == nil {
-			typ = a.Type()
-			err = cs.Check(status, a)
+			typ = outcomeOf(r)
+			err = cs.Check(status, r)
 		}
 		rec.record(cs.Kind, lat, status, typ, err, true)
 	}
@@ -402,13 +391,7 @@ func WaitIdle(ctx context.Context, url string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
-		var h struct {
-			Ready bool `json:"ready"`
-			Pool  struct {
-				Size int `json:"size"`
-				Idle int `json:"idle"`
-			} `json:"pool"`
-		}
+		var h pyexec.Status
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/health", nil)
 		if err != nil {
 			return err

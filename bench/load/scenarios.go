@@ -6,37 +6,29 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/pyexec/pyexec"
 )
 
 // Case is one request of a scenario and the check of its answer.
 type Case struct {
 	// Kind groups cases in reports ("normal", "validation", "abuse"...).
-	Kind string
-	Body []byte
+	Kind    string
+	Request pyexec.Request
 	// Check returns an error when the answer is not what this request must
-	// get. A wrong result counts as a failure, never as a success.
-	Check func(status int, a *Answer) error
+	// get: its HTTP status and outcome (a refusal such as overloaded comes
+	// as an outcome whose Error is the refusal). A wrong result counts as
+	// a failure, never as a success.
+	Check func(status int, r *pyexec.Response) error
 }
 
-// Answer is the decoded body of an /execute answer.
-type Answer struct {
-	Result json.RawMessage `json:"result"`
-	Stdout string          `json:"stdout"`
-	Error  *struct {
-		Type    string `json:"type"`
-		Message string `json:"message"`
-	} `json:"error"`
-	Meta struct {
-		StdoutTruncated bool `json:"stdout_truncated"`
-	} `json:"meta"`
-}
-
-// Type is the answer's error type, or "ok".
-func (a *Answer) Type() string {
-	if a.Error == nil {
+// outcomeOf is the answer's error type, or "ok".
+func outcomeOf(r *pyexec.Response) string {
+	if r.Error == nil {
 		return "ok"
 	}
-	return a.Error.Type
+	return string(r.Error.Code)
 }
 
 // Scenario produces the i-th request of a run.
@@ -46,30 +38,23 @@ type Scenario struct {
 	Next        func(i int) Case
 }
 
-func body(script string, timeout float64) []byte {
-	m := map[string]any{"script": script}
-	if timeout > 0 {
-		m["timeout"] = timeout
-	}
-	data, err := json.Marshal(m)
-	if err != nil {
-		panic(err) // a map of a string and a float always marshals
-	}
-	return data
+// request asks for script with a timeout in seconds (0: the service's default).
+func request(script string, timeout float64) pyexec.Request {
+	return pyexec.Request{Script: script, Timeout: time.Duration(timeout * float64(time.Second))}
 }
 
 // expect checks status, error type and (when want is not empty) the result.
-func expect(status int, errType, want string) func(int, *Answer) error {
-	return func(got int, a *Answer) error {
+func expect(status int, errType, want string) func(int, *pyexec.Response) error {
+	return func(got int, a *pyexec.Response) error {
 		if got != status {
-			return fmt.Errorf("status %d, want %d (%s)", got, status, a.Type())
+			return fmt.Errorf("status %d, want %d (%s)", got, status, outcomeOf(a))
 		}
-		if a.Type() != errType {
+		if outcomeOf(a) != errType {
 			msg := ""
 			if a.Error != nil {
 				msg = ": " + a.Error.Message
 			}
-			return fmt.Errorf("outcome %s%s, want %s", a.Type(), msg, errType)
+			return fmt.Errorf("outcome %s%s, want %s", outcomeOf(a), msg, errType)
 		}
 		if want != "" && !jsonEqual(a.Result, want) {
 			return fmt.Errorf("result %s, want %s", a.Result, want)
@@ -79,14 +64,14 @@ func expect(status int, errType, want string) func(int, *Answer) error {
 }
 
 // expectOneOf accepts any of the listed outcomes with status 200.
-func expectOneOf(types ...string) func(int, *Answer) error {
-	return func(got int, a *Answer) error {
+func expectOneOf(types ...string) func(int, *pyexec.Response) error {
+	return func(got int, a *pyexec.Response) error {
 		for _, t := range types {
-			if a.Type() == t && got == 200 {
+			if outcomeOf(a) == t && got == 200 {
 				return nil
 			}
 		}
-		return fmt.Errorf("status %d outcome %s, want one of %s", got, a.Type(), strings.Join(types, ", "))
+		return fmt.Errorf("status %d outcome %s, want one of %s", got, outcomeOf(a), strings.Join(types, ", "))
 	}
 }
 
@@ -104,7 +89,7 @@ const helloScript = "def main():\n    print(\"hello from sandbox\")\n    return 
 
 func hello(int) Case {
 	check := expect(200, "ok", `{"message": "success"}`)
-	return Case{Kind: "normal", Body: body(helloScript, 0), Check: func(s int, a *Answer) error {
+	return Case{Kind: "normal", Request: request(helloScript, 0), Check: func(s int, a *pyexec.Response) error {
 		if err := check(s, a); err != nil {
 			return err
 		}
@@ -124,7 +109,7 @@ def main():
     return {str(k): int(v) for k, v in df.groupby("k")["v"].sum().items()}
 `, i)
 	want := fmt.Sprintf(`{"0": %d, "1": %d, "2": %d}`, 135+10*i, 145+10*i, 155+10*i)
-	return Case{Kind: "normal", Body: body(script, 0), Check: expect(200, "ok", want)}
+	return Case{Kind: "normal", Request: request(script, 0), Check: expect(200, "ok", want)}
 }
 
 // cpuIterations is about 50 ms of pure-Python work on the reference machine.
@@ -137,12 +122,12 @@ func cpuCase(i int) Case {
 	for k := int64(0); k < int64(n); k++ {
 		total += k * k % 7
 	}
-	return Case{Kind: "normal", Body: body(script, 0), Check: expect(200, "ok", fmt.Sprint(total))}
+	return Case{Kind: "normal", Request: request(script, 0), Check: expect(200, "ok", fmt.Sprint(total))}
 }
 
 func echoCase(i int) Case {
 	script := fmt.Sprintf("def main():\n    print(%d)\n    return {\"i\": %d}\n", i, i)
-	return Case{Kind: "normal", Body: body(script, 0), Check: expect(200, "ok", fmt.Sprintf(`{"i": %d}`, i))}
+	return Case{Kind: "normal", Request: request(script, 0), Check: expect(200, "ok", fmt.Sprintf(`{"i": %d}`, i))}
 }
 
 // mixedCase: mostly normal scripts, some validation errors, runtime errors
@@ -150,13 +135,13 @@ func echoCase(i int) Case {
 func mixedCase(i int) Case {
 	switch i % 20 {
 	case 3, 13:
-		return Case{Kind: "validation", Body: body("def helper():\n    return 1\n", 0),
+		return Case{Kind: "validation", Request: request("def helper():\n    return 1\n", 0),
 			Check: expect(400, "validation_error", "")}
 	case 7:
-		return Case{Kind: "runtime", Body: body("def main():\n    raise ValueError('boom')\n", 0),
+		return Case{Kind: "runtime", Request: request("def main():\n    raise ValueError('boom')\n", 0),
 			Check: expect(200, "runtime_error", "")}
 	case 17:
-		return Case{Kind: "timeout", Body: body("import time\ndef main():\n    time.sleep(5)\n", 0.5),
+		return Case{Kind: "timeout", Request: request("import time\ndef main():\n    time.sleep(5)\n", 0.5),
 			Check: expect(200, "timeout", "")}
 	default:
 		return echoCase(i)
@@ -167,18 +152,18 @@ func mixedCase(i int) Case {
 func abuseCase(i int) Case {
 	switch i % 10 {
 	case 2:
-		return Case{Kind: "memory bomb", Body: body("def main():\n    b = bytearray(8 * 1024**3)\n    return len(b)\n", 5),
+		return Case{Kind: "memory bomb", Request: request("def main():\n    b = bytearray(8 * 1024**3)\n    return len(b)\n", 5),
 			Check: expect(200, "memory_limit", "")}
 	case 5:
-		return Case{Kind: "fork bomb", Body: body("import os\ndef main():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n", 1),
+		return Case{Kind: "fork bomb", Request: request("import os\ndef main():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n", 1),
 			Check: expectOneOf("timeout", "sandbox_error", "runtime_error")}
 	case 8:
-		return Case{Kind: "output bomb", Body: body("import sys\ndef main():\n    for _ in range(10):\n        sys.stdout.write('x' * (1 << 20))\n    return 1\n", 5),
-			Check: func(s int, a *Answer) error {
+		return Case{Kind: "output bomb", Request: request("import sys\ndef main():\n    for _ in range(10):\n        sys.stdout.write('x' * (1 << 20))\n    return 1\n", 5),
+			Check: func(s int, a *pyexec.Response) error {
 				if err := expect(200, "ok", "1")(s, a); err != nil {
 					return err
 				}
-				if !a.Meta.StdoutTruncated {
+				if !a.StdoutTruncated {
 					return fmt.Errorf("10 MiB of output not flagged as truncated")
 				}
 				return nil
@@ -222,8 +207,8 @@ func FromFile(path string, timeout float64) (Scenario, error) {
 	if err != nil {
 		return Scenario{}, fmt.Errorf("read script: %w", err)
 	}
-	b := body(string(data), timeout)
+	req := request(string(data), timeout)
 	return Scenario{Name: path, Description: "script file " + path, Next: func(int) Case {
-		return Case{Kind: "normal", Body: b, Check: expect(200, "ok", "")}
+		return Case{Kind: "normal", Request: req, Check: expect(200, "ok", "")}
 	}}, nil
 }

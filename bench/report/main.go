@@ -1,9 +1,11 @@
 // Command report runs the benchmark behind docs/BENCHMARKS.md: it starts the
-// service twice on loopback, once as the cold baseline (PYEXEC_POOL_SIZE=0,
-// a fresh jail and interpreter per request) and once in the default warm
-// mode, drives both with the same scenarios through bench/load, measures
-// what one spawn costs, cross-checks one run with wrk, and writes the
-// report and its chart. `make bench` runs it.
+// service on loopback, as the cold baseline (PYEXEC_POOL_SIZE=0, a fresh
+// jail and interpreter per request), in the default warm mode and with fork
+// isolation, drives each with the same scenarios through bench/load,
+// cross-checks one run with wrk, and writes the report and its chart. It
+// speaks only HTTP to the service; what one spawn costs alone comes from
+// package jail's BenchmarkSpawn, whose output `make bench` passes in with
+// -spawn-bench. `make bench` runs it.
 package main
 
 import (
@@ -20,16 +22,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/bench/internal/service"
 	"github.com/pyexec/pyexec/bench/load"
-	"github.com/pyexec/pyexec/jail"
 )
 
 func main() {
@@ -47,10 +43,10 @@ type plan struct {
 }
 
 type settings struct {
-	bin, python, out, chart, wrk string
-	latN, coldLatN               int
-	think                        time.Duration
-	thrDur, rateDur              time.Duration
+	bin, python, out, chart, wrk, spawnBench string
+	latN, coldLatN                           int
+	think                                    time.Duration
+	thrDur, rateDur                          time.Duration
 }
 
 func run() error {
@@ -60,6 +56,7 @@ func run() error {
 	flag.StringVar(&s.out, "out", "docs/BENCHMARKS.md", "report to write")
 	flag.StringVar(&s.chart, "chart", "docs/bench-latency.svg", "chart to write")
 	flag.StringVar(&s.wrk, "wrk", "wrk", "wrk binary for the cross-check (empty: skip)")
+	flag.StringVar(&s.spawnBench, "spawn-bench", "", "output of go test -bench '^BenchmarkSpawn$' ./jail (empty: no spawn-only rows)")
 	quick := flag.Bool("quick", false, "short runs, to try the pipeline")
 	flag.Parse()
 	s.latN, s.coldLatN, s.think, s.thrDur, s.rateDur = 40, 12, 500*time.Millisecond, 20*time.Second, 10*time.Second
@@ -77,13 +74,14 @@ func run() error {
 		{"cpu", "throughput", 0}, {"mixed", "throughput", 0}, {"abuse", "throughput", 0},
 	}
 	res := &results{facts: facts, settings: s, runs: map[string]map[string]*load.Report{}, rates: map[string][]*load.Report{}}
-	python, err := filepath.Abs(s.python)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(os.Stderr, "== spawn only, 8 at a time")
-	if res.spawnRate, res.spawnCPUConc, err = spawnOnly(ctx, python, 8, s.thrDur); err != nil {
-		return err
+	if s.spawnBench != "" {
+		data, err := os.ReadFile(s.spawnBench)
+		if err != nil {
+			return err
+		}
+		if res.spawnRate, res.spawnCPUConc, err = parseSpawnBench(string(data)); err != nil {
+			return fmt.Errorf("%s: %w", s.spawnBench, err)
+		}
 	}
 	res.footprints = map[string]footprint{}
 	for _, mode := range []string{"cold", "warm", "fork"} {
@@ -423,48 +421,31 @@ func machineFacts() map[string]string {
 	return f
 }
 
-// spawnOnly measures the unavoidable part: workers spawned, given a trivial
-// script and killed, conc at a time, through package jail directly (no
-// HTTP, no pool), for d. It returns spawns per second and the machine's
-// busy CPU-seconds per spawn.
-func spawnOnly(ctx context.Context, python string, conc int, d time.Duration) (float64, float64, error) {
-	sp, err := jail.NewSpawner(jail.Config{PythonPath: python}, zap.NewNop())
-	if err != nil {
-		return 0, 0, err
-	}
-	defer sp.Close()
-	var done atomic.Int64
-	var firstErr atomic.Value
-	deadline := time.Now().Add(d)
-	busy0, start := service.BusySeconds(), time.Now()
-	var wg sync.WaitGroup
-	for i := 0; i < conc; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				w, err := sp.Spawn(ctx)
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				_, err = w.Run(ctx, pyexec.Request{ID: "s", Script: "def main():\n    return 1\n", Timeout: 5 * time.Second})
-				w.Kill()
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				done.Add(1)
+// parseSpawnBench reads spawns/s and busy CPU-seconds per spawn from the
+// output of package jail's BenchmarkSpawn (the standard benchmark format:
+// name, iterations, then value-unit pairs).
+func parseSpawnBench(out string) (rate, cpu float64, err error) {
+	for _, line := range strings.Split(out, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 || (fields[0] != "BenchmarkSpawn" && !strings.HasPrefix(fields[0], "BenchmarkSpawn-")) {
+			continue
+		}
+		for i := 2; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				return 0, 0, fmt.Errorf("BenchmarkSpawn: %q is not a number", fields[i])
 			}
-		}()
+			switch fields[i+1] {
+			case "spawns/s":
+				rate = v
+			case "busy-CPU-s/spawn":
+				cpu = v
+			}
+		}
+		if rate <= 0 || cpu <= 0 {
+			return 0, 0, fmt.Errorf("BenchmarkSpawn reported no spawns/s or busy-CPU-s/spawn: %s", line)
+		}
+		return rate, cpu, nil
 	}
-	wg.Wait()
-	if err, ok := firstErr.Load().(error); ok {
-		return 0, 0, fmt.Errorf("spawn only: %w", err)
-	}
-	n := float64(done.Load())
-	if n == 0 {
-		return 0, 0, errors.New("spawn only: no worker spawned")
-	}
-	return n / time.Since(start).Seconds(), (service.BusySeconds() - busy0) / n, nil
+	return 0, 0, errors.New("no BenchmarkSpawn result (skipped? it needs root and PYEXEC_PYTHON)")
 }

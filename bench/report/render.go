@@ -18,8 +18,9 @@ type results struct {
 	spawnWall  float64                            // seconds, p50 of a cold request
 	poolSize   int
 	footprints map[string]footprint
-	// spawnRate is workers spawned per second, 8 at a time, through package
-	// jail alone; spawnCPUConc their busy CPU-seconds each.
+	// spawnRate is workers spawned per second, 8 at a time, by package
+	// jail alone (its BenchmarkSpawn); spawnCPUConc their busy CPU-seconds
+	// each.
 	spawnRate    float64
 	spawnCPUConc float64
 	idle         footprint
@@ -219,7 +220,7 @@ func renderReport(r *results) string {
 		fmt.Fprintf(&b, "- Spawn-bound throughput estimate: %s cores ÷ %.2f CPU-s = **%.1f req/s**.\n", r.facts["cores"], r.spawnCPU, bound)
 	}
 	if r.spawnRate > 0 {
-		fmt.Fprintf(&b, "- Spawning alone, 8 at a time through package `jail` (no HTTP, no pool; spawn, trivial script, kill):\n")
+		fmt.Fprintf(&b, "- Spawning alone, 8 at a time in package `jail`'s `BenchmarkSpawn` (no HTTP, no pool; spawn, trivial script, kill):\n")
 		fmt.Fprintf(&b, "  **%.1f workers/s** at %.2f CPU-seconds each. Spawns contend for caches and kernel locks, so one costs\n", r.spawnRate, r.spawnCPUConc)
 		fmt.Fprintf(&b, "  more CPU under concurrency than alone, and part of its wall time is spent waiting in the kernel.\n")
 	}

@@ -11,15 +11,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/pyexec/pyexec"
+	"github.com/pyexec/pyexec/client"
 )
 
 // Exit statuses.
@@ -75,57 +79,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		fmt.Fprintln(stderr, "pyexec:", err)
 		return exitUsage
 	}
-	body := map[string]any{"script": script}
+	req := pyexec.Request{Script: script}
 	if *timeout > 0 {
-		body["timeout"] = *timeout
+		req.Timeout = time.Duration(*timeout * float64(time.Second))
 	}
-	data, _ := json.Marshal(body)
-	httpTimeout := 5 * time.Minute
-	req, err := http.NewRequest(http.MethodPost, strings.TrimRight(*url, "/")+"/execute", bytes.NewReader(data))
+	c := &client.Client{BaseURL: *url, APIKey: getenv("PYEXEC_API_KEY"), HTTP: &http.Client{Timeout: 5 * time.Minute}}
+	ans, err := c.Execute(context.Background(), req)
 	if err != nil {
-		fmt.Fprintln(stderr, "pyexec:", err)
-		return exitUsage
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if key := getenv("PYEXEC_API_KEY"); key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	res, err := (&http.Client{Timeout: httpTimeout}).Do(req)
-	if err != nil {
-		fmt.Fprintln(stderr, "pyexec: cannot reach the service:", err)
-		return exitUsage
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
-	if err != nil {
-		fmt.Fprintln(stderr, "pyexec: reading the answer:", err)
-		return exitUsage
-	}
-	var ans struct {
-		Result json.RawMessage `json:"result"`
-		Stdout string          `json:"stdout"`
-		Stderr string          `json:"stderr"`
-		Error  *struct {
-			Type      string `json:"type"`
-			Message   string `json:"message"`
-			Traceback string `json:"traceback"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(raw, &ans); err != nil {
-		fmt.Fprintf(stderr, "pyexec: the service answered %d with something that is not JSON\n", res.StatusCode)
-		return exitUsage
+		return failed(stderr, err)
 	}
 	fmt.Fprint(stdout, ans.Stdout)
 	fmt.Fprint(stderr, ans.Stderr)
 	if ans.Error != nil {
-		if ans.Error.Traceback != "" {
-			fmt.Fprint(stderr, ans.Error.Traceback)
-		}
-		fmt.Fprintf(stderr, "pyexec: %s: %s\n", ans.Error.Type, ans.Error.Message)
-		if scriptError(res.StatusCode, ans.Error.Type) {
-			return exitScriptError
-		}
-		return exitUsage
+		printError(stderr, ans.Error)
+		return exitScriptError
 	}
 	var pretty bytes.Buffer
 	if err := json.Indent(&pretty, ans.Result, "", "  "); err != nil {
@@ -136,15 +103,29 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	return exitOK
 }
 
-// scriptError tells failures of the script (exit 1) from failures to get
-// it run at all (exit 2).
-func scriptError(status int, typ string) bool {
-	switch typ {
-	case "validation_error", "runtime_error", "invalid_result", "timeout",
-		"memory_limit", "output_limit", "sandbox_error":
-		return status == http.StatusOK || status == http.StatusBadRequest
+// failed reports an answer that is not the script's outcome, or no answer.
+func failed(stderr io.Writer, err error) int {
+	var pe *pyexec.Error
+	var se *client.StatusError
+	var ue *neturl.Error
+	switch {
+	case errors.Is(err, client.ErrNotEnvelope) && errors.As(err, &se):
+		fmt.Fprintf(stderr, "pyexec: the service answered %d with something that is not JSON\n", se.Status)
+	case errors.As(err, &pe):
+		printError(stderr, pe)
+	case errors.As(err, &ue) && ue.Op != "parse":
+		fmt.Fprintln(stderr, "pyexec: cannot reach the service:", err)
+	default:
+		fmt.Fprintln(stderr, "pyexec:", err)
 	}
-	return false
+	return exitUsage
+}
+
+func printError(stderr io.Writer, e *pyexec.Error) {
+	if e.Traceback != "" {
+		fmt.Fprint(stderr, e.Traceback)
+	}
+	fmt.Fprintf(stderr, "pyexec: %s: %s\n", e.Code, e.Message)
 }
 
 func readScript(name string, stdin io.Reader) (string, error) {

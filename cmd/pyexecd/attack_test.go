@@ -205,7 +205,7 @@ def main():
 		{name: "pathological source", outcome: []string{"validation_error"}, script: "def main():\n    return " + strings.Repeat("(", 100000) + strings.Repeat(")", 100000) + "\n"},
 		{name: "100 MB of stdout", timeout: 20, outcome: []string{"ok"}, script: "import sys\ndef main():\n    for _ in range(100):\n        sys.stdout.write('z' * (1 << 20))\n    return 1\n",
 			check: func(t *testing.T, r result) {
-				assert.True(t, r.Body.Meta.StdoutTruncated)
+				assert.True(t, r.Body.StdoutTruncated)
 				assert.Len(t, r.Body.Stdout, 1<<20)
 			}},
 		{name: "300 MB result", timeout: 20, outcome: []string{"output_limit", "memory_limit"}, script: "def main():\n    return 'r' * (300 << 20)\n"},

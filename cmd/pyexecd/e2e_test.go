@@ -23,8 +23,10 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/pyexec/pyexec"
+	"github.com/pyexec/pyexec/client"
 	"github.com/pyexec/pyexec/internal/testenv"
 	"github.com/pyexec/pyexec/jail"
+	"github.com/pyexec/pyexec/wire"
 )
 
 // service is a real pyexecd, with the real jail, on a loopback port.
@@ -81,53 +83,41 @@ func startUnowned(t *testing.T, iso jail.Isolation, tweak func(*Config)) *servic
 	return &service{t: t, m: m, base: "http://" + m.Addr}
 }
 
+// result is one /execute answer as package client reads it. A refusal
+// (overloaded, rate_limited...) comes as a Body whose Error is the refusal,
+// so that every test reads the outcome in one place; Status tells them
+// apart. The client itself refuses an answer that is not the envelope.
 type result struct {
-	Status int
-	Header http.Header
-	Body   struct {
-		Result json.RawMessage `json:"result"`
-		Stdout string          `json:"stdout"`
-		Stderr string          `json:"stderr"`
-		Error  *struct {
-			Type      string `json:"type"`
-			Message   string `json:"message"`
-			Traceback string `json:"traceback"`
-		} `json:"error"`
-		Meta struct {
-			StdoutTruncated bool `json:"stdout_truncated"`
-		} `json:"meta"`
-	}
-	Elapsed time.Duration
+	Status     int
+	RequestID  string
+	RetryAfter time.Duration
+	Body       *pyexec.Response
+	Elapsed    time.Duration
 }
 
-func (s *service) post(body any) result {
-	s.t.Helper()
-	data, err := json.Marshal(body)
-	require.NoError(s.t, err)
-	start := time.Now()
-	res, err := http.Post(s.base+"/execute", "application/json", bytes.NewReader(data))
-	require.NoError(s.t, err)
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	require.NoError(s.t, err)
-	var r result
-	r.Status, r.Header, r.Elapsed = res.StatusCode, res.Header, time.Since(start)
-	require.NoError(s.t, json.Unmarshal(raw, &r.Body), "not JSON: %.500s", raw)
-	var keys map[string]json.RawMessage
-	require.NoError(s.t, json.Unmarshal(raw, &keys))
-	for _, k := range []string{"result", "stdout", "error"} {
-		require.Contains(s.t, keys, k)
-	}
-	return r
+func (s *service) client() *client.Client {
+	return &client.Client{BaseURL: s.base, HTTP: &http.Client{Timeout: 5 * time.Minute}}
 }
 
 func (s *service) run(script string, timeout float64) result {
 	s.t.Helper()
-	body := map[string]any{"script": script}
-	if timeout > 0 {
-		body["timeout"] = timeout
+	start := time.Now()
+	a, err := s.client().Execute(context.Background(),
+		pyexec.Request{Script: script, Timeout: time.Duration(timeout * float64(time.Second))})
+	r := result{Elapsed: time.Since(start)}
+	if err == nil {
+		r.Status, r.RequestID, r.Body = a.Status, a.RequestID, a.Response
+		require.NotEmpty(s.t, r.RequestID, "every answer carries X-Request-ID")
+		return r
 	}
-	return s.post(body)
+	var pe *pyexec.Error
+	var se *client.StatusError
+	require.ErrorAs(s.t, err, &se, "no answer")
+	require.NotErrorIs(s.t, err, client.ErrNotEnvelope)
+	require.ErrorAs(s.t, err, &pe)
+	r.Status, r.RequestID, r.RetryAfter = se.Status, se.RequestID, se.RetryAfter
+	r.Body = &pyexec.Response{Error: pe}
+	return r
 }
 
 // healthy checks that a normal request still succeeds.
@@ -143,7 +133,7 @@ func errType(r result) string {
 	if r.Body.Error == nil {
 		return ""
 	}
-	return r.Body.Error.Type
+	return string(r.Body.Error.Code)
 }
 
 func TestE2E_OriginalSpec(t *testing.T) { inEveryMode(t, testE2EOriginalSpec) }
@@ -157,6 +147,12 @@ func testE2EOriginalSpec(t *testing.T, iso jail.Isolation) {
 		assert.JSONEq(t, `{"message": "success"}`, string(r.Body.Result))
 		assert.Equal(t, "hello from sandbox\n", r.Body.Stdout)
 		assert.Nil(t, r.Body.Error)
+	})
+	t.Run("the request id given is the one answered", func(t *testing.T) {
+		a, err := s.client().Execute(context.Background(), pyexec.Request{ID: "e2e-chosen-id", Script: "def main():\n    return 1\n"})
+		require.NoError(t, err)
+		assert.Equal(t, "e2e-chosen-id", a.RequestID)
+		assert.JSONEq(t, "1", string(a.Result))
 	})
 	t.Run("missing main is a 400", func(t *testing.T) {
 		r := s.run("def foo():\n    return {'x': 1}\n", 0)
@@ -204,7 +200,7 @@ func testE2EOriginalSpec(t *testing.T, iso jail.Isolation) {
 		assert.Equal(t, "step 1\n", r.Body.Stdout)
 		assert.Contains(t, r.Body.Error.Traceback, `File "<script>", line 3, in main`)
 		assert.NotContains(t, r.Body.Error.Traceback, "harness")
-		assert.Equal(t, "null", string(r.Body.Result))
+		assert.Nil(t, r.Body.Result, "the client takes only a null result with an error")
 		s.healthy()
 	})
 	t.Run("printing is captured", func(t *testing.T) {
@@ -269,7 +265,7 @@ func testE2ELimits(t *testing.T, iso jail.Isolation) {
 		assert.Nil(t, r.Body.Error)
 		assert.JSONEq(t, `"done"`, string(r.Body.Result))
 		assert.Len(t, r.Body.Stdout, 1<<20)
-		assert.True(t, r.Body.Meta.StdoutTruncated)
+		assert.True(t, r.Body.StdoutTruncated)
 		s.healthy()
 	})
 	t.Run("result over the cap is output_limit", func(t *testing.T) {
@@ -441,7 +437,8 @@ func testE2EClientDisconnectKillsTheWorker(t *testing.T, iso jail.Isolation) {
 	s := startService(t, iso, func(c *Config) { c.PoolSize = 1 })
 	before := s.m.pool
 	require.NotNil(t, before)
-	data, _ := json.Marshal(map[string]any{"script": "import time\ndef main():\n    time.sleep(25)\n", "timeout": 30})
+	data, err := json.Marshal(wire.Request{Script: "import time\ndef main():\n    time.sleep(25)\n", Timeout: 30})
+	require.NoError(t, err)
 	conn, err := net.Dial("tcp", s.m.Addr)
 	require.NoError(t, err)
 	fmt.Fprintf(conn, "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(data), data)
@@ -464,7 +461,7 @@ func testE2EOverloadedWhenEveryWorkerIsBusy(t *testing.T, iso jail.Isolation) {
 	r := s.run("def main():\n    return 2\n", 0)
 	assert.Equal(t, 503, r.Status)
 	assert.Equal(t, "overloaded", errType(r))
-	assert.NotEmpty(t, r.Header.Get("Retry-After"))
+	assert.Positive(t, r.RetryAfter, "Retry-After")
 	first := <-done
 	assert.JSONEq(t, "1", string(first.Body.Result))
 }
