@@ -29,16 +29,18 @@ import (
 	"github.com/pyexec/pyexec/wire"
 )
 
-// Config configures the HTTP layer. Zero fields take the defaults of New.
+// Config configures the HTTP layer. MaxScriptBytes, DefaultTimeout and
+// MaxTimeout are required (the service's defaults for them are set where its
+// configuration is read); the other fields have defaults.
 type Config struct {
-	// MaxScriptBytes is the largest script accepted (default 200 KiB).
+	// MaxScriptBytes is the largest script accepted.
 	MaxScriptBytes int
 	// BodyLimit is the largest HTTP body read (default: room for a script
 	// of MaxScriptBytes even if every byte is JSON-escaped).
 	BodyLimit int
-	// DefaultTimeout applies when a request gives none (default 5s).
+	// DefaultTimeout applies when a request gives none.
 	DefaultTimeout time.Duration
-	// MaxTimeout is the largest timeout a request may ask for (default 30s).
+	// MaxTimeout is the largest timeout a request may ask for.
 	MaxTimeout time.Duration
 	// APIKey, when set, is required as "Authorization: Bearer <key>" on
 	// /execute. /health stays open for probes.
@@ -70,18 +72,14 @@ type Config struct {
 	WriteTimeout time.Duration
 }
 
-func (c *Config) setDefaults() {
-	if c.MaxScriptBytes == 0 {
-		c.MaxScriptBytes = 200 * 1024
+// check refuses a configuration with a required field left out and fills
+// in the defaults of the others.
+func (c *Config) check() error {
+	if c.MaxScriptBytes <= 0 || c.DefaultTimeout <= 0 || c.MaxTimeout < c.DefaultTimeout {
+		return errors.New("api configuration: MaxScriptBytes, DefaultTimeout and MaxTimeout (at least DefaultTimeout) must be set")
 	}
 	if c.BodyLimit == 0 {
 		c.BodyLimit = 6*c.MaxScriptBytes + 64*1024
-	}
-	if c.DefaultTimeout == 0 {
-		c.DefaultTimeout = 5 * time.Second
-	}
-	if c.MaxTimeout == 0 {
-		c.MaxTimeout = 30 * time.Second
 	}
 	if c.RetryAfter == 0 {
 		c.RetryAfter = time.Second
@@ -95,6 +93,7 @@ func (c *Config) setDefaults() {
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = 30 * time.Second
 	}
+	return nil
 }
 
 // openAPIDocument describes the whole API; it is served on /openapi.json
@@ -114,8 +113,10 @@ type server struct {
 }
 
 // New builds the fiber app. exec runs scripts; health feeds /health.
-func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) *fiber.App {
-	cfg.setDefaults()
+func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) (*fiber.App, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	s := &server{cfg: cfg, exec: exec, health: health, log: log}
 	app := fiber.New(fiber.Config{
 		AppName:               "pyexec",
@@ -156,7 +157,7 @@ func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) *
 	if cfg.Metrics != nil {
 		app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Metrics.gatherer, promhttp.HandlerOpts{})))
 	}
-	return app
+	return app, nil
 }
 
 const (

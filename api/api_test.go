@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -49,7 +50,7 @@ type answer struct {
 func do(t *testing.T, cfg Config, exec pyexec.Executor, method, path, body string, headers ...string) answer {
 	t.Helper()
 	ready := true
-	app := New(cfg, exec, func() pyexec.Status { return pyexec.Status{Ready: ready} }, zap.NewNop())
+	app := newApp(t, cfg, exec, func() pyexec.Status { return pyexec.Status{Ready: ready} }, zap.NewNop())
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
@@ -241,7 +242,7 @@ func TestExecute_NullResultIsKept(t *testing.T) {
 
 func TestHealth(t *testing.T) {
 	for _, ready := range []bool{true, false} {
-		app := New(Config{}, &fakeExecutor{}, func() pyexec.Status {
+		app := newApp(t, Config{}, &fakeExecutor{}, func() pyexec.Status {
 			return pyexec.Status{Ready: ready, Limits: pyexec.Limits{Cgroup: "v1"}}
 		}, zap.NewNop())
 		res, err := app.Test(httptest.NewRequest(http.MethodGet, "/health", nil), -1)
@@ -260,7 +261,7 @@ func TestHealth(t *testing.T) {
 }
 
 func TestHealthStaysOpenWithAPIKey(t *testing.T) {
-	app := New(Config{APIKey: "k"}, &fakeExecutor{}, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	app := newApp(t, Config{APIKey: "k"}, &fakeExecutor{}, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
 	res, err := app.Test(httptest.NewRequest(http.MethodGet, "/health", nil), -1)
 	require.NoError(t, err)
 	assert.Equal(t, 200, res.StatusCode)
@@ -289,8 +290,8 @@ func TestStatusOfCoversEveryCode(t *testing.T) {
 }
 
 func TestDecodeRequestKeepsItsOwnCopyOfTheScript(t *testing.T) {
-	s := &server{cfg: Config{}}
-	s.cfg.setDefaults()
+	s := &server{cfg: Config{MaxScriptBytes: 1024, DefaultTimeout: time.Second, MaxTimeout: time.Second}}
+	require.NoError(t, s.cfg.check())
 	buf := []byte(`{"script": "def main(): return 1"}`)
 	req, err := s.decodeRequest(buf)
 	require.NoError(t, err)
@@ -301,7 +302,7 @@ func TestDecodeRequestKeepsItsOwnCopyOfTheScript(t *testing.T) {
 // The body limit is enforced by the HTTP server while reading, so this one
 // needs a real listener rather than app.Test.
 func TestExecute_BodyOverLimitIsPayloadTooLarge(t *testing.T) {
-	app := New(Config{BodyLimit: 64 * 1024}, &fakeExecutor{}, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	app := newApp(t, Config{BodyLimit: 64 * 1024}, &fakeExecutor{}, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = app.Listener(ln) }()
@@ -331,4 +332,34 @@ func postJSON(body string) *http.Request {
 	req := httptest.NewRequest(http.MethodPost, "/execute", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	return req
+}
+
+// newApp builds the app with the limits cfg leaves out set to the values
+// the tests are written against.
+func newApp(t testing.TB, cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) *fiber.App {
+	t.Helper()
+	if cfg.MaxScriptBytes == 0 {
+		cfg.MaxScriptBytes = 200 << 10
+	}
+	if cfg.MaxTimeout == 0 {
+		cfg.MaxTimeout = 30 * time.Second
+	}
+	if cfg.DefaultTimeout == 0 {
+		cfg.DefaultTimeout = min(5*time.Second, cfg.MaxTimeout)
+	}
+	app, err := New(cfg, exec, health, log)
+	require.NoError(t, err)
+	return app
+}
+
+func TestNew_RefusesAMissingLimit(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"no script limit":          {DefaultTimeout: time.Second, MaxTimeout: time.Second},
+		"no default timeout":       {MaxScriptBytes: 1, MaxTimeout: time.Second},
+		"default over the max":     {MaxScriptBytes: 1, DefaultTimeout: 2 * time.Second, MaxTimeout: time.Second},
+		"nothing set (zero value)": {},
+	} {
+		_, err := New(cfg, &fakeExecutor{}, func() pyexec.Status { return pyexec.Status{} }, zap.NewNop())
+		assert.Error(t, err, name)
+	}
 }

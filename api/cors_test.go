@@ -28,7 +28,7 @@ func corsHeaders(h http.Header) http.Header {
 func corsExchange(t *testing.T, cfg Config, origin string) (preflight, post *http.Response) {
 	t.Helper()
 	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
-	app := New(cfg, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	app := newApp(t, cfg, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
 	req := httptest.NewRequest(http.MethodOptions, "/execute", nil)
 	req.Header.Set("Origin", origin)
 	req.Header.Set("Access-Control-Request-Method", "POST")

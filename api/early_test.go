@@ -38,7 +38,7 @@ func listen(t *testing.T, cfg Config, exec pyexec.Executor) *listening {
 	t.Helper()
 	core, logs := observer.New(zap.InfoLevel)
 	cfg.Metrics = NewMetrics(prometheus.NewRegistry())
-	app := New(cfg, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.New(core))
+	app := newApp(t, cfg, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.New(core))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan error, 1)

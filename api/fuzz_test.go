@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/pyexec/pyexec"
@@ -32,8 +33,10 @@ func FuzzDecodeRequest(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	s := &server{cfg: Config{MaxScriptBytes: 1024}}
-	s.cfg.setDefaults()
+	s := &server{cfg: Config{MaxScriptBytes: 1024, DefaultTimeout: 5 * time.Second, MaxTimeout: 30 * time.Second}}
+	if err := s.cfg.check(); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req, err := s.decodeRequest(data)
 		if err != nil {

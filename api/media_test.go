@@ -42,7 +42,7 @@ func TestExecute_GzipBombIsRefusedUnread(t *testing.T) {
 	require.EqualValues(t, mib<<20, expanded, "the bomb is a real one")
 
 	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
-	app := New(Config{}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	app := newApp(t, Config{}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
 	req := httptest.NewRequest(http.MethodPost, "/execute", bytes.NewReader(bomb))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Content-Encoding", "gzip")

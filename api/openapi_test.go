@@ -73,7 +73,7 @@ func TestOpenAPI_EveryErrorRowConforms(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			app := New(tc.cfg, tc.exec, func() pyexec.Status {
+			app := newApp(t, tc.cfg, tc.exec, func() pyexec.Status {
 				return pyexec.Status{Ready: true, Limits: pyexec.Limits{Cgroup: "v1", MemoryEnforcer: "cgroup v1", PidsEnforcer: "cgroup v1"}}
 			}, zap.NewNop())
 			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
@@ -154,7 +154,7 @@ func TestOpenAPI_EarlyAnswersConform(t *testing.T) {
 }
 
 func TestOpenAPI_IsServed(t *testing.T) {
-	app := New(Config{}, &fakeExecutor{}, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	app := newApp(t, Config{}, &fakeExecutor{}, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
 	res, err := app.Test(httptest.NewRequest(http.MethodGet, "/openapi.json", nil), -1)
 	require.NoError(t, err)
 	assert.Equal(t, 200, res.StatusCode)

@@ -19,7 +19,7 @@ import (
 func TestRequestLog_FieldsAndNoScriptOrOutput(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage(`"secret-result"`), Stdout: "secret-stdout"}}
-	app := New(Config{TraceProject: "proj"}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.New(core))
+	app := newApp(t, Config{TraceProject: "proj"}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.New(core))
 	req := postJSON(`{"script": "def main(): return 'secret-script'"}`)
 	req.Header.Set("X-Request-ID", "req-42")
 	req.Header.Set("X-Cloud-Trace-Context", "105445aa7843bc8bf206b12000100000/1;o=1")
@@ -45,7 +45,7 @@ func TestRequestLog_FieldsAndNoScriptOrOutput(t *testing.T) {
 
 func TestRateLimit_PerClient(t *testing.T) {
 	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
-	app := New(Config{RateLimit: 2}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	app := newApp(t, Config{RateLimit: 2}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
 	send := func(key string) *http.Response {
 		req := postJSON(okScript)
 		if key != "" {
@@ -70,7 +70,7 @@ func TestMetrics_ChangeAsRequestsAreServed(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
-	app := New(Config{Metrics: m}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	app := newApp(t, Config{Metrics: m}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
 	scrape := func() string {
 		res, err := app.Test(httptest.NewRequest(http.MethodGet, "/metrics", nil), -1)
 		require.NoError(t, err)

@@ -40,8 +40,9 @@ func TestExecute_AgainstTheHTTPLayer(t *testing.T) {
 			return nil, pyexec.Errorf(pyexec.CodeOverloaded, "no worker became free")
 		}
 	})
-	app := api.New(api.Config{APIKey: "k3y", MaxTimeout: 10 * time.Second}, exec,
+	app, err := api.New(api.Config{APIKey: "k3y", MaxScriptBytes: 1 << 10, DefaultTimeout: 5 * time.Second, MaxTimeout: 10 * time.Second}, exec,
 		func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan error, 1)

@@ -160,7 +160,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Addr, m.ln = ln.Addr().String(), api.NewListener(ln)
 	base, cancel := context.WithCancel(context.Background())
 	m.cancelRequests = cancel
-	m.app = api.New(api.Config{
+	app, err := api.New(api.Config{
 		MaxScriptBytes: c.MaxScriptBytes,
 		DefaultTimeout: c.Timeout,
 		MaxTimeout:     c.MaxTimeout,
@@ -171,6 +171,10 @@ func (m *Main) Run(ctx context.Context) error {
 		TraceProject:   c.TraceProject,
 		CORSOrigins:    c.CORSOrigins,
 	}, m, m.health, m.Log.Named("api"))
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	m.app = app
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.app.Listener(m.ln) }()
 	m.Log.Info("serving", zap.String("addr", m.Addr), zap.Int("pool_size", c.PoolSize),
