@@ -382,3 +382,43 @@ func TestFakeFork_WaitingChildIsIdleClass(t *testing.T) {
 		require.NoError(t, w.AwaitReady(context.Background()))
 	}
 }
+
+// fakeOOMCounter stands in for the worker cgroup's memory.events: the
+// worker reads its OOM-kill count from the file, which a script of the
+// fake sandbox can write as the kernel would.
+func fakeOOMCounter(t *testing.T, w *Worker, kills int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "memory.events")
+	require.NoError(t, os.WriteFile(path, []byte("oom 0\noom_kill "+strconv.Itoa(kills)+"\n"), 0o644))
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	w.cg.events = f
+	return path
+}
+
+// A worker killed by the OOM killer is reported as over its memory limit;
+// in a fork jail only if the kill came during this script.
+func TestFakeWorker_OOMKillIsMemoryLimit(t *testing.T) {
+	s, _ := fakeSpawner(t, Config{MemoryMB: 256})
+	w := spawn(t, s)
+	events := fakeOOMCounter(t, w, 0)
+	resp := fakeRun(t, w, "write "+events+" oom_kill 1\nsignal 9")
+	require.NotNil(t, resp.Error)
+	assert.Equal(t, pyexec.CodeMemoryLimit, resp.Error.Code)
+	assert.Equal(t, "script exceeded the memory limit (256 MB)", resp.Error.Message)
+
+	f, _ := fakeSpawner(t, Config{MemoryMB: 256, Isolation: IsolationFork})
+	w = spawn(t, f)
+	events = fakeOOMCounter(t, w, 1)
+	resp = fakeRun(t, w, "write "+events+" oom_kill 2\nsignal 9")
+	require.NotNil(t, resp.Error)
+	assert.Equal(t, pyexec.CodeMemoryLimit, resp.Error.Code, resp.Error.Message)
+
+	// An earlier kill in the jail is not this script's.
+	w = spawn(t, f)
+	fakeOOMCounter(t, w, 1)
+	resp = fakeRun(t, w, "signal 9")
+	require.NotNil(t, resp.Error)
+	assert.Equal(t, pyexec.CodeSandbox, resp.Error.Code, resp.Error.Message)
+}

@@ -25,6 +25,7 @@
 //	big N            write a protocol line of N bytes
 //	ready            write a ready line with a made-up nonce
 //	touch PATH       create the file PATH (a sign that the script runs)
+//	write PATH TEXT  write TEXT to the file PATH (a cgroup's counters, say)
 //	sleep DURATION   sleep
 //	exit N           exit with status N, unanswered
 //	signal N         die of signal N, unanswered
@@ -414,6 +415,9 @@ func serveOne(in *bufio.Reader) int {
 			if f, err := os.Create(arg); err == nil {
 				f.Close()
 			}
+		case "write":
+			path, text, _ := strings.Cut(arg, " ")
+			_ = os.WriteFile(path, []byte(text+"\n"), 0o644)
 		case "sleep":
 			d, _ := time.ParseDuration(arg)
 			time.Sleep(d)
