@@ -95,9 +95,22 @@ func TestWorker_KillLeavesNothingBehind(t *testing.T) {
 func TestWorker_KilledFromOutsideMidRunIsSandboxError(t *testing.T) {
 	s := newSpawner(t, Config{})
 	w := spawn(t, s)
-	done := make(chan *pyexec.Response, 1)
-	go func() { done <- run(t, w, "import time\ndef main():\n    time.sleep(30)\n", 20*time.Second) }()
-	time.Sleep(300 * time.Millisecond)
+	require.NotZero(t, w.harnessPID)
+	type outcome struct {
+		resp *pyexec.Response
+		err  error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		resp, err := w.Run(context.Background(), pyexec.Request{ID: "t",
+			Script: "import time\ndef main():\n    open('/tmp/running', 'w').close()\n    time.sleep(30)\n", Timeout: 20 * time.Second})
+		done <- outcome{resp, err}
+	}()
+	// The script marks its /tmp once it runs; the test sees the jail's /tmp
+	// through the interpreter's root.
+	marker := fmt.Sprintf("/proc/%d/root/tmp/running", w.harnessPID)
+	require.Eventually(t, func() bool { _, err := os.Stat(marker); return err == nil }, 10*time.Second, 5*time.Millisecond,
+		"the script did not start")
 	// Kill the jailed interpreter (not nsjail) as an outsider would.
 	killed := false
 	for _, pid := range w.cg.pids() {
@@ -110,9 +123,10 @@ func TestWorker_KilledFromOutsideMidRunIsSandboxError(t *testing.T) {
 		require.NoError(t, syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL))
 	}
 	select {
-	case resp := <-done:
-		require.NotNil(t, resp.Error)
-		assert.Equal(t, pyexec.CodeSandbox, resp.Error.Code)
+	case o := <-done:
+		require.NoError(t, o.err)
+		require.NotNil(t, o.resp.Error)
+		assert.Equal(t, pyexec.CodeSandbox, o.resp.Error.Code)
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run did not notice the worker's death")
 	}

@@ -669,7 +669,7 @@ func (w *Worker) childDeathError(m *readyMsg, oomBefore int64) *pyexec.Error {
 // its pidfd), it closed its end of the protocol itself, as a script can: it
 // is killed at once rather than waited for.
 func (w *Worker) endedWithoutReply() *pyexec.Error {
-	if w.harnessAlive() {
+	if w.harnessAlive(exitGrace) {
 		w.Kill()
 		return pyexec.Errorf(pyexec.CodeSandbox, "the sandboxed process closed its channel to the service without answering")
 	}
@@ -683,15 +683,28 @@ func (w *Worker) watchHarness(pid int) {
 	w.harnessPID, w.pidfd = pid, openPidfd(pid)
 }
 
-// harnessAlive reports whether the jailed interpreter has not exited yet.
-// Without a pidfd it is taken as gone, so the caller waits for the process.
-func (w *Worker) harnessAlive() bool {
+// exitGrace is how long a harness whose output has ended is given to be
+// seen exiting: the kernel closes an exiting process's descriptors a moment
+// before its pidfd reports it gone (longer for a process with several
+// threads), and in that moment it must not pass for one that closed its
+// channel and lives on.
+const exitGrace = 100 * time.Millisecond
+
+// harnessAlive reports whether the jailed interpreter has not exited within
+// wait. Without a pidfd it is taken as gone, so the caller waits for the
+// process.
+func (w *Worker) harnessAlive(wait time.Duration) bool {
 	if w.pidfd == nil {
 		return false
 	}
 	fds := []unix.PollFd{{Fd: int32(w.pidfd.Fd()), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, 0)
-	return err == nil && n == 0
+	for {
+		n, err := unix.Poll(fds, int(wait.Milliseconds()))
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n == 0
+	}
 }
 
 // deathError explains a worker that ended without replying.

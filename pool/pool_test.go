@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ import (
 )
 
 // fakeWorker answers from a function; it records what happened to it.
+// Only the pool calls Kill, so killed says the pool killed it.
 type fakeWorker struct {
 	id       int64
 	run      func(ctx context.Context, req pyexec.Request) (*pyexec.Response, error)
@@ -24,6 +27,7 @@ type fakeWorker struct {
 	runs     atomic.Int64
 	killed   atomic.Bool
 	dead     atomic.Bool
+	onKill   func() // called on the first Kill
 }
 
 func (w *fakeWorker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
@@ -35,7 +39,11 @@ func (w *fakeWorker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Respo
 }
 func (w *fakeWorker) Reusable() bool { return w.reusable }
 func (w *fakeWorker) Alive() bool    { return !w.dead.Load() && !w.killed.Load() }
-func (w *fakeWorker) Kill()          { w.killed.Store(true) }
+func (w *fakeWorker) Kill() {
+	if w.killed.CompareAndSwap(false, true) && w.onKill != nil {
+		w.onKill()
+	}
+}
 
 // factory spawns fake workers and remembers them.
 type factory struct {
@@ -45,6 +53,7 @@ type factory struct {
 	fail    atomic.Bool
 	delay   time.Duration
 	make    func(w *fakeWorker)
+	onKill  func()
 }
 
 func (f *factory) spawn(ctx context.Context) (Worker, error) {
@@ -58,7 +67,7 @@ func (f *factory) spawn(ctx context.Context) (Worker, error) {
 	if f.fail.Load() {
 		return nil, errors.New("no jail here")
 	}
-	w := &fakeWorker{id: f.next.Add(1)}
+	w := &fakeWorker{id: f.next.Add(1), onKill: f.onKill}
 	if f.make != nil {
 		f.make(w)
 	}
@@ -168,9 +177,10 @@ func TestPool_OverloadedWhenNoWorkerFreesUp(t *testing.T) {
 }
 
 func TestPool_QueuedRequestsAreServedWhenWorkersFree(t *testing.T) {
+	gate := make(chan struct{})
 	f := &factory{make: func(w *fakeWorker) {
 		w.run = func(ctx context.Context, _ pyexec.Request) (*pyexec.Response, error) {
-			time.Sleep(20 * time.Millisecond)
+			<-gate
 			return &pyexec.Response{Result: []byte("1")}, nil
 		}
 	}}
@@ -186,6 +196,9 @@ func TestPool_QueuedRequestsAreServedWhenWorkersFree(t *testing.T) {
 			errs <- err
 		}()
 	}
+	// Two requests hold both workers and eight wait for them.
+	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Busy == 2 && queued() == 8 }, 5*time.Second, time.Millisecond)
+	close(gate)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -194,10 +207,12 @@ func TestPool_QueuedRequestsAreServedWhenWorkersFree(t *testing.T) {
 }
 
 func TestPool_CancelledRequestKillsItsWorker(t *testing.T) {
+	// Reusable, and it does not kill itself: only the pool's handling of
+	// the failed run can end it.
 	f := &factory{make: func(w *fakeWorker) {
+		w.reusable = true
 		w.run = func(ctx context.Context, _ pyexec.Request) (*pyexec.Response, error) {
 			<-ctx.Done()
-			w.Kill()
 			return nil, ctx.Err()
 		}
 	}}
@@ -207,18 +222,22 @@ func TestPool_CancelledRequestKillsItsWorker(t *testing.T) {
 	defer cancel()
 	_, err := p.Execute(ctx, req())
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.True(t, f.all()[0].killed.Load())
+	require.Eventually(t, func() bool { return f.all()[0].killed.Load() }, 2*time.Second, time.Millisecond,
+		"the pool kills a worker whose run failed")
 	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Idle == 1 }, 2*time.Second, 5*time.Millisecond)
+	assert.Len(t, f.all(), 2, "and replaces it")
 }
 
 func TestPool_DeadIdleWorkerIsReplaced(t *testing.T) {
 	f := &factory{}
 	p := newPool(t, Config{Size: 1, Spawn: f.spawn})
 	require.NoError(t, p.WaitReady(context.Background()))
-	f.all()[0].dead.Store(true)
+	dead := f.all()[0]
+	dead.dead.Store(true)
 	resp, err := p.Execute(context.Background(), req())
 	require.NoError(t, err)
 	assert.NotEqual(t, "1", string(resp.Result), "the dead worker must not serve")
+	assert.Zero(t, dead.runs.Load(), "the dead worker was given the script")
 }
 
 func TestPool_RecyclesOldIdleWorkers(t *testing.T) {
@@ -232,7 +251,21 @@ func TestPool_RecyclesOldIdleWorkers(t *testing.T) {
 func TestPool_SpawnFailuresMakeItUnreadyAndBackOff(t *testing.T) {
 	f := &factory{}
 	f.fail.Store(true)
-	p := newPool(t, Config{Size: 2, Spawn: f.spawn, SpawnConcurrency: 1})
+	var mu sync.Mutex
+	var failed []time.Time
+	onSpawn := func(_ time.Duration, err error) {
+		if err != nil {
+			mu.Lock()
+			failed = append(failed, time.Now())
+			mu.Unlock()
+		}
+	}
+	failures := func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Time(nil), failed...)
+	}
+	p := newPool(t, Config{Size: 2, Spawn: f.spawn, SpawnConcurrency: 1, OnSpawn: onSpawn})
 	err := p.WaitReady(context.Background())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no jail here")
@@ -240,10 +273,12 @@ func TestPool_SpawnFailuresMakeItUnreadyAndBackOff(t *testing.T) {
 	assert.False(t, ready)
 	assert.Contains(t, reason, "no worker can be started")
 
-	time.Sleep(300 * time.Millisecond)
-	s, _, _ := p.Status()
-	// With backoff from 100ms doubling, 300ms allows only a handful of tries.
-	assert.LessOrEqual(t, s.SpawnFailures, int64(6))
+	// The backoff starts at 100ms and doubles: the retries come at least
+	// that far apart.
+	require.Eventually(t, func() bool { return len(failures()) >= 3 }, 5*time.Second, 5*time.Millisecond)
+	at := failures()
+	assert.GreaterOrEqual(t, at[1].Sub(at[0]), 100*time.Millisecond)
+	assert.GreaterOrEqual(t, at[2].Sub(at[1]), 200*time.Millisecond)
 
 	f.fail.Store(false)
 	require.Eventually(t, func() bool { _, ready, _ := p.Status(); return ready }, 5*time.Second, 10*time.Millisecond)
@@ -297,7 +332,8 @@ func TestPool_QueuedRequestsAreServedInOrder(t *testing.T) {
 				assert.Equal(t, `"`+id+`"`, string(resp.Result))
 			}
 		}()
-		time.Sleep(50 * time.Millisecond) // arrive one after the other
+		// The next arrives only once this one waits in the queue.
+		require.Eventually(t, func() bool { return queued() == i+1 }, 5*time.Second, time.Millisecond)
 	}
 	close(gate)
 	wg.Wait()
@@ -349,22 +385,42 @@ func TestPool_ReusableWorkerReturnsOnlyWhenReady(t *testing.T) {
 }
 
 func TestPool_RetiresOldWorkersOneAtATime(t *testing.T) {
-	f := &factory{delay: 60 * time.Millisecond}
+	// live counts the workers spawned and not yet killed; minLive is its
+	// lowest value at any kill.
+	var live, minLive atomic.Int64
+	minLive.Store(4)
+	f := &factory{delay: 60 * time.Millisecond, make: func(w *fakeWorker) { live.Add(1) }}
+	f.onKill = func() {
+		n := live.Add(-1)
+		for m := minLive.Load(); n < m && !minLive.CompareAndSwap(m, n); m = minLive.Load() {
+		}
+	}
 	p := newPool(t, Config{Size: 4, Spawn: f.spawn, MaxAge: 20 * time.Millisecond, MaintainInterval: 5 * time.Millisecond})
 	require.NoError(t, p.WaitReady(context.Background()))
-	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Idle == 4 }, 2*time.Second, time.Millisecond)
 	// Every worker is soon over age, and a spawn takes many ticks; yet
 	// the next is retired only once its predecessor's replacement is up,
 	// so the pool never drops below size-1 warm workers on account of age.
-	deadline := time.Now().Add(600 * time.Millisecond)
-	minIdle := 4
-	for time.Now().Before(deadline) {
-		s, _, _ := p.Status()
-		if s.Idle+s.Busy < minIdle {
-			minIdle = s.Idle + s.Busy
+	require.Eventually(t, func() bool { return p.Recycled() >= 4 }, 20*time.Second, 5*time.Millisecond, "old workers are retired")
+	assert.GreaterOrEqual(t, minLive.Load(), int64(3), "at most one worker at a time is retired for age")
+}
+
+// queued counts the requests waiting in the pool's queue: goroutines
+// parked in the semaphore puddle queues acquisitions on, in arrival order.
+func queued() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
 		}
-		time.Sleep(2 * time.Millisecond)
+		buf = make([]byte, 2*len(buf))
 	}
-	assert.GreaterOrEqual(t, p.Recycled(), int64(4), "old workers are retired")
-	assert.GreaterOrEqual(t, minIdle, 3, "at most one worker at a time is retired for age")
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "[select") && strings.Contains(g, "semaphore.(*Weighted).Acquire") {
+			count++
+		}
+	}
+	return count
 }

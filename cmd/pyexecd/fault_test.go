@@ -95,13 +95,26 @@ func TestE2E_SIGTERM(t *testing.T) {
 
 	s := &service{t: t, base: base}
 	inflight := make(chan result, 1)
-	go func() { inflight <- s.run("import time\ndef main():\n    time.sleep(1)\n    return 'finished'\n", 10) }()
+	go func() {
+		inflight <- s.run("import time\ndef main():\n    open('/tmp/running', 'w').close()\n    time.sleep(1)\n    return 'finished'\n", 10)
+	}()
 	var workers []int
 	require.Eventually(t, func() bool {
 		workers = childrenOf(cmd.Process.Pid)
 		return len(workers) >= 2
 	}, 10*time.Second, 10*time.Millisecond)
-	time.Sleep(200 * time.Millisecond) // the script is running
+	// The script marks its jail's /tmp once it runs; the test sees it
+	// through the jailed interpreter's root.
+	require.Eventually(t, func() bool {
+		for _, nsjail := range childrenOf(cmd.Process.Pid) {
+			for _, pid := range childrenOf(nsjail) {
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/tmp/running", pid)); err == nil {
+					return true
+				}
+			}
+		}
+		return false
+	}, 10*time.Second, 5*time.Millisecond, "the script did not start")
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 
 	r := <-inflight
