@@ -29,7 +29,7 @@ func fakeSpawner(t *testing.T, cfg Config) (*Spawner, *fakesandbox.Sandbox) {
 	t.Helper()
 	sb := fakesandbox.New(t)
 	cfg.PythonPath, cfg.NsjailPath, cfg.Cgroup = sb.Python, sb.Nsjail, CgroupNone
-	s, err := NewSpawner(cfg, zap.NewNop())
+	s, err := NewSpawner(withLimits(cfg), zap.NewNop())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	return s, sb
@@ -83,7 +83,7 @@ func TestFakeWorker_AnswersAndIsUsedOnce(t *testing.T) {
 // The harness receives a message id drawn for that message, never the
 // client's, and the limits the service applies.
 func TestFakeWorker_RequestCarriesFreshIDAndLimits(t *testing.T) {
-	s, _ := fakeSpawner(t, Config{MaxOutputBytes: 4096, Validation: "minimal"})
+	s, _ := fakeSpawner(t, Config{MaxOutputBytes: 4096, Validation: ValidationMinimal})
 	seen := map[string]bool{}
 	for i := 0; i < 2; i++ {
 		w := spawn(t, s)
@@ -237,7 +237,9 @@ func TestFakeWorker_KilledFromOutsideMidRun(t *testing.T) {
 
 func TestFakeSpawn_FailuresAreReportedAndLeaveNothing(t *testing.T) {
 	for _, tc := range []struct {
-		startup, isolation, message string
+		startup   string
+		isolation Isolation
+		message   string
 	}{
 		{"exit", IsolationStrict, "broken harness"},
 		{"garbage", IsolationStrict, "decode ready line"},

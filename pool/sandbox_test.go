@@ -31,11 +31,12 @@ type jailWorkers struct {
 	ws []*jail.Worker
 }
 
-func newJailWorkers(t *testing.T, isolation string) *jailWorkers {
+func newJailWorkers(t *testing.T, isolation jail.Isolation) *jailWorkers {
 	t.Helper()
 	sb := fakesandbox.New(t)
 	s, err := jail.NewSpawner(jail.Config{PythonPath: sb.Python, NsjailPath: sb.Nsjail, Cgroup: jail.CgroupNone,
-		Isolation: isolation, SpawnTimeout: 10 * time.Second}, zap.NewNop())
+		Isolation: isolation, SpawnTimeout: 10 * time.Second,
+		MemoryMB: 256, PidsMax: 16, TmpfsMB: 16, MaxOutputBytes: 1 << 16, MaxScriptBytes: 1 << 16, MaxRuns: 100}, zap.NewNop())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	return &jailWorkers{sb: sb, s: s}
