@@ -23,7 +23,7 @@ func servedDocument(embedded string, keyed bool) ([]byte, error) {
 		for i := range *paths {
 			err := (*paths)[i].edit(func(item *object) error {
 				for j := range *item {
-					if err := (*item)[j].edit(open); err != nil {
+					if err := (*item)[j].edit(openOperation); err != nil {
 						return err
 					}
 				}
@@ -57,10 +57,10 @@ func servedDocument(embedded string, keyed bool) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// open drops the security requirement of an operation that has one, and
+// openOperation drops the security requirement of an operation that has one, and
 // the 401 answer that went with it. Path item members that are not
 // operations (summary, description, parameters...) are left alone.
-func open(op *object) error {
+func openOperation(op *object) error {
 	sec, ok := op.get("security")
 	if !ok || bytes.Equal(bytes.TrimSpace(sec), []byte("[]")) {
 		return nil
