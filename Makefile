@@ -21,7 +21,7 @@ VENV_REQS   ?= -r pyharness/requirements.txt -r pyharness/requirements-dev.txt
 export PYEXEC_PYTHON ?= $(PY)
 export PORT
 
-.PHONY: all setup venv build run test test-go test-py test-compose vet bench soak fuzz fuzz-brief clean
+.PHONY: all setup venv build run test test-go test-py test-compose vet lint-openapi bench soak fuzz fuzz-brief clean
 
 all: build
 
@@ -66,6 +66,27 @@ test-compose:
 	docker-compose -f docker-compose.yml config -q
 	@echo "docker-compose.yml: valid"
 
+# api/openapi.json under Redocly's rulesets: "spec" (structure) and
+# "recommended-strict" (every recommendation, warnings as errors). The CLI is
+# installed once from npm into .tools/, pinned; it sends no telemetry.
+REDOCLY_VERSION ?= 2.77.0
+TOOLS           := $(CURDIR)/.tools
+REDOCLY_DIR     := $(TOOLS)/redocly-$(REDOCLY_VERSION)
+REDOCLY         := $(REDOCLY_DIR)/node_modules/.bin/redocly
+
+$(REDOCLY_DIR)/.installed:
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	rm -rf "$(REDOCLY_DIR)"
+	npm install --prefix "$(REDOCLY_DIR)" --no-audit --no-fund --loglevel=error "@redocly/cli@$(REDOCLY_VERSION)"
+	touch "$@"
+
+lint-openapi: $(REDOCLY_DIR)/.installed
+	@for rules in spec recommended-strict; do \
+		echo ">> redocly lint --extends $$rules api/openapi.json"; \
+		REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_NOTIFICATIONS=true REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+			"$(REDOCLY)" lint --extends "$$rules" --format stylish api/openapi.json 2>&1 | grep -v -E '^ *(║|╔|╚)' || exit 1; \
+	done
+
 # Fuzz targets: the request decoder and the worker protocol codec. Their
 # seed corpora run with every `go test`; `make test` fuzzes each briefly,
 # `make fuzz` for longer.
@@ -82,7 +103,7 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	done
 
-test: venv vet test-py test-compose test-go fuzz-brief
+test: venv vet lint-openapi test-py test-compose test-go fuzz-brief
 
 # Regenerates docs/BENCHMARKS.md and its chart: what spawning alone costs
 # (package jail's BenchmarkSpawn, 8 at a time for SPAWN_BENCHTIME), then cold
@@ -101,4 +122,4 @@ soak: venv build
 	$(GO) run ./bench/soak -bin "$(BIN)/pyexecd" -python "$(PY)" -out docs/RELIABILITY.md $(SOAK_FLAGS)
 
 clean:
-	rm -rf "$(BIN)" "$(VENV)"
+	rm -rf "$(BIN)" "$(VENV)" "$(TOOLS)"

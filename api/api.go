@@ -96,8 +96,9 @@ func (c *Config) check() error {
 	return nil
 }
 
-// openAPIDocument describes the whole API; it is served on /openapi.json
-// and the tests check real answers against it.
+// openAPIDocument describes the whole API, for a service with an API key;
+// /openapi.json serves it as this instance runs (see servedDocument), and
+// the tests check real answers against it.
 //
 //go:embed openapi.json
 var openAPIDocument string
@@ -115,6 +116,10 @@ type server struct {
 // New builds the fiber app. exec runs scripts; health feeds /health.
 func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) (*fiber.App, error) {
 	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	doc, err := servedDocument(openAPIDocument, cfg.APIKey != "")
+	if err != nil {
 		return nil, err
 	}
 	s := &server{cfg: cfg, exec: exec, health: health, log: log}
@@ -152,7 +157,7 @@ func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) (
 	app.Get("/health", s.healthz)
 	app.Get("/openapi.json", func(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		return c.SendString(openAPIDocument)
+		return c.Send(doc)
 	})
 	if cfg.Metrics != nil {
 		app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Metrics.gatherer, promhttp.HandlerOpts{})))

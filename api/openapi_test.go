@@ -17,6 +17,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/gofiber/fiber/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -24,21 +25,51 @@ import (
 	"github.com/pyexec/pyexec"
 )
 
-func loadSpec(t *testing.T) *openapi3.T {
+// parseSpec loads an OpenAPI document and checks that it is valid.
+func parseSpec(t *testing.T, data []byte) *openapi3.T {
 	t.Helper()
 	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromData([]byte(openAPIDocument))
+	doc, err := loader.LoadFromData(data)
 	require.NoError(t, err)
-	require.NoError(t, doc.Validate(loader.Context), "the served OpenAPI document must itself be valid")
+	require.NoError(t, doc.Validate(loader.Context), "the OpenAPI document must itself be valid")
 	return doc
+}
+
+// anyJSON is every JSON value, spelt as a list of types.
+var anyJSON = openapi3.Types{"object", "array", "string", "number", "boolean", "null"}
+
+// checkable is doc with the empty schema of a result spelt as anyJSON: the
+// same values, but kin-openapi checks a 3.1 schema that has references by
+// the rules of 3.0, under which a schema without a type refuses null.
+func checkable(t *testing.T, doc *openapi3.T) *openapi3.T {
+	t.Helper()
+	result := doc.Components.Schemas["ExecuteResponse"].Value.Properties["result"].Value
+	require.True(t, result.IsEmpty(), "result is any JSON value")
+	result.Type = &anyJSON
+	return doc
+}
+
+// servedSpec is the document app serves on /openapi.json: real answers are
+// checked against what the instance that made them says of itself.
+func servedSpec(t *testing.T, app *fiber.App) *openapi3.T {
+	t.Helper()
+	return checkable(t, parseSpec(t, servedBytes(t, app)))
+}
+
+func servedBytes(t *testing.T, app *fiber.App) []byte {
+	t.Helper()
+	res, err := app.Test(httptest.NewRequest(http.MethodGet, "/openapi.json", nil), -1)
+	require.NoError(t, err)
+	require.Equal(t, 200, res.StatusCode)
+	assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
+	data, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return data
 }
 
 // TestOpenAPI_EveryErrorRowConforms sends requests producing every row of
 // the error table and checks each real answer against the served document.
 func TestOpenAPI_EveryErrorRowConforms(t *testing.T) {
-	doc := loadSpec(t)
-	router, err := gorillamux.NewRouter(doc)
-	require.NoError(t, err)
 	ok := &pyexec.Response{Result: json.RawMessage(`{"message":"success"}`), Stdout: "hello from sandbox\n"}
 	scriptErr := func(code pyexec.Code) *fakeExecutor {
 		return &fakeExecutor{resp: &pyexec.Response{Error: &pyexec.Error{Code: code, Message: "m", Traceback: "tb"}}}
@@ -76,6 +107,9 @@ func TestOpenAPI_EveryErrorRowConforms(t *testing.T) {
 			app := newApp(t, tc.cfg, tc.exec, func() pyexec.Status {
 				return pyexec.Status{Ready: true, Limits: pyexec.Limits{Cgroup: "v1", MemoryEnforcer: "cgroup v1", PidsEnforcer: "cgroup v1"}}
 			}, zap.NewNop())
+			doc := servedSpec(t, app)
+			router, err := gorillamux.NewRouter(doc)
+			require.NoError(t, err)
 			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
 			req.Header.Set("Content-Type", "application/json")
 			for i := 0; i+1 < len(tc.header); i += 2 {
@@ -91,7 +125,7 @@ func TestOpenAPI_EveryErrorRowConforms(t *testing.T) {
 				// No operation to match: the body must still be an ErrorResponse.
 				var v any
 				require.NoError(t, json.Unmarshal(body, &v))
-				assert.NoError(t, doc.Components.Schemas["ErrorResponse"].Value.VisitJSON(v))
+				assert.NoError(t, doc.Components.Schemas["ErrorResponse"].Value.VisitJSON(v, openapi3.EnableJSONSchema2020()))
 				return
 			}
 			assertConforms(t, doc, router, tc.method, tc.path, res.StatusCode, res.Header, body)
@@ -123,10 +157,10 @@ func assertConforms(t *testing.T, doc *openapi3.T, router routers.Router, method
 // TestOpenAPI_EarlyAnswersConform checks the rows of answers made while
 // reading a request, which only a real listener produces.
 func TestOpenAPI_EarlyAnswersConform(t *testing.T) {
-	doc := loadSpec(t)
+	l := listen(t, Config{ReadTimeout: 200 * time.Millisecond, BodyLimit: 1024}, &fakeExecutor{})
+	doc := servedSpec(t, l.app)
 	router, err := gorillamux.NewRouter(doc)
 	require.NoError(t, err)
-	l := listen(t, Config{ReadTimeout: 200 * time.Millisecond, BodyLimit: 1024}, &fakeExecutor{})
 	const head = "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 	for _, tc := range []struct {
 		name    string
@@ -153,13 +187,74 @@ func TestOpenAPI_EarlyAnswersConform(t *testing.T) {
 	}
 }
 
-func TestOpenAPI_IsServed(t *testing.T) {
-	app := newApp(t, Config{}, &fakeExecutor{}, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
-	res, err := app.Test(httptest.NewRequest(http.MethodGet, "/openapi.json", nil), -1)
-	require.NoError(t, err)
-	assert.Equal(t, 200, res.StatusCode)
-	assert.Contains(t, res.Header.Get("Content-Type"), "application/json")
-	var doc map[string]any
-	require.NoError(t, json.NewDecoder(res.Body).Decode(&doc))
-	assert.Equal(t, "3.0.3", doc["openapi"])
+// TestOpenAPI_ServedDocumentDescribesTheInstance checks both variants: with
+// an API key the embedded document as it is; without one, the operations
+// that take the key declare no security and no 401, so a generated client
+// needs no token, and nothing else changes.
+func TestOpenAPI_ServedDocumentDescribesTheInstance(t *testing.T) {
+	status := func() pyexec.Status { return pyexec.Status{Ready: true} }
+	keyed := servedBytes(t, newApp(t, Config{APIKey: "k"}, &fakeExecutor{}, status, zap.NewNop()))
+	assert.Equal(t, openAPIDocument, string(keyed))
+	open := servedBytes(t, newApp(t, Config{}, &fakeExecutor{}, status, zap.NewNop()))
+	assert.True(t, strings.HasPrefix(string(open), "{\n  \"openapi\": \"3.1.0\",\n  \"info\""), "the members keep their order:\n%.200s", open)
+
+	var want, got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(openAPIDocument), &want))
+	require.NoError(t, json.Unmarshal(open, &got))
+	keyOps := 0
+	for path, item := range want["paths"].(map[string]any) {
+		for method, op := range item.(map[string]any) {
+			op, ok := op.(map[string]any)
+			if !ok {
+				continue // summary, description
+			}
+			if sec := op["security"].([]any); len(sec) > 0 {
+				assert.Equal(t, []any{map[string]any{"bearer": []any{}}}, sec, "%s %s", method, path)
+				op["security"] = []any{}
+				delete(op["responses"].(map[string]any), "401")
+				keyOps++
+			}
+		}
+	}
+	assert.Equal(t, 4, keyOps, "POST /execute and the three methods of /mcp take the key")
+	delete(want["components"].(map[string]any), "securitySchemes")
+	assert.Equal(t, want, got)
+
+	// What a generated client meets: a request with no credential is
+	// valid under the open document, not under the keyed one.
+	for _, tc := range []struct {
+		name  string
+		doc   []byte
+		valid bool
+	}{{"keyed", keyed, false}, {"open", open, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := parseSpec(t, tc.doc)
+			router, err := gorillamux.NewRouter(doc)
+			require.NoError(t, err)
+			req := httptest.NewRequest(http.MethodPost, "http://localhost/execute", strings.NewReader(okScript))
+			req.Header.Set("Content-Type", "application/json")
+			route, params, err := router.FindRoute(req)
+			require.NoError(t, err)
+			err = openapi3filter.ValidateRequest(context.Background(), &openapi3filter.RequestValidationInput{
+				Request: req, PathParams: params, Route: route,
+			})
+			if tc.valid {
+				assert.NoError(t, err)
+			} else {
+				var se *openapi3filter.SecurityRequirementsError
+				assert.ErrorAs(t, err, &se)
+			}
+		})
+	}
+}
+
+func TestOpenAPI_EmbeddedDocumentIsValid(t *testing.T) {
+	doc := parseSpec(t, []byte(openAPIDocument))
+	assert.Equal(t, "3.1.0", doc.OpenAPI)
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			assert.NotEmpty(t, op.OperationID, "%s %s", method, path)
+			assert.NotNil(t, op.Security, "%s %s declares its security, open or not", method, path)
+		}
+	}
 }

@@ -3,10 +3,13 @@
 //	pyexec run script.py [--url URL] [--timeout S]
 //	cat script.py | pyexec run -
 //
-// It prints the script's stdout, then its stderr on stderr, then the result
-// as JSON. Exit status: 0 when the script succeeded, 1 when the script
-// failed (its error is printed on stderr), 2 on a usage, connection or
-// service error. The API key is read from PYEXEC_API_KEY.
+// It prints the script's stdout, then the result as JSON on a line of its
+// own; the script's stderr goes to stderr, with a note when the service
+// truncated stdout or stderr. Exit status: 0 when the script succeeded, 1
+// when the script failed (its error is printed on stderr), 2 on a usage,
+// connection or service error; --help exits 0. The service's address is
+// --url, else PYEXEC_URL, else http://127.0.0.1:8080; the API key is read
+// from PYEXEC_API_KEY.
 package main
 
 import (
@@ -17,9 +20,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	neturl "net/url"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pyexec/pyexec"
@@ -33,35 +39,61 @@ const (
 	exitUsage       = 2
 )
 
+// defaultURL is where a service started with its defaults listens.
+const defaultURL = "http://127.0.0.1:8080"
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: pyexec run SCRIPT|- [--url URL] [--timeout SECONDS]")
+	fmt.Fprintln(w, "  --url      the service (default $PYEXEC_URL, else "+defaultURL+")")
+	fmt.Fprintln(w, "  --timeout  the script's time limit in seconds, more than 0 (default: the service's)")
 	fmt.Fprintln(w, "  the API key, if the service needs one, is read from PYEXEC_API_KEY")
 }
 
 // run is main without the process: arguments, streams and environment are
 // passed in so tests can drive it.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	if len(args) == 0 || args[0] != "run" {
+	switch {
+	case len(args) == 0:
+		usage(stderr)
+		return exitUsage
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
+		usage(stdout)
+		return exitOK
+	case args[0] == "run":
+		return runScript(args[1:], stdin, stdout, stderr, getenv)
+	default:
+		fmt.Fprintf(stderr, "pyexec: unknown command %q\n", args[0])
 		usage(stderr)
 		return exitUsage
 	}
+}
+
+// runScript is "pyexec run".
+func runScript(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("pyexec run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {} // usage is printed below, on stdout for --help
 	defURL := getenv("PYEXEC_URL")
 	if defURL == "" {
-		defURL = "http://127.0.0.1:8080"
+		defURL = defaultURL
 	}
-	url := fs.String("url", defURL, "service base URL (default $PYEXEC_URL or http://127.0.0.1:8080)")
-	timeout := fs.Float64("timeout", 0, "script timeout in seconds (0: the service default)")
+	url := fs.String("url", defURL, "")
+	var timeout timeoutFlag
+	fs.Var(&timeout, "timeout", "")
 	// Accept flags before or after the script name.
 	var positional []string
-	rest := args[1:]
+	rest := args
 	for len(rest) > 0 {
 		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				usage(stdout)
+				return exitOK
+			}
+			usage(stderr)
 			return exitUsage
 		}
 		rest = fs.Args()
@@ -79,10 +111,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		fmt.Fprintln(stderr, "pyexec:", err)
 		return exitUsage
 	}
-	req := pyexec.Request{Script: script}
-	if *timeout > 0 {
-		req.Timeout = time.Duration(*timeout * float64(time.Second))
-	}
+	req := pyexec.Request{Script: script, Timeout: time.Duration(timeout)}
 	c := &client.Client{BaseURL: *url, APIKey: getenv("PYEXEC_API_KEY"), HTTP: &http.Client{Timeout: 5 * time.Minute}}
 	ans, err := c.Execute(context.Background(), req)
 	if err != nil {
@@ -90,6 +119,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	}
 	fmt.Fprint(stdout, ans.Stdout)
 	fmt.Fprint(stderr, ans.Stderr)
+	var notes []string
+	if ans.StdoutTruncated {
+		notes = append(notes, "pyexec: the service truncated the script's stdout (it keeps at most its output limit)")
+	}
+	if ans.StderrTruncated {
+		notes = append(notes, "pyexec: the service truncated the script's stderr (it keeps at most its output limit)")
+	}
+	if len(notes) > 0 || ans.Error != nil {
+		endLine(stderr, ans.Stderr) // what follows is ours, on lines of its own
+	}
+	for _, n := range notes {
+		fmt.Fprintln(stderr, n)
+	}
 	if ans.Error != nil {
 		printError(stderr, ans.Error)
 		return exitScriptError
@@ -99,8 +141,33 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		pretty.Reset()
 		pretty.Write(ans.Result)
 	}
+	endLine(stdout, ans.Stdout)
 	fmt.Fprintln(stdout, pretty.String())
 	return exitOK
+}
+
+// endLine ends the line that printing s left open, if it did.
+func endLine(w io.Writer, s string) {
+	if s != "" && !strings.HasSuffix(s, "\n") {
+		fmt.Fprintln(w)
+	}
+}
+
+// timeoutFlag is --timeout: seconds, more than 0. Left out (zero), the
+// service applies its default; the service refuses one over its maximum.
+type timeoutFlag time.Duration
+
+func (t *timeoutFlag) String() string { return time.Duration(*t).String() }
+
+func (t *timeoutFlag) Set(s string) error {
+	secs, err := strconv.ParseFloat(s, 64)
+	// The largest time.Duration is about 292 years; a value that rounds to
+	// 0 ns would silently become the service's default.
+	if err != nil || !(secs > 0) || secs > math.MaxInt64/float64(time.Second) || time.Duration(secs*float64(time.Second)) <= 0 {
+		return errors.New("must be a number of seconds, more than 0 (leave it out for the service's default)")
+	}
+	*t = timeoutFlag(secs * float64(time.Second))
+	return nil
 }
 
 // failed reports an answer that is not the script's outcome, or no answer.

@@ -130,3 +130,96 @@ func TestCLI_UsageAndConnectionErrorsAre2(t *testing.T) {
 	code, _, _ = runCLI(t, "", nil, "run", "--bogus", "x.py")
 	assert.Equal(t, 2, code)
 }
+
+func TestCLI_ResultIsOnALineOfItsOwn(t *testing.T) {
+	for _, tc := range []struct {
+		name, stdout, want string
+	}{
+		{"stdout without a final newline", "partial", "partial\n5\n"},
+		{"stdout with one", "partial\n", "partial\n5\n"},
+		{"no stdout", "", "5\n"},
+		{"only a newline", "\n", "\n5\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body, err := json.Marshal(map[string]any{"result": 5, "stdout": tc.stdout, "stderr": "", "error": nil})
+			require.NoError(t, err)
+			url := (&fakeService{status: 200, body: string(body)}).start(t)
+			code, out, errOut := runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", url)
+			assert.Equal(t, 0, code, errOut)
+			assert.Equal(t, tc.want, out)
+			assert.Empty(t, errOut)
+		})
+	}
+}
+
+func TestCLI_SaysWhatTheServiceTruncated(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		stdout, stderr bool
+		body           string
+	}{
+		{"neither", false, false, `{"result": 1, "stdout": "o\n", "stderr": "e\n", "error": null}`},
+		{"stdout", true, false, `{"result": 1, "stdout": "o", "stderr": "e\n", "error": null, "meta": {"stdout_truncated": true, "stderr_truncated": false}}`},
+		{"stderr", false, true, `{"result": 1, "stdout": "o\n", "stderr": "e", "error": null, "meta": {"stdout_truncated": false, "stderr_truncated": true}}`},
+		{"both, with an error", true, true, `{"result": null, "stdout": "o", "stderr": "e", "error": {"type": "runtime_error", "message": "boom"}, "meta": {"stdout_truncated": true, "stderr_truncated": true}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := (&fakeService{status: 200, body: tc.body}).start(t)
+			_, _, errOut := runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", url)
+			assert.Equal(t, tc.stdout, strings.Contains(errOut, "truncated the script's stdout"), "%s", errOut)
+			assert.Equal(t, tc.stderr, strings.Contains(errOut, "truncated the script's stderr"), "%s", errOut)
+			assert.True(t, strings.HasPrefix(errOut, "e\n"), "notes start on a line of their own: %q", errOut)
+		})
+	}
+}
+
+func TestCLI_HelpExits0OnStdout(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"run", "--help"}, {"run", "x.py", "-h"}} {
+		code, out, errOut := runCLI(t, "", nil, args...)
+		assert.Equal(t, 0, code, "%v", args)
+		assert.Contains(t, out, "usage: pyexec run", "%v", args)
+		assert.Contains(t, out, "PYEXEC_URL", "%v", args)
+		assert.Empty(t, errOut, "%v", args)
+	}
+}
+
+func TestCLI_RefusesATimeoutOutOfRange(t *testing.T) {
+	f := &fakeService{status: 200, body: `{"result": 1, "stdout": "", "error": null}`}
+	url := f.start(t)
+	for _, v := range []string{"-1", "0", "-0", "1e-12", "NaN", "Inf", "1e300", "soon"} {
+		code, out, errOut := runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", url, "--timeout", v)
+		assert.Equal(t, 2, code, v)
+		assert.Empty(t, out, v)
+		assert.Contains(t, errOut, "more than 0", v)
+	}
+	assert.Nil(t, f.got, "nothing was sent")
+
+	code, _, _ := runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", url, "--timeout", "0.5")
+	assert.Equal(t, 0, code)
+	assert.EqualValues(t, 0.5, f.got["timeout"])
+	f.got = nil
+	code, _, _ = runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", url)
+	assert.Equal(t, 0, code)
+	assert.NotContains(t, f.got, "timeout", "left out, the service's default applies")
+}
+
+func TestCLI_UnknownCommandIs2(t *testing.T) {
+	code, out, errOut := runCLI(t, "", nil, "exec", "x.py")
+	assert.Equal(t, 2, code)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, `unknown command "exec"`)
+	assert.Contains(t, errOut, "usage")
+}
+
+func TestCLI_URLFromTheEnvironment(t *testing.T) {
+	f := &fakeService{status: 200, body: `{"result": 1, "stdout": "", "error": null}`}
+	url := f.start(t)
+	code, out, errOut := runCLI(t, "", map[string]string{"PYEXEC_URL": url}, "run", writeScript(t, "x"))
+	assert.Equal(t, 0, code, errOut)
+	assert.Equal(t, "1\n", out)
+	assert.Equal(t, "x", f.got["script"])
+
+	// --url wins over the environment.
+	code, _, errOut = runCLI(t, "", map[string]string{"PYEXEC_URL": "http://127.0.0.1:1"}, "run", writeScript(t, "x"), "--url", url)
+	assert.Equal(t, 0, code, errOut)
+}
