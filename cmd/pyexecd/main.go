@@ -168,7 +168,7 @@ func (m *Main) Run(ctx context.Context) error {
 		RateLimit:      c.RateLimit,
 		Metrics:        api.NewMetrics(reg),
 		BaseContext:    base,
-		TraceProject:   c.TraceProject,
+		TraceProject:   traceProject(ctx, c, m.Log),
 		CORSOrigins:    c.CORSOrigins,
 	}, m, m.health, m.Log.Named("api"))
 	if err != nil {
