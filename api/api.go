@@ -55,8 +55,9 @@ type Config struct {
 	// BaseContext is the parent of every request's context; cancelling it
 	// ends every running script (default: context.Background()).
 	BaseContext context.Context
-	// TraceProject is the Google Cloud project used to turn an
-	// X-Cloud-Trace-Context header into a Cloud Logging trace field.
+	// TraceProject is the Google Cloud project used to turn a request's
+	// traceparent or X-Cloud-Trace-Context header into Cloud Logging's trace
+	// field; without it the trace id is logged unlinked, as trace_id.
 	TraceProject string
 	// CORSOrigins lists the web origins ("https://app.example.com") whose
 	// pages may call the API from a browser. Empty (the default) turns CORS
@@ -186,7 +187,7 @@ func (s *server) requestLog(c *fiber.Ctx) error {
 	if c.Path() == "/execute" {
 		s.cfg.Metrics.observeRequest(outcomeOf(c), status, elapsed)
 	}
-	s.logRequest(c, id, c.Method(), c.Path(), zap.Float64("duration_ms", float64(elapsed.Microseconds())/1000))
+	s.logRequest(c, id, c.Method(), c.Path(), elapsed)
 	return nil
 }
 
@@ -209,33 +210,18 @@ func outcomeOf(c *fiber.Ctx) string {
 	return "ok"
 }
 
-// logRequest writes the one "request" line of an answer already made.
-func (s *server) logRequest(c *fiber.Ctx, id, method, path string, extra ...zap.Field) {
+// logRequest writes the one "request" line of an answer already made;
+// latency is 0 when the start of the request is not known.
+func (s *server) logRequest(c *fiber.Ctx, id, method, path string, latency time.Duration) {
 	fields := []zap.Field{
 		zap.String("request_id", id),
-		zap.String("method", method),
-		zap.String("path", path),
-		zap.Int("status", c.Response().StatusCode()),
 		zap.String("outcome", outcomeOf(c)),
+		zap.Object("httpRequest", newHTTPRequest(c, method, path, latency)),
 	}
-	fields = append(fields, extra...)
-	if trace := traceField(c.Get("X-Cloud-Trace-Context"), s.cfg.TraceProject); trace != "" {
-		fields = append(fields, zap.String("logging.googleapis.com/trace", trace))
+	if tc, ok := traceOf(c); ok {
+		fields = append(fields, tc.fields(s.cfg.TraceProject)...)
 	}
 	s.log.Info("request", fields...)
-}
-
-// traceField turns "TRACE_ID/SPAN_ID;o=1" into the trace name Cloud
-// Logging links requests by; without a project the bare id is kept.
-func traceField(header, project string) string {
-	traceID, _, _ := strings.Cut(header, "/")
-	if !validRequestID(traceID) {
-		return ""
-	}
-	if project == "" {
-		return traceID
-	}
-	return "projects/" + project + "/traces/" + traceID
 }
 
 func validRequestID(id string) bool {

@@ -151,8 +151,8 @@ func (s *server) answerEarly(app *fiber.App, fctx *fasthttp.RequestCtx, ae *pyex
 		s.log.Error("write error response", zap.Error(err))
 	}
 	s.cfg.Metrics.countRequest(outcomeOf(c), c.Response().StatusCode())
-	// No duration: the service cannot tell when such a request began.
-	s.logRequest(c, id, method, path)
+	// No latency: the service cannot tell when such a request began.
+	s.logRequest(c, id, method, path, 0)
 }
 
 // isToken reports whether b is an RFC 9110 token, which a method must be.

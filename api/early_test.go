@@ -102,10 +102,23 @@ func (l *listening) requireLogged(t *testing.T, id string, status int, outcome, 
 	}
 	require.Len(t, lines, 1, "one request line for %s", id)
 	f := lines[0].ContextMap()
-	assert.EqualValues(t, status, f["status"])
 	assert.Equal(t, outcome, f["outcome"])
-	assert.Equal(t, method, f["method"])
-	assert.Equal(t, path, f["path"])
+	req, ok := f["httpRequest"].(map[string]any)
+	require.True(t, ok, "the line has an httpRequest object: %v", f)
+	assert.EqualValues(t, status, req["status"])
+	assert.Equal(t, "127.0.0.1", req["remoteIp"])
+	assert.NotContains(t, req, "latency", "the start of an early answer's request is not known")
+	assert.Positive(t, size(t, req["responseSize"]))
+	if method == "" {
+		for _, k := range []string{"requestMethod", "requestUrl", "protocol", "requestSize", "userAgent"} {
+			assert.NotContains(t, req, k, "the request's head was not kept")
+		}
+		return
+	}
+	assert.Equal(t, method, req["requestMethod"])
+	assert.Equal(t, path, req["requestUrl"])
+	assert.Equal(t, "HTTP/1.1", req["protocol"])
+	assert.Positive(t, size(t, req["requestSize"]))
 }
 
 func TestEarly_BodyOverTheLimitIs413WithARequestID(t *testing.T) {

@@ -23,18 +23,37 @@ func TestRequestLog_FieldsAndNoScriptOrOutput(t *testing.T) {
 	req := postJSON(`{"script": "def main(): return 'secret-script'"}`)
 	req.Header.Set("X-Request-ID", "req-42")
 	req.Header.Set("X-Cloud-Trace-Context", "105445aa7843bc8bf206b12000100000/1;o=1")
+	req.Header.Set("User-Agent", "curl/8.5.0")
 	res, err := app.Test(req, -1)
 	require.NoError(t, err)
 	require.Equal(t, 200, res.StatusCode)
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
 
 	entries := logs.FilterMessage("request").All()
 	require.Len(t, entries, 1)
 	f := entries[0].ContextMap()
 	assert.Equal(t, "req-42", f["request_id"])
 	assert.Equal(t, "ok", f["outcome"])
-	assert.EqualValues(t, 200, f["status"])
-	assert.Contains(t, f, "duration_ms")
 	assert.Equal(t, "projects/proj/traces/105445aa7843bc8bf206b12000100000", f["logging.googleapis.com/trace"])
+	assert.Equal(t, "0000000000000001", f["logging.googleapis.com/spanId"])
+	assert.Equal(t, true, f["logging.googleapis.com/trace_sampled"])
+	for _, dup := range []string{"method", "path", "status", "duration_ms"} {
+		assert.NotContains(t, f, dup, "%s is in httpRequest", dup)
+	}
+	hr, ok := f["httpRequest"].(map[string]any)
+	require.True(t, ok, "httpRequest is an object: %v", f)
+	assert.Equal(t, "POST", hr["requestMethod"])
+	assert.Equal(t, "/execute", hr["requestUrl"])
+	assert.EqualValues(t, 200, hr["status"])
+	assert.Equal(t, "curl/8.5.0", hr["userAgent"])
+	assert.Equal(t, "HTTP/1.1", hr["protocol"])
+	assert.Contains(t, hr, "remoteIp")
+	assert.Regexp(t, `^[0-9]+(\.[0-9]{3}|\.[0-9]{6}|\.[0-9]{9})?s$`, hr["latency"])
+	// The body and at least its request line and two header lines.
+	script := `{"script": "def main(): return 'secret-script'"}`
+	assert.Greater(t, size(t, hr["requestSize"]), len(script)+len("POST /execute HTTP/1.1\r\nUser-Agent: curl/8.5.0\r\n"))
+	assert.Greater(t, size(t, hr["responseSize"]), len(body), "the body and the header")
 	for _, e := range logs.All() {
 		line, _ := json.Marshal(e.ContextMap())
 		for _, secret := range []string{"secret-script", "secret-stdout", "secret-result"} {

@@ -44,6 +44,13 @@ type Config struct {
 	ForkMaxRuns     int
 	RateLimit       int
 	TraceProject    string
+	// GoogleCloud is set when the platform's variables say the service
+	// runs on Cloud Run (K_SERVICE for a service, CLOUD_RUN_JOB for a job):
+	// without a TraceProject, start-up then asks the metadata server.
+	GoogleCloud bool
+	// MetadataHost is the metadata server's host[:port]; GCE_METADATA_HOST
+	// overrides it, as it does for Google's client libraries.
+	MetadataHost string
 	// CORSOrigins are the web origins whose pages may call the API from a
 	// browser; none (the default) keeps CORS off.
 	CORSOrigins []string
@@ -84,6 +91,9 @@ func DefaultConfig() Config {
 		// Cloud Run allows 10 s between SIGTERM and SIGKILL.
 		ShutdownTimeout: 9 * time.Second,
 		ForkMaxRuns:     10000,
+		// An address: on a host off Google Cloud, the name
+		// metadata.google.internal could wait on a slow DNS.
+		MetadataHost: "169.254.169.254",
 	}
 }
 
@@ -117,6 +127,9 @@ func (c *Config) ParseEnv(getenv func(string) string) error {
 	p.integer("PYEXEC_FORK_MAX_RUNS", &c.ForkMaxRuns, 1, 1<<20)
 	p.str("GOOGLE_CLOUD_PROJECT", &c.TraceProject)
 	p.str("PYEXEC_TRACE_PROJECT", &c.TraceProject)
+	p.present("K_SERVICE", &c.GoogleCloud)
+	p.present("CLOUD_RUN_JOB", &c.GoogleCloud)
+	p.str("GCE_METADATA_HOST", &c.MetadataHost)
 	p.str("PYEXEC_DEBUG_ADDR", &c.DebugAddr)
 	p.list("PYEXEC_CORS_ORIGINS", &c.CORSOrigins)
 	if p.err != nil {
@@ -138,6 +151,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := strconv.Atoi(c.Port); err != nil {
 		return fmt.Errorf("PORT=%q: not a port number", c.Port)
+	}
+	if u, err := url.Parse("http://" + c.MetadataHost); err != nil || u.Host != c.MetadataHost || c.MetadataHost == "" {
+		return fmt.Errorf("GCE_METADATA_HOST=%q: want host[:port], such as 127.0.0.1:8080", c.MetadataHost)
 	}
 	if c.DebugAddr != "" && !loopback(c.DebugAddr) {
 		return fmt.Errorf("PYEXEC_DEBUG_ADDR=%q: want a loopback address and port, such as 127.0.0.1:6060", c.DebugAddr)
@@ -202,6 +218,13 @@ func (p *envParser) lookup(name string) (string, bool) {
 func (p *envParser) str(name string, dst *string) {
 	if v, ok := p.lookup(name); ok {
 		*dst = v
+	}
+}
+
+// present sets *dst when the variable is set, whatever its value.
+func (p *envParser) present(name string, dst *bool) {
+	if _, ok := p.lookup(name); ok {
+		*dst = true
 	}
 }
 

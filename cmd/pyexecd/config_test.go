@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +38,7 @@ func TestParseEnv_DefaultsAreSafe(t *testing.T) {
 	assert.Empty(t, c.CORSOrigins, "CORS is off")
 	assert.Empty(t, c.DebugAddr, "the profiler is off")
 	assert.Zero(t, c.RateLimit)
+	assert.False(t, c.GoogleCloud, "no metadata server is asked off Cloud Run")
 }
 
 // everyVariable sets each variable the service reads to a value other than
@@ -77,8 +80,16 @@ func everyVariable() map[string]setting {
 		"GOOGLE_CLOUD_PROJECT": {"gproj", "gproj", func(c Config) any { return c.TraceProject }},
 		"PYEXEC_LOG_LEVEL":     {"debug", zapcore.DebugLevel, func(c Config) any { return c.LogLevel }},
 		"PYEXEC_DEBUG_ADDR":    {"[::1]:6060", "[::1]:6060", func(c Config) any { return c.DebugAddr }},
+		"K_SERVICE":            {"pyexec", true, func(c Config) any { return c.GoogleCloud }},
+		"CLOUD_RUN_JOB":        {"pyexec-job", true, func(c Config) any { return c.GoogleCloud }},
+		"GCE_METADATA_HOST":    {"127.0.0.1:8999", "127.0.0.1:8999", func(c Config) any { return c.MetadataHost }},
 	}
 }
+
+// platformVariables are set by the platform (or, for GCE_METADATA_HOST, by
+// whoever emulates it), not by whoever deploys the service: the README
+// names them where it says what they change, not in its table.
+var platformVariables = []string{"GOOGLE_CLOUD_PROJECT", "K_SERVICE", "CLOUD_RUN_JOB", "GCE_METADATA_HOST"}
 
 func TestParseEnv_ReadsEveryVariable(t *testing.T) {
 	for name, v := range everyVariable() {
@@ -105,11 +116,12 @@ func TestParseEnv_ReadsWhatTheREADMELists(t *testing.T) {
 		assert.Contains(t, everyVariable(), name, "the README lists %s; the test does not set it", name)
 	}
 	for name := range everyVariable() {
-		// GOOGLE_CLOUD_PROJECT is the default of PYEXEC_TRACE_PROJECT,
-		// documented in its row.
-		if name != "GOOGLE_CLOUD_PROJECT" {
-			assert.True(t, listed[name], "%s is read but not in the README's table", name)
+		if slices.Contains(platformVariables, name) {
+			assert.True(t, strings.Contains(string(data), "`"+name+"`"), "the README says what %s changes", name)
+			assert.False(t, listed[name], "%s is the platform's, not a setting", name)
+			continue
 		}
+		assert.True(t, listed[name], "%s is read but not in the README's table", name)
 	}
 }
 
@@ -178,6 +190,9 @@ func TestParseEnv_RefusesBadValues(t *testing.T) {
 		"CORS bad port":           {"PYEXEC_CORS_ORIGINS": "http://localhost:99999"},
 		"CORS empty port":         {"PYEXEC_CORS_ORIGINS": "http://localhost:"},
 		"CORS with user":          {"PYEXEC_CORS_ORIGINS": "https://me@app.example.com"},
+		"metadata host with path": {"GCE_METADATA_HOST": "127.0.0.1:80/x"},
+		"metadata host with user": {"GCE_METADATA_HOST": "me@127.0.0.1:80"},
+		"metadata host a URL":     {"GCE_METADATA_HOST": "http://127.0.0.1:80"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := DefaultConfig()

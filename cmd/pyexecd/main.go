@@ -168,7 +168,7 @@ func (m *Main) Run(ctx context.Context) error {
 		RateLimit:      c.RateLimit,
 		Metrics:        api.NewMetrics(reg),
 		BaseContext:    base,
-		TraceProject:   c.TraceProject,
+		TraceProject:   traceProject(ctx, c, m.Log),
 		CORSOrigins:    c.CORSOrigins,
 	}, m, m.health, m.Log.Named("api"))
 	if err != nil {
@@ -318,7 +318,8 @@ func (m *Main) close() error {
 }
 
 // newLogger writes JSON lines to w that Cloud Logging reads as structured
-// entries: "severity" with its level names, "message", "time".
+// entries: "severity" with its level names, "message", "time", and the
+// caller as "logging.googleapis.com/sourceLocation".
 func newLogger(lvl zapcore.Level, w zapcore.WriteSyncer) *zap.Logger {
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey = "time"
@@ -327,7 +328,9 @@ func newLogger(lvl zapcore.Level, w zapcore.WriteSyncer) *zap.Logger {
 	enc.LevelKey = "severity"
 	enc.EncodeLevel = cloudSeverity
 	enc.StacktraceKey = ""
-	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), w, lvl), zap.AddCaller())
+	enc.CallerKey = zapcore.OmitKey
+	core := sourceLocationCore{zapcore.NewCore(zapcore.NewJSONEncoder(enc), w, lvl)}
+	return zap.New(core, zap.AddCaller())
 }
 
 func cloudSeverity(l zapcore.Level, enc zapcore.PrimitiveArrayEncoder) {
