@@ -2,11 +2,13 @@
 //
 //	pyexec run script.py [--url URL] [--timeout S]
 //	cat script.py | pyexec run -
+//	pyexec mcp [--url URL]
 //
 // It prints the script's stdout, then its stderr on stderr, then the result
 // as JSON. Exit status: 0 when the script succeeded, 1 when the script
 // failed (its error is printed on stderr), 2 on a usage, connection or
-// service error. The API key is read from PYEXEC_API_KEY.
+// service error. The API key is read from PYEXEC_API_KEY. "pyexec mcp" serves
+// the run_python tool to an MCP client over stdin and stdout (mcp.go).
 package main
 
 import (
@@ -39,12 +41,16 @@ func main() {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: pyexec run SCRIPT|- [--url URL] [--timeout SECONDS]")
+	fmt.Fprintln(w, "       pyexec mcp [--url URL]   (an MCP server on stdin/stdout with the run_python tool)")
 	fmt.Fprintln(w, "  the API key, if the service needs one, is read from PYEXEC_API_KEY")
 }
 
 // run is main without the process: arguments, streams and environment are
 // passed in so tests can drive it.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) > 0 && args[0] == "mcp" {
+		return runMCP(args[1:], stdin, stdout, stderr, getenv)
+	}
 	if len(args) == 0 || args[0] != "run" {
 		usage(stderr)
 		return exitUsage
