@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -271,15 +272,19 @@ func TestMCP_ShareTheRateLimitOfExecute(t *testing.T) {
 }
 
 func TestMCP_TransportAnswers(t *testing.T) {
-	l := mcpService(t, Config{}, &syncExecutor{})
-	send := func(method, ctype, body string) *http.Response {
-		req, err := http.NewRequest(method, "http://"+l.addr+"/mcp", strings.NewReader(body))
+	exec := &syncExecutor{resp: &pyexec.Response{Result: json.RawMessage(`{"message":"success"}`), Stdout: "hello from sandbox\n"}}
+	l := mcpService(t, Config{}, exec)
+	var body []byte
+	send := func(method, ctype, payload string) *http.Response {
+		req, err := http.NewRequest(method, "http://"+l.addr+"/mcp", strings.NewReader(payload))
 		require.NoError(t, err)
 		if ctype != "" {
 			req.Header.Set("Content-Type", ctype)
 		}
 		req.Header.Set("Accept", "application/json, text/event-stream")
 		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, err = io.ReadAll(res.Body)
 		require.NoError(t, err)
 		require.NoError(t, res.Body.Close())
 		return res
@@ -297,6 +302,23 @@ func TestMCP_TransportAnswers(t *testing.T) {
 	assert.Equal(t, 200, res.StatusCode)
 	assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
 	assert.Empty(t, res.Header.Get("Mcp-Session-Id"))
+	// With no session, a tools/call needs no initialize before it: the
+	// README's curl example.
+	res = send(http.MethodPost, "application/json",
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main():\n    print(\"hello from sandbox\")\n    return {\"message\": \"success\"}"}}}`)
+	assert.Equal(t, 200, res.StatusCode)
+	var rpc struct {
+		Result struct {
+			IsError           bool              `json:"isError"`
+			StructuredContent mcptool.Output    `json:"structuredContent"`
+			Content           []mcp.TextContent `json:"content"`
+		} `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(body, &rpc), "%s", body)
+	assert.False(t, rpc.Result.IsError)
+	assert.Equal(t, map[string]any{"message": "success"}, rpc.Result.StructuredContent.Result)
+	require.Len(t, exec.calls(), 1)
+	assert.Equal(t, readmeScript, exec.calls()[0].Script)
 }
 
 // endingExecutor blocks until its context ends and reports why.
