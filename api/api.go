@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -149,12 +150,23 @@ func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) (
 	// type and encoding, so that a client without the key learns nothing
 	// else (a body over the limit, or one whose length is ambiguous, is
 	// refused earlier).
-	execute := []fiber.Handler{s.authorize}
+	// /mcp is behind the same key and the same rate limiter (one budget
+	// per client for both).
+	gate := []fiber.Handler{s.authorize}
 	if cfg.RateLimit > 0 {
-		execute = append(execute, s.rateLimiter())
+		gate = append(gate, s.rateLimiter())
 	}
-	execute = append(execute, requireJSON)
+	execute := append(slices.Clone(gate), requireJSON)
 	app.Post("/execute", append(execute, s.execute)...)
+	serveMCP, err := s.mcpHandler(health().Limits)
+	if err != nil {
+		return nil, err
+	}
+	// The SDK answers GET and DELETE itself (405: the transport is
+	// stateless); a POST is JSON-RPC, held to /execute's media type rules.
+	app.Post(mcpPath, append(slices.Clone(execute), serveMCP)...)
+	app.Get(mcpPath, append(slices.Clone(gate), serveMCP)...)
+	app.Delete(mcpPath, append(slices.Clone(gate), serveMCP)...)
 	app.Get("/health", s.healthz)
 	app.Get("/openapi.json", func(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
@@ -332,18 +344,33 @@ func (s *server) decodeRequest(data []byte) (pyexec.Request, error) {
 		if err := json.Unmarshal(raw, &secs); err != nil {
 			return pyexec.Request{}, pyexec.Errorf(pyexec.CodeInvalidRequest, `"timeout" must be a number of seconds`)
 		}
-		max := s.cfg.MaxTimeout.Seconds()
-		if !(secs > 0) || secs > max {
-			return pyexec.Request{}, pyexec.Errorf(pyexec.CodeInvalidRequest,
-				`"timeout" must be more than 0 and at most %s seconds`, strconv.FormatFloat(max, 'f', -1, 64))
+		var err error
+		if timeout, err = s.checkTimeout(secs); err != nil {
+			return pyexec.Request{}, err
 		}
-		timeout = time.Duration(secs * float64(time.Second))
 	}
-	if len(script) > s.cfg.MaxScriptBytes {
-		return pyexec.Request{}, pyexec.Errorf(pyexec.CodeValidation,
-			"script is %d bytes, over the %d-byte limit", len(script), s.cfg.MaxScriptBytes)
+	if err := s.checkScript(script); err != nil {
+		return pyexec.Request{}, err
 	}
 	return pyexec.Request{Script: script, Timeout: timeout}, nil
+}
+
+// checkTimeout accepts a timeout in (0, MaxTimeout] seconds.
+func (s *server) checkTimeout(secs float64) (time.Duration, error) {
+	max := s.cfg.MaxTimeout.Seconds()
+	if !(secs > 0) || secs > max {
+		return 0, pyexec.Errorf(pyexec.CodeInvalidRequest,
+			`"timeout" must be more than 0 and at most %s seconds`, strconv.FormatFloat(max, 'f', -1, 64))
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
+func (s *server) checkScript(script string) error {
+	if len(script) > s.cfg.MaxScriptBytes {
+		return pyexec.Errorf(pyexec.CodeValidation,
+			"script is %d bytes, over the %d-byte limit", len(script), s.cfg.MaxScriptBytes)
+	}
+	return nil
 }
 
 func (s *server) execute(c *fiber.Ctx) error {
@@ -357,34 +384,42 @@ func (s *server) execute(c *fiber.Ctx) error {
 	req.ID = requestID(c)
 	ctx, stop := watchPeerClose(s.cfg.BaseContext, c.Context().Conn())
 	defer stop()
-	resp, err := s.exec.Execute(ctx, req)
-	if err == nil {
-		s.cfg.Metrics.observeRun(resp.QueueWait, resp.Duration)
-	}
+	resp, err := s.run(ctx, req)
 	if err != nil {
 		if errors.Is(context.Cause(ctx), errClientGone) {
 			c.Locals(localOutcome, "client_gone")
 			// Nobody is listening; the status is for the log only.
 			return c.SendStatus(499)
 		}
-		// The base context ends when a graceful shutdown runs out of time:
-		// the script was cut off by the service, not failed by it.
-		if s.cfg.BaseContext.Err() != nil {
-			return errShuttingDown(err)
-		}
 		return err
 	}
 	status := fiber.StatusOK
 	if resp.Error != nil {
-		if !pyexec.IsScriptCode(resp.Error.Code) {
-			return &pyexec.Error{Code: pyexec.CodeInternal, Message: internalMessage,
-				Err: fmt.Errorf("executor answered with non-script code %q: %v", resp.Error.Code, resp.Error)}
-		}
 		status = StatusOf(resp.Error.Code)
 		c.Locals(localOutcome, string(resp.Error.Code))
 	}
 	out := wire.NewResponse(resp, req.ID)
 	return c.Status(status).JSON(out)
+}
+
+// run is the way every script takes to the executor, from /execute and
+// from /mcp alike.
+func (s *server) run(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
+	resp, err := s.exec.Execute(ctx, req)
+	if err != nil {
+		// The base context ends when a graceful shutdown runs out of time:
+		// the script was cut off by the service, not failed by it.
+		if s.cfg.BaseContext.Err() != nil {
+			return nil, errShuttingDown(err)
+		}
+		return nil, err
+	}
+	s.cfg.Metrics.observeRun(resp.QueueWait, resp.Duration)
+	if resp.Error != nil && !pyexec.IsScriptCode(resp.Error.Code) {
+		return nil, &pyexec.Error{Code: pyexec.CodeInternal, Message: internalMessage,
+			Err: fmt.Errorf("executor answered with non-script code %q: %v", resp.Error.Code, resp.Error)}
+	}
+	return resp, nil
 }
 
 // healthz answers 200 with the pool and enforced limits, or 503 while no

@@ -16,6 +16,7 @@ type Metrics struct {
 	total     prometheus.Histogram
 	queue     prometheus.Histogram
 	execution prometheus.Histogram
+	toolCalls *prometheus.CounterVec
 }
 
 // latencyBuckets span a warm millisecond answer to a 30 s timeout.
@@ -44,7 +45,11 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Buckets: latencyBuckets(),
 		}),
 	}
-	reg.MustRegister(m.requests, m.total, m.queue, m.execution)
+	m.toolCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pyexec_mcp_tool_calls_total",
+		Help: "Calls of the run_python tool through /mcp, by outcome (error type, or ok).",
+	}, []string{"outcome"})
+	reg.MustRegister(m.requests, m.total, m.queue, m.execution, m.toolCalls)
 	return m
 }
 
@@ -71,4 +76,11 @@ func (m *Metrics) observeRun(queue, execution time.Duration) {
 	}
 	m.queue.Observe(queue.Seconds())
 	m.execution.Observe(execution.Seconds())
+}
+
+func (m *Metrics) countToolCall(outcome string) {
+	if m == nil {
+		return
+	}
+	m.toolCalls.WithLabelValues(outcome).Inc()
 }

@@ -164,3 +164,32 @@ func envelope(status int, body []byte) (*wire.Response, bool) {
 func outcome(status int, code pyexec.Code) bool {
 	return pyexec.IsScriptCode(code) && (status == http.StatusOK || status == http.StatusBadRequest)
 }
+
+// Health reads GET /health: whether the service can run scripts, and the
+// limits it enforces. A service that cannot (503) still says why and what
+// its limits are, so its answer is returned with no error.
+func (c *Client) Health(ctx context.Context) (*pyexec.Status, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.BaseURL, "/")+"/health", nil)
+	if err != nil {
+		return nil, err
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	res, err := hc.Do(hreq)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	se := &StatusError{Status: res.StatusCode, RequestID: res.Header.Get("X-Request-ID")}
+	if res.StatusCode != http.StatusOK && res.StatusCode != http.StatusServiceUnavailable {
+		return nil, se
+	}
+	var st pyexec.Status
+	if err := json.NewDecoder(io.LimitReader(res.Body, maxAnswerBytes)).Decode(&st); err != nil {
+		se.Err = ErrNotEnvelope
+		return nil, se
+	}
+	return &st, nil
+}

@@ -200,3 +200,24 @@ func TestExecute_TransportErrorsAreNotAnswers(t *testing.T) {
 	require.ErrorAs(t, err, &ue)
 	assert.False(t, errors.As(err, &pe))
 }
+
+func TestHealth_ReadsTheLimitsEvenWhenUnavailable(t *testing.T) {
+	for _, status := range []int{200, 503} {
+		f := &fake{status: status, body: `{"status": "x", "ready": true, "isolation": "fork",
+			"limits": {"memory_mb": 256, "timeout_default_s": 5, "timeout_max_s": 30, "max_script_bytes": 1000}}`}
+		st, err := (&Client{BaseURL: f.start(t)}).Health(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, "/health", f.got.URL.Path)
+		assert.Equal(t, "fork", st.Isolation)
+		assert.Equal(t, 256, st.Limits.MemoryMB)
+		assert.Equal(t, 30.0, st.Limits.TimeoutMax)
+	}
+	f := &fake{status: 404, body: `{}`}
+	_, err := (&Client{BaseURL: f.start(t)}).Health(context.Background())
+	var se *StatusError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, 404, se.Status)
+	f = &fake{status: 200, body: `<html>`}
+	_, err = (&Client{BaseURL: f.start(t)}).Health(context.Background())
+	assert.ErrorIs(t, err, ErrNotEnvelope)
+}

@@ -2,6 +2,7 @@
 //
 //	pyexec run script.py [--url URL] [--timeout S]
 //	cat script.py | pyexec run -
+//	pyexec mcp [--url URL]
 //
 // It prints the script's stdout, then the result as JSON on a line of its
 // own; the script's stderr goes to stderr, with a note when the service
@@ -9,7 +10,8 @@
 // when the script failed (its error is printed on stderr), 2 on a usage,
 // connection or service error; --help exits 0. The service's address is
 // --url, else PYEXEC_URL, else http://127.0.0.1:8080; the API key is read
-// from PYEXEC_API_KEY.
+// from PYEXEC_API_KEY. "pyexec mcp" serves the run_python tool to an MCP
+// client over stdin and stdout (mcp.go).
 package main
 
 import (
@@ -48,6 +50,7 @@ func main() {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: pyexec run SCRIPT|- [--url URL] [--timeout SECONDS]")
+	fmt.Fprintln(w, "       pyexec mcp [--url URL]   (an MCP server on stdin/stdout with the run_python tool)")
 	fmt.Fprintln(w, "  --url      the service (default $PYEXEC_URL, else "+defaultURL+")")
 	fmt.Fprintln(w, "  --timeout  the script's time limit in seconds, more than 0 (default: the service's)")
 	fmt.Fprintln(w, "  the API key, if the service needs one, is read from PYEXEC_API_KEY")
@@ -65,6 +68,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		return exitOK
 	case args[0] == "run":
 		return runScript(args[1:], stdin, stdout, stderr, getenv)
+	case args[0] == "mcp":
+		return runMCP(args[1:], stdin, stdout, stderr, getenv)
 	default:
 		fmt.Fprintf(stderr, "pyexec: unknown command %q\n", args[0])
 		usage(stderr)
@@ -72,16 +77,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	}
 }
 
+// serviceURL is the service's address when --url is not given.
+func serviceURL(getenv func(string) string) string {
+	if u := getenv("PYEXEC_URL"); u != "" {
+		return u
+	}
+	return defaultURL
+}
+
 // runScript is "pyexec run".
 func runScript(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("pyexec run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {} // usage is printed below, on stdout for --help
-	defURL := getenv("PYEXEC_URL")
-	if defURL == "" {
-		defURL = defaultURL
-	}
-	url := fs.String("url", defURL, "")
+	url := fs.String("url", serviceURL(getenv), "")
 	var timeout timeoutFlag
 	fs.Var(&timeout, "timeout", "")
 	// Accept flags before or after the script name.

@@ -1,0 +1,245 @@
+// Package mcptool is pyexec as a Model Context Protocol tool: the
+// definition of run_python (its description, input and output schemas) and
+// the formatting of a script's outcome as a tool result. The service's /mcp
+// endpoint and the command-line client's stdio server both build their
+// server here, each with its own way to run a script.
+package mcptool
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyexec/pyexec"
+)
+
+// ToolName is the name of the one tool.
+const ToolName = "run_python"
+
+// RunFunc runs one script: on the service's executor in process, or over
+// HTTP against a running service. A zero req.Timeout asks for the service's
+// default. Its contract is pyexec.Executor's: the script's own failures come
+// back in Response.Error, and an error means there is no outcome.
+type RunFunc func(ctx context.Context, req pyexec.Request) (*pyexec.Response, error)
+
+// Input is the tool's arguments.
+type Input struct {
+	Script  string   `json:"script" jsonschema:"Python source that defines def main(): returning JSON-serialisable data"`
+	Timeout *float64 `json:"timeout,omitempty" jsonschema:"wall-clock limit in seconds (the service's default when left out)"`
+}
+
+// Output is the tool's structured result, the same fields as the answer
+// of POST /execute.
+type Output struct {
+	// Result is main()'s return value; null when the script failed.
+	Result          any    `json:"result" jsonschema:"the JSON value main() returned; null when the script failed"`
+	Stdout          string `json:"stdout" jsonschema:"what the script printed on standard output"`
+	Stderr          string `json:"stderr" jsonschema:"what the script printed on standard error"`
+	StdoutTruncated bool   `json:"stdout_truncated,omitempty" jsonschema:"stdout was cut at the output limit"`
+	StderrTruncated bool   `json:"stderr_truncated,omitempty" jsonschema:"stderr was cut at the output limit"`
+	Error           *Error `json:"error" jsonschema:"why the script failed; null on success"`
+}
+
+// Error is a failed run's error, as in the answer of POST /execute.
+type Error struct {
+	Type      string `json:"type" jsonschema:"the error code: runtime_error, timeout, memory_limit, validation_error..."`
+	Message   string `json:"message"`
+	Traceback string `json:"traceback,omitempty" jsonschema:"the Python traceback of a runtime_error"`
+}
+
+// NewServer returns an MCP server whose one tool, run_python, runs scripts
+// with run. limits, as /health reports them, are stated in the tool's
+// description and schema; a zero field is left out.
+func NewServer(limits pyexec.Limits, run RunFunc) (*mcp.Server, error) {
+	tool, err := Tool(limits)
+	if err != nil {
+		return nil, err
+	}
+	s := mcp.NewServer(&mcp.Implementation{Name: "pyexec", Title: "pyexec: sandboxed Python", Version: version()}, nil)
+	mcp.AddTool(s, tool, handler(run))
+	return s, nil
+}
+
+// Tool is the definition of run_python under limits.
+func Tool(limits pyexec.Limits) (*mcp.Tool, error) {
+	in, err := jsonschema.For[Input](nil)
+	if err != nil {
+		return nil, fmt.Errorf("run_python input schema: %w", err)
+	}
+	timeout := in.Properties["timeout"]
+	timeout.ExclusiveMinimum = jsonschema.Ptr(0.0)
+	if limits.TimeoutMax > 0 {
+		timeout.Maximum = jsonschema.Ptr(limits.TimeoutMax)
+	}
+	out, err := jsonschema.For[Output](nil)
+	if err != nil {
+		return nil, fmt.Errorf("run_python output schema: %w", err)
+	}
+	return &mcp.Tool{
+		Name:         ToolName,
+		Title:        "Run Python in a sandbox",
+		Description:  Description(limits),
+		InputSchema:  in,
+		OutputSchema: out,
+		Annotations: &mcp.ToolAnnotations{
+			ReadOnlyHint:  true, // nothing outside the sandbox changes
+			OpenWorldHint: jsonschema.Ptr(false),
+		},
+	}, nil
+}
+
+// Description tells a model what the sandbox offers and how to use it.
+func Description(l pyexec.Limits) string {
+	var b strings.Builder
+	b.WriteString(`Run a Python 3 script in an isolated sandbox and get back what main() returned and what the script printed.
+
+The script must define a top-level "def main():" that takes no arguments; it is called once and its return value is the result. Return JSON-serialisable data (dict, list, str, int, float, bool, None); numpy scalars and arrays are converted, other objects are not (use DataFrame.to_dict() or .tolist()). Everything printed to stdout and stderr is captured and returned as well.
+
+Available: the standard library, numpy and pandas (with python-dateutil and tzdata). Nothing else can be installed. There is no network access. Files can be written only under /tmp; the rest of the file system is read-only. Each call runs in a fresh interpreter: nothing carries over from one call to the next, so send the whole program every time.
+`)
+	var limits []string
+	if l.TimeoutDefault > 0 {
+		s := "timeout " + seconds(l.TimeoutDefault) + " s by default"
+		if l.TimeoutMax > 0 {
+			s += " (the timeout argument may raise it to " + seconds(l.TimeoutMax) + " s)"
+		}
+		limits = append(limits, s)
+	}
+	if l.MemoryMB > 0 {
+		limits = append(limits, strconv.Itoa(l.MemoryMB)+" MB of memory")
+	}
+	if l.TmpfsMB > 0 {
+		limits = append(limits, strconv.Itoa(l.TmpfsMB)+" MB in /tmp")
+	}
+	if l.MaxScriptBytes > 0 {
+		limits = append(limits, "script up to "+strconv.Itoa(l.MaxScriptBytes)+" bytes")
+	}
+	if l.MaxOutputBytes > 0 {
+		limits = append(limits, "result up to "+strconv.Itoa(l.MaxOutputBytes)+
+			" bytes as JSON, stdout and stderr each cut at that size")
+	}
+	if len(limits) > 0 {
+		b.WriteString("\nLimits: " + strings.Join(limits, "; ") + ".\n")
+	}
+	b.WriteString(`
+On failure the result is an error with a type: runtime_error (an exception; the traceback is included), timeout, memory_limit, output_limit, invalid_result (main() returned something that is not JSON), validation_error (a syntax error, no main(), or the script is too large).`)
+	return b.String()
+}
+
+// version is the module's version as the build recorded it.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+func seconds(s float64) string { return strconv.FormatFloat(s, 'f', -1, 64) }
+
+// handler runs the script and turns its outcome into a tool result. A
+// script that failed, and a run refused by the service (overloaded,
+// invalid arguments...), are results with IsError set, so that the model
+// reads why and can correct its script or try again; only a cancelled
+// call, which no one waits for any more, is an error of the protocol.
+func handler(run RunFunc) mcp.ToolHandlerFor[Input, Output] {
+	return func(ctx context.Context, _ *mcp.CallToolRequest, in Input) (*mcp.CallToolResult, Output, error) {
+		req := pyexec.Request{Script: in.Script}
+		if in.Timeout != nil {
+			// Kept positive when it rounds to zero, which would mean "the
+			// default"; negative when it is not positive, so it is refused.
+			req.Timeout = max(time.Duration(*in.Timeout*float64(time.Second)), 1)
+			if *in.Timeout <= 0 {
+				req.Timeout = -1
+			}
+		}
+		resp, err := run(ctx, req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, Output{}, ctx.Err()
+			}
+			resp = &pyexec.Response{Error: refusal(err)}
+		}
+		return Format(resp)
+	}
+}
+
+// refusal is the error shown for a run that has no outcome.
+func refusal(err error) *pyexec.Error {
+	var pe *pyexec.Error
+	if errors.As(err, &pe) {
+		// The message only: the cause may hold internal detail.
+		return &pyexec.Error{Code: pe.Code, Message: pe.Message, Traceback: pe.Traceback}
+	}
+	return &pyexec.Error{Code: pyexec.CodeInternal, Message: "the pyexec service could not be reached: " + err.Error()}
+}
+
+// Format turns an outcome into the tool's result: text the model reads
+// (stdout, stderr, then the result or the error) and the structured
+// Output. IsError is set when the script failed.
+func Format(resp *pyexec.Response) (*mcp.CallToolResult, Output, error) {
+	out := Output{
+		Stdout:          resp.Stdout,
+		Stderr:          resp.Stderr,
+		StdoutTruncated: resp.StdoutTruncated,
+		StderrTruncated: resp.StderrTruncated,
+	}
+	var text strings.Builder
+	stream(&text, "stdout", resp.Stdout, resp.StdoutTruncated)
+	stream(&text, "stderr", resp.Stderr, resp.StderrTruncated)
+	if e := resp.Error; e != nil {
+		out.Error = &Error{Type: string(e.Code), Message: e.Message, Traceback: e.Traceback}
+		fmt.Fprintf(&text, "error: %s: %s\n", e.Code, e.Message)
+		if e.Traceback != "" {
+			text.WriteString(e.Traceback)
+			if !strings.HasSuffix(e.Traceback, "\n") {
+				text.WriteString("\n")
+			}
+		}
+		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: text.String()}}}, out, nil
+	}
+	result, err := decodeResult(resp.Result)
+	if err != nil {
+		return nil, Output{}, fmt.Errorf("the service answered a result that is not JSON: %w", err)
+	}
+	out.Result = result
+	fmt.Fprintf(&text, "result: %s\n", resp.Result)
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text.String()}}}, out, nil
+}
+
+func stream(b *strings.Builder, name, text string, truncated bool) {
+	if text == "" {
+		return
+	}
+	b.WriteString(name + ":\n" + text)
+	if !strings.HasSuffix(text, "\n") {
+		b.WriteString("\n")
+	}
+	if truncated {
+		b.WriteString("[" + name + " truncated at the output limit]\n")
+	}
+	b.WriteString("\n")
+}
+
+// decodeResult keeps numbers as they were written (json.Number), so a
+// large integer is not rounded through float64.
+func decodeResult(raw json.RawMessage) (any, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
