@@ -91,8 +91,26 @@ func readAnswer(t *testing.T, conn net.Conn, status int, errType string) string 
 	return id
 }
 
-// requireLogged checks the one "request" line of the answer with id.
+// requireLogged checks the one "request" line of the early answer with id.
 func (l *listening) requireLogged(t *testing.T, id string, status int, outcome, method, path string) {
+	t.Helper()
+	req := l.requestLine(t, id, status, outcome)
+	assert.NotContains(t, req, "latency", "the start of an early answer's request is not known")
+	l.checkHead(t, req, method, path)
+}
+
+// requireServed checks the one "request" line of an answer the handlers
+// gave, whose latency is known.
+func (l *listening) requireServed(t *testing.T, id string, status int, outcome, method, path string) {
+	t.Helper()
+	req := l.requestLine(t, id, status, outcome)
+	assert.Regexp(t, `^[0-9]+\.[0-9]+s$`, req["latency"])
+	l.checkHead(t, req, method, path)
+}
+
+// requestLine finds the one "request" line of the answer with id and
+// returns its httpRequest object.
+func (l *listening) requestLine(t *testing.T, id string, status int, outcome string) map[string]any {
 	t.Helper()
 	var lines []observer.LoggedEntry
 	for _, e := range l.logs.FilterMessage("request").All() {
@@ -107,8 +125,14 @@ func (l *listening) requireLogged(t *testing.T, id string, status int, outcome, 
 	require.True(t, ok, "the line has an httpRequest object: %v", f)
 	assert.EqualValues(t, status, req["status"])
 	assert.Equal(t, "127.0.0.1", req["remoteIp"])
-	assert.NotContains(t, req, "latency", "the start of an early answer's request is not known")
 	assert.Positive(t, size(t, req["responseSize"]))
+	return req
+}
+
+// checkHead checks what the line says of the request's head; an empty
+// method means the head could not be read.
+func (l *listening) checkHead(t *testing.T, req map[string]any, method, path string) {
+	t.Helper()
 	if method == "" {
 		for _, k := range []string{"requestMethod", "requestUrl", "protocol", "requestSize", "userAgent"} {
 			assert.NotContains(t, req, k, "the request's head was not kept")

@@ -169,7 +169,7 @@ func TestMCP_RunsTheREADMEExample(t *testing.T) {
 	assert.Equal(t, "/mcp", f["path"])
 	assert.Equal(t, "run_python", f["tool"])
 	assert.Equal(t, "ok", f["outcome"])
-	l.requireLogged(t, got[0].ID, 200, "ok", http.MethodPost, "/mcp")
+	l.requireServed(t, got[0].ID, 200, "ok", http.MethodPost, "/mcp")
 	for _, e := range l.logs.All() {
 		line, _ := json.Marshal(e.ContextMap())
 		assert.NotContains(t, string(line), "hello from sandbox")

@@ -216,7 +216,7 @@ func TestOpenAPI_ServedDocumentDescribesTheInstance(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, 4, keyOps, "POST /execute and the three methods of /mcp take the key")
+	assert.Equal(t, 2, keyOps, "POST /execute and POST /mcp take the key")
 	delete(want["components"].(map[string]any), "securitySchemes")
 	assert.Equal(t, want, got)
 
