@@ -21,7 +21,7 @@ VENV_REQS   ?= -r pyharness/requirements.txt -r pyharness/requirements-dev.txt
 export PYEXEC_PYTHON ?= $(PY)
 export PORT
 
-.PHONY: all setup venv build run test test-go test-py test-compose vet bench soak fuzz fuzz-brief clean
+.PHONY: all setup venv build run test test-go test-py test-compose test-image vet bench soak fuzz fuzz-brief clean
 
 all: build
 
@@ -65,6 +65,13 @@ test-compose:
 	@command -v docker-compose >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
 	docker-compose -f docker-compose.yml config -q
 	@echo "docker-compose.yml: valid"
+
+# Builds the image from the Dockerfile with podman and runc (installing them,
+# and making the base images from Debian's archive when no registry serves
+# them), then checks the running container on 127.0.0.1. Needs root and takes
+# minutes, so it is not part of `make test`.
+test-image:
+	deploy/test-image.sh
 
 # Fuzz targets: the request decoder and the worker protocol codec. Their
 # seed corpora run with every `go test`; `make test` fuzzes each briefly,
