@@ -1,6 +1,8 @@
 # pyexec container image. Each step mirrors a Makefile target that the tests
 # exercise: `make build` for the binary, `make venv` for the virtualenv.
 
+# go.mod asks for Go 1.25.0, so any 1.26 patch release of this image builds
+# it with its own toolchain (the image sets GOTOOLCHAIN=local).
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./

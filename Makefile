@@ -21,7 +21,7 @@ VENV_REQS   ?= -r pyharness/requirements.txt -r pyharness/requirements-dev.txt
 export PYEXEC_PYTHON ?= $(PY)
 export PORT
 
-.PHONY: all setup venv build run test test-go test-py test-compose vet lint-openapi bench soak fuzz fuzz-brief clean
+.PHONY: all setup venv build run test test-go test-py test-compose test-image vet lint-openapi bench soak fuzz fuzz-brief clean
 
 all: build
 
@@ -86,6 +86,13 @@ lint-openapi: $(REDOCLY_DIR)/.installed
 		REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_NOTIFICATIONS=true REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
 			"$(REDOCLY)" lint --extends "$$rules" --format stylish api/openapi.json 2>&1 | grep -v -E '^ *(║|╔|╚)' || exit 1; \
 	done
+
+# Builds the image from the Dockerfile with podman and runc (installing them,
+# and making the base images from Debian's archive when no registry serves
+# them), then checks the running container on 127.0.0.1. Needs root and takes
+# minutes, so it is not part of `make test`.
+test-image:
+	deploy/test-image.sh
 
 # Fuzz targets: the request decoder and the worker protocol codec. Their
 # seed corpora run with every `go test`; `make test` fuzzes each briefly,
