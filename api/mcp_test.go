@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -370,4 +371,30 @@ func TestMCP_CutOffByShutdownIsOverloaded(t *testing.T) {
 	require.NotNil(t, out.Error)
 	assert.Equal(t, "overloaded", out.Error.Type)
 	assert.Equal(t, "the service is shutting down", out.Error.Message)
+}
+
+func TestMCP_RefusesBatches(t *testing.T) {
+	exec := &syncExecutor{resp: &pyexec.Response{Result: json.RawMessage(`1`)}}
+	l := mcpService(t, Config{RateLimit: 2}, exec)
+	call := func(id int) string {
+		return `{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main():\n    return 1"}}}`
+	}
+	var batch []string
+	for i := range 5 {
+		batch = append(batch, call(i))
+	}
+	// No protocol version header: the SDK takes the request for one of
+	// 2025-03-26, whose batches it would run.
+	req, err := http.NewRequest(http.MethodPost, "http://"+l.addr+"/mcp", strings.NewReader(" \n["+strings.Join(batch, ",")+"]"))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	assert.Equal(t, 400, res.StatusCode, "%s", body)
+	assert.Contains(t, string(body), "invalid_request")
+	assert.Empty(t, exec.calls(), "one HTTP request, counted once by the rate limiter, ran several scripts")
 }
