@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -151,7 +152,12 @@ func seconds(s float64) string { return strconv.FormatFloat(s, 'f', -1, 64) }
 // reads why and can correct its script or try again; only a cancelled
 // call, which no one waits for any more, is an error of the protocol.
 func handler(run RunFunc) mcp.ToolHandlerFor[Input, Output] {
-	return func(ctx context.Context, _ *mcp.CallToolRequest, in Input) (*mcp.CallToolResult, Output, error) {
+	return func(ctx context.Context, call *mcp.CallToolRequest, in Input) (*mcp.CallToolResult, Output, error) {
+		if call != nil && call.Params != nil {
+			if e := notText(call.Params.Arguments); e != nil {
+				return Format(&pyexec.Response{Error: e})
+			}
+		}
 		req := pyexec.Request{Script: in.Script}
 		if in.Timeout != nil {
 			// Kept positive when it rounds to zero, which would mean "the
@@ -170,6 +176,24 @@ func handler(run RunFunc) mcp.ToolHandlerFor[Input, Output] {
 		}
 		return Format(resp)
 	}
+}
+
+// notText refuses arguments whose script the JSON decoder would change, as
+// POST /execute does: bytes that are not UTF-8, and an escaped surrogate
+// without its partner, both become U+FFFD, a script the client never sent.
+func notText(args json.RawMessage) *pyexec.Error {
+	if !utf8.Valid(args) {
+		return &pyexec.Error{Code: pyexec.CodeInvalidRequest, Message: "the arguments must be UTF-8"}
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(args, &fields) != nil {
+		return nil // the SDK has refused them already
+	}
+	if esc, ok := pyexec.LoneSurrogate(fields["script"]); ok {
+		return &pyexec.Error{Code: pyexec.CodeInvalidRequest,
+			Message: `"script" contains ` + esc + `, half of a surrogate pair without the other half: not a character`}
+	}
+	return nil
 }
 
 // refusal is the error shown for a run that has no outcome.
