@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -161,10 +162,16 @@ func handler(run RunFunc) mcp.ToolHandlerFor[Input, Output] {
 		req := pyexec.Request{Script: in.Script}
 		if in.Timeout != nil {
 			// Kept positive when it rounds to zero, which would mean "the
-			// default"; negative when it is not positive, so it is refused.
-			req.Timeout = max(time.Duration(*in.Timeout*float64(time.Second)), 1)
-			if *in.Timeout <= 0 {
+			// default"; negative when it is not positive, so it is refused;
+			// the longest duration when it is longer, so it is refused as
+			// over the maximum (a conversion would wrap it around).
+			switch secs := *in.Timeout; {
+			case !(secs > 0):
 				req.Timeout = -1
+			case secs >= float64(math.MaxInt64)/float64(time.Second):
+				req.Timeout = math.MaxInt64
+			default:
+				req.Timeout = max(time.Duration(secs*float64(time.Second)), 1)
 			}
 		}
 		resp, err := run(ctx, req)

@@ -110,3 +110,15 @@ func TestTool_RefusesAScriptThatIsNotText(t *testing.T) {
 	require.Len(t, rec.calls(), 1)
 	assert.Equal(t, "def main():\n    return '\U0001F600'", rec.calls()[0].Script)
 }
+
+// Without a maximum in the schema (pyexec mcp when the service's limits
+// could not be read), a timeout too large for a time.Duration must reach
+// the service as too large, not wrap around to the smallest one.
+func TestTool_HugeTimeoutStaysHuge(t *testing.T) {
+	rec := &recorder{}
+	send := rawServer(t, pyexec.Limits{}, rec.run)
+	send(initialize)
+	send(`"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main(): return 1","timeout":1e300}}`)
+	require.Len(t, rec.calls(), 1)
+	assert.Greater(t, rec.calls()[0].Timeout, 1000*time.Hour)
+}
