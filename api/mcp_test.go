@@ -398,3 +398,29 @@ func TestMCP_RefusesBatches(t *testing.T) {
 	assert.Contains(t, string(body), "invalid_request")
 	assert.Empty(t, exec.calls(), "one HTTP request, counted once by the rate limiter, ran several scripts")
 }
+
+// The structured result is main()'s return value as /execute answers it:
+// an integer past float64's precision is not rounded on the way.
+func TestMCP_LargeIntegersAreNotRounded(t *testing.T) {
+	exec := &syncExecutor{resp: &pyexec.Response{Result: json.RawMessage(`{"id":9007199254740993,"big":1180591620717411303424}`)}}
+	l := mcpService(t, Config{}, exec)
+	req, err := http.NewRequest(http.MethodPost, "http://"+l.addr+"/mcp", strings.NewReader(
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main():\n    return 1"}}}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	require.Equal(t, 200, res.StatusCode, "%s", body)
+	var rpc struct {
+		Result struct {
+			StructuredContent map[string]json.RawMessage `json:"structuredContent"`
+		} `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(body, &rpc), "%s", body)
+	assert.Contains(t, string(rpc.Result.StructuredContent["result"]), "9007199254740993")
+	assert.Contains(t, string(rpc.Result.StructuredContent["result"]), "1180591620717411303424")
+}

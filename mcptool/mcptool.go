@@ -152,11 +152,16 @@ func seconds(s float64) string { return strconv.FormatFloat(s, 'f', -1, 64) }
 // invalid arguments...), are results with IsError set, so that the model
 // reads why and can correct its script or try again; only a cancelled
 // call, which no one waits for any more, is an error of the protocol.
-func handler(run RunFunc) mcp.ToolHandlerFor[Input, Output] {
-	return func(ctx context.Context, call *mcp.CallToolRequest, in Input) (*mcp.CallToolResult, Output, error) {
+//
+// Its structured output is typed any and left nil, with the result's
+// StructuredContent set here: for a typed output the SDK checks the output
+// against its schema by decoding it into float64s and encoding it again,
+// which rounds an integer past 2^53 that /execute would answer exactly.
+func handler(run RunFunc) mcp.ToolHandlerFor[Input, any] {
+	return func(ctx context.Context, call *mcp.CallToolRequest, in Input) (*mcp.CallToolResult, any, error) {
 		if call != nil && call.Params != nil {
 			if e := notText(call.Params.Arguments); e != nil {
-				return Format(&pyexec.Response{Error: e})
+				return structured(Format(&pyexec.Response{Error: e}))
 			}
 		}
 		req := pyexec.Request{Script: in.Script}
@@ -177,12 +182,26 @@ func handler(run RunFunc) mcp.ToolHandlerFor[Input, Output] {
 		resp, err := run(ctx, req)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, Output{}, ctx.Err()
+				return nil, nil, ctx.Err()
 			}
 			resp = &pyexec.Response{Error: refusal(err)}
 		}
-		return Format(resp)
+		return structured(Format(resp))
 	}
+}
+
+// structured sets a result's StructuredContent to out as JSON, numbers
+// as they were written (see handler).
+func structured(res *mcp.CallToolResult, out Output, err error) (*mcp.CallToolResult, any, error) {
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := json.Marshal(out)
+	if err != nil {
+		return nil, nil, err
+	}
+	res.StructuredContent = json.RawMessage(data)
+	return res, nil, nil
 }
 
 // notText refuses arguments whose script the JSON decoder would change, as
