@@ -424,3 +424,29 @@ func TestMCP_LargeIntegersAreNotRounded(t *testing.T) {
 	assert.Contains(t, string(rpc.Result.StructuredContent["result"]), "9007199254740993")
 	assert.Contains(t, string(rpc.Result.StructuredContent["result"]), "1180591620717411303424")
 }
+
+// A subscriptions/listen (protocol 2026-07-28) parks until the client
+// leaves when the server has a list that can change: on a stateless
+// service whose one tool never changes, it must answer at once, not hold
+// a connection and a goroutine for as long as the client likes.
+func TestMCP_SubscriptionsListenDoesNotHoldTheRequest(t *testing.T) {
+	l := mcpService(t, Config{}, &syncExecutor{})
+	const v = "2026-07-28"
+	req, err := http.NewRequest(http.MethodPost, "http://"+l.addr+"/mcp", strings.NewReader(
+		`{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true,"promptsListChanged":true,"resourcesListChanged":true},`+
+			`"_meta":{"io.modelcontextprotocol/protocolVersion":"`+v+`","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"t","version":"0"}}}}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", v)
+	req.Header.Set("Mcp-Method", "subscriptions/listen")
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	res, err := hc.Do(req)
+	require.NoError(t, err, "the request was held open")
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	assert.Equal(t, 200, res.StatusCode, "%s", body)
+	assert.NotContains(t, string(body), `"toolsListChanged":true`, "nothing to notify is acknowledged: %s", body)
+}

@@ -66,7 +66,13 @@ func NewServer(limits pyexec.Limits, run RunFunc) (*mcp.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := mcp.NewServer(&mcp.Implementation{Name: "pyexec", Title: "pyexec: sandboxed Python", Version: version()}, nil)
+	s := mcp.NewServer(&mcp.Implementation{Name: "pyexec", Title: "pyexec: sandboxed Python", Version: version()}, &mcp.ServerOptions{
+		// The one tool never changes, so there is no list change to tell
+		// (the SDK would say there is by default). With nothing to notify,
+		// a subscriptions/listen answers at once instead of holding its
+		// HTTP request until the client leaves.
+		Capabilities: &mcp.ServerCapabilities{Logging: &mcp.LoggingCapabilities{}, Tools: &mcp.ToolCapabilities{}},
+	})
 	mcp.AddTool(s, tool, handler(run))
 	return s, nil
 }
