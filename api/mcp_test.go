@@ -450,3 +450,26 @@ func TestMCP_SubscriptionsListenDoesNotHoldTheRequest(t *testing.T) {
 	assert.Equal(t, 200, res.StatusCode, "%s", body)
 	assert.NotContains(t, string(body), `"toolsListChanged":true`, "nothing to notify is acknowledged: %s", body)
 }
+
+// A result nested deeper than the SDK's clients read (1000 levels) would
+// make the answer unreadable to them and end their session: it is a tool
+// error instead, and the session goes on.
+func TestMCP_DeeplyNestedResultDoesNotEndTheSession(t *testing.T) {
+	deep := strings.Repeat("[", 1500) + "1" + strings.Repeat("]", 1500)
+	exec := &syncExecutor{resp: &pyexec.Response{Result: json.RawMessage(deep), Stdout: "printed\n"}}
+	l := mcpService(t, Config{}, exec)
+	cs, err := connectMCP(t, l, "")
+	require.NoError(t, err)
+	res, out := callRunPython(t, cs, map[string]any{"script": "x"})
+	assert.True(t, res.IsError)
+	require.NotNil(t, out.Error)
+	assert.Equal(t, "invalid_result", out.Error.Type)
+	assert.Equal(t, "printed\n", out.Stdout)
+
+	exec.mu.Lock()
+	exec.resp = &pyexec.Response{Result: json.RawMessage(strings.Repeat("[", 900) + "1" + strings.Repeat("]", 900))}
+	exec.mu.Unlock()
+	res, out = callRunPython(t, cs, map[string]any{"script": "x"})
+	assert.False(t, res.IsError, "a result nested 900 levels reaches the client")
+	assert.NotNil(t, out.Result)
+}

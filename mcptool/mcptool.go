@@ -196,8 +196,15 @@ func handler(run RunFunc) mcp.ToolHandlerFor[Input, any] {
 	}
 }
 
+// maxStructuredDepth bounds the nesting of the structured output. MCP
+// clients built on the Go SDK read no message nested more than 1000 levels
+// deep, and one they cannot read ends their session; the message adds two
+// levels around the output.
+const maxStructuredDepth = 990
+
 // structured sets a result's StructuredContent to out as JSON, numbers
-// as they were written (see handler).
+// as they were written (see handler). A result nested too deeply to reach
+// every client is refused as invalid_result, with the script's output.
 func structured(res *mcp.CallToolResult, out Output, err error) (*mcp.CallToolResult, any, error) {
 	if err != nil {
 		return nil, nil, err
@@ -206,8 +213,41 @@ func structured(res *mcp.CallToolResult, out Output, err error) (*mcp.CallToolRe
 	if err != nil {
 		return nil, nil, err
 	}
+	if d := depth(data); d > maxStructuredDepth {
+		return structured(Format(&pyexec.Response{Stdout: out.Stdout, Stderr: out.Stderr,
+			StdoutTruncated: out.StdoutTruncated, StderrTruncated: out.StderrTruncated,
+			Error: &pyexec.Error{Code: pyexec.CodeInvalidResult, Message: fmt.Sprintf(
+				"main() returned JSON nested %d levels deep, more than MCP clients read; return it flatter, or as a string", d-1)}}))
+	}
 	res.StructuredContent = json.RawMessage(data)
 	return res, nil, nil
+}
+
+// depth is how deeply the objects and arrays of the JSON text data nest.
+func depth(data []byte) int {
+	d, deepest := 0, 0
+	inString, escaped := false, false
+	for _, b := range data {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			switch b {
+			case '\\':
+				escaped = true
+			case '"':
+				inString = false
+			}
+		case b == '"':
+			inString = true
+		case b == '{' || b == '[':
+			d++
+			deepest = max(deepest, d)
+		case b == '}' || b == ']':
+			d--
+		}
+	}
+	return deepest
 }
 
 // notText refuses arguments whose script the JSON decoder would change, as
