@@ -46,8 +46,9 @@ type Config struct {
 	APIKey string
 	// RetryAfter is sent with overloaded answers (default 1s).
 	RetryAfter time.Duration
-	// RateLimit, when positive, is how many /execute requests one client
-	// (its API key, or else its address) may make per minute.
+	// RateLimit, when positive, is how many /execute and /mcp requests one
+	// client (the holder of APIKey when it is set, else an address) may
+	// make per minute.
 	RateLimit int
 	// Metrics, when set, are updated per request and served on /metrics.
 	Metrics *Metrics
