@@ -5,10 +5,8 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
 	_ "embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,8 +46,9 @@ type Config struct {
 	APIKey string
 	// RetryAfter is sent with overloaded answers (default 1s).
 	RetryAfter time.Duration
-	// RateLimit, when positive, is how many /execute requests one client
-	// (its API key, or else its address) may make per minute.
+	// RateLimit, when positive, is how many /execute and /mcp requests one
+	// client (the holder of APIKey when it is set, else an address) may
+	// make per minute.
 	RateLimit int
 	// Metrics, when set, are updated per request and served on /metrics.
 	Metrics *Metrics
@@ -292,17 +291,18 @@ func (s *server) authorize(c *fiber.Ctx) error {
 	return pyexec.Errorf(pyexec.CodeUnauthorized, "a valid API key is required (Authorization: Bearer <key>)")
 }
 
-// rateLimiter allows RateLimit requests per minute per client: its API key
-// when one is sent (so clients behind one proxy are told apart), else its
-// address.
+// rateLimiter allows RateLimit requests per minute per client: the holder
+// of the API key when one is configured (every request here has passed
+// authorize, so clients behind one proxy share it no matter how they spell
+// "Bearer"), else its address. An Authorization header the service does
+// not check names no one: keyed on it, each new header was a new budget.
 func (s *server) rateLimiter() fiber.Handler {
 	return limiter.New(limiter.Config{
 		Max:        s.cfg.RateLimit,
 		Expiration: time.Minute,
 		KeyGenerator: func(c *fiber.Ctx) string {
-			if auth := c.Get(fiber.HeaderAuthorization); auth != "" {
-				sum := sha256.Sum256([]byte(auth))
-				return "key:" + hex.EncodeToString(sum[:])
+			if s.cfg.APIKey != "" {
+				return "key"
 			}
 			return "ip:" + c.IP()
 		},

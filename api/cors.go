@@ -24,9 +24,13 @@ func (s *server) cors() fiber.Handler {
 			c.Vary(fiber.HeaderOrigin)
 			return !allowed[strings.ToLower(c.Get(fiber.HeaderOrigin))]
 		},
-		AllowOrigins:  strings.Join(s.cfg.CORSOrigins, ","),
-		AllowMethods:  strings.Join([]string{fiber.MethodGet, fiber.MethodPost}, ","),
-		AllowHeaders:  strings.Join([]string{fiber.HeaderContentType, fiber.HeaderAuthorization, "X-Request-ID"}, ","),
+		AllowOrigins: strings.Join(s.cfg.CORSOrigins, ","),
+		AllowMethods: strings.Join([]string{fiber.MethodGet, fiber.MethodPost}, ","),
+		// With the MCP transport's headers: MCP-Protocol-Version, which a
+		// client sends on every request after initialize, and the method
+		// and tool name that clients of later protocol versions repeat.
+		AllowHeaders: strings.Join([]string{fiber.HeaderContentType, fiber.HeaderAuthorization, "X-Request-ID",
+			"Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name"}, ","),
 		ExposeHeaders: "X-Request-ID",
 	})
 }

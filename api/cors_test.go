@@ -57,7 +57,7 @@ func TestCORS_OnlyTheListedOrigins(t *testing.T) {
 	assert.Equal(t, http.StatusNoContent, preflight.StatusCode)
 	assert.Equal(t, "https://app.example.com", preflight.Header.Get("Access-Control-Allow-Origin"))
 	assert.Equal(t, "GET,POST", preflight.Header.Get("Access-Control-Allow-Methods"))
-	assert.Equal(t, "Content-Type,Authorization,X-Request-ID", preflight.Header.Get("Access-Control-Allow-Headers"))
+	assert.Equal(t, "Content-Type,Authorization,X-Request-ID,Mcp-Protocol-Version,Mcp-Method,Mcp-Name", preflight.Header.Get("Access-Control-Allow-Headers"))
 	assert.Empty(t, preflight.Header.Get("Access-Control-Allow-Credentials"))
 	assert.Equal(t, "https://app.example.com", post.Header.Get("Access-Control-Allow-Origin"))
 	assert.Equal(t, "X-Request-ID", post.Header.Get("Access-Control-Expose-Headers"))
@@ -73,5 +73,24 @@ func TestCORS_OnlyTheListedOrigins(t *testing.T) {
 		assert.Empty(t, corsHeaders(preflight.Header), other)
 		assert.Empty(t, corsHeaders(post.Header), other)
 		assert.Contains(t, post.Header.Values("Vary"), "Origin", "a cache must not hand this answer to a listed origin")
+	}
+}
+
+// A browser's MCP client sends MCP-Protocol-Version on every request after
+// initialize (and the headers of later protocol versions): a preflight
+// that does not allow them makes /mcp unusable from the listed origins.
+func TestCORS_AllowsTheHeadersOfMCPClients(t *testing.T) {
+	app := newApp(t, Config{CORSOrigins: []string{"https://app.example.com"}}, &fakeExecutor{},
+		func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+	req := httptest.NewRequest(http.MethodOptions, "/mcp", nil)
+	req.Header.Set("Origin", "https://app.example.com")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "authorization,content-type,mcp-protocol-version")
+	res, err := app.Test(req, -1)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusNoContent, res.StatusCode)
+	allowed := strings.Split(strings.ToLower(res.Header.Get("Access-Control-Allow-Headers")), ",")
+	for _, h := range []string{"authorization", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name"} {
+		assert.Contains(t, allowed, h)
 	}
 }

@@ -51,6 +51,13 @@ func (s *server) mcpHandler(limits pyexec.Limits) (fiber.Handler, error) {
 		MaxRequestBodyBytes: int64(s.cfg.BodyLimit),
 	})
 	return func(c *fiber.Ctx) error {
+		// A JSON-RPC batch would let one HTTP request, counted once by the
+		// rate limiter, run as many scripts at once as fit in the body; the
+		// SDK accepts batches from clients of protocol versions before
+		// 2025-06-18, and none of those needs one.
+		if body := bytes.TrimLeft(c.Request().Body(), " \t\r\n"); len(body) > 0 && body[0] == '[' {
+			return pyexec.Errorf(pyexec.CodeInvalidRequest, "JSON-RPC batches are not accepted: send one message per request")
+		}
 		var r http.Request
 		if err := fasthttpadaptor.ConvertRequest(c.Context(), &r, true); err != nil {
 			return pyexec.Errorf(pyexec.CodeInvalidRequest, "the request URI cannot be parsed")

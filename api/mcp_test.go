@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -370,4 +371,105 @@ func TestMCP_CutOffByShutdownIsOverloaded(t *testing.T) {
 	require.NotNil(t, out.Error)
 	assert.Equal(t, "overloaded", out.Error.Type)
 	assert.Equal(t, "the service is shutting down", out.Error.Message)
+}
+
+func TestMCP_RefusesBatches(t *testing.T) {
+	exec := &syncExecutor{resp: &pyexec.Response{Result: json.RawMessage(`1`)}}
+	l := mcpService(t, Config{RateLimit: 2}, exec)
+	call := func(id int) string {
+		return `{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main():\n    return 1"}}}`
+	}
+	var batch []string
+	for i := range 5 {
+		batch = append(batch, call(i))
+	}
+	// No protocol version header: the SDK takes the request for one of
+	// 2025-03-26, whose batches it would run.
+	req, err := http.NewRequest(http.MethodPost, "http://"+l.addr+"/mcp", strings.NewReader(" \n["+strings.Join(batch, ",")+"]"))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	assert.Equal(t, 400, res.StatusCode, "%s", body)
+	assert.Contains(t, string(body), "invalid_request")
+	assert.Empty(t, exec.calls(), "one HTTP request, counted once by the rate limiter, ran several scripts")
+}
+
+// The structured result is main()'s return value as /execute answers it:
+// an integer past float64's precision is not rounded on the way.
+func TestMCP_LargeIntegersAreNotRounded(t *testing.T) {
+	exec := &syncExecutor{resp: &pyexec.Response{Result: json.RawMessage(`{"id":9007199254740993,"big":1180591620717411303424}`)}}
+	l := mcpService(t, Config{}, exec)
+	req, err := http.NewRequest(http.MethodPost, "http://"+l.addr+"/mcp", strings.NewReader(
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main():\n    return 1"}}}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	require.Equal(t, 200, res.StatusCode, "%s", body)
+	var rpc struct {
+		Result struct {
+			StructuredContent map[string]json.RawMessage `json:"structuredContent"`
+		} `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(body, &rpc), "%s", body)
+	assert.Contains(t, string(rpc.Result.StructuredContent["result"]), "9007199254740993")
+	assert.Contains(t, string(rpc.Result.StructuredContent["result"]), "1180591620717411303424")
+}
+
+// A subscriptions/listen (protocol 2026-07-28) parks until the client
+// leaves when the server has a list that can change: on a stateless
+// service whose one tool never changes, it must answer at once, not hold
+// a connection and a goroutine for as long as the client likes.
+func TestMCP_SubscriptionsListenDoesNotHoldTheRequest(t *testing.T) {
+	l := mcpService(t, Config{}, &syncExecutor{})
+	const v = "2026-07-28"
+	req, err := http.NewRequest(http.MethodPost, "http://"+l.addr+"/mcp", strings.NewReader(
+		`{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true,"promptsListChanged":true,"resourcesListChanged":true},`+
+			`"_meta":{"io.modelcontextprotocol/protocolVersion":"`+v+`","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"t","version":"0"}}}}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", v)
+	req.Header.Set("Mcp-Method", "subscriptions/listen")
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	res, err := hc.Do(req)
+	require.NoError(t, err, "the request was held open")
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	assert.Equal(t, 200, res.StatusCode, "%s", body)
+	assert.NotContains(t, string(body), `"toolsListChanged":true`, "nothing to notify is acknowledged: %s", body)
+}
+
+// A result nested deeper than the SDK's clients read (1000 levels) would
+// make the answer unreadable to them and end their session: it is a tool
+// error instead, and the session goes on.
+func TestMCP_DeeplyNestedResultDoesNotEndTheSession(t *testing.T) {
+	deep := strings.Repeat("[", 1500) + "1" + strings.Repeat("]", 1500)
+	exec := &syncExecutor{resp: &pyexec.Response{Result: json.RawMessage(deep), Stdout: "printed\n"}}
+	l := mcpService(t, Config{}, exec)
+	cs, err := connectMCP(t, l, "")
+	require.NoError(t, err)
+	res, out := callRunPython(t, cs, map[string]any{"script": "x"})
+	assert.True(t, res.IsError)
+	require.NotNil(t, out.Error)
+	assert.Equal(t, "invalid_result", out.Error.Type)
+	assert.Equal(t, "printed\n", out.Stdout)
+
+	exec.mu.Lock()
+	exec.resp = &pyexec.Response{Result: json.RawMessage(strings.Repeat("[", 900) + "1" + strings.Repeat("]", 900))}
+	exec.mu.Unlock()
+	res, out = callRunPython(t, cs, map[string]any{"script": "x"})
+	assert.False(t, res.IsError, "a result nested 900 levels reaches the client")
+	assert.NotNil(t, out.Result)
 }

@@ -3,9 +3,12 @@ package api
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
@@ -63,26 +66,52 @@ func TestRequestLog_FieldsAndNoScriptOrOutput(t *testing.T) {
 }
 
 func TestRateLimit_PerClient(t *testing.T) {
-	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
-	app := newApp(t, Config{RateLimit: 2}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
-	send := func(key string) *http.Response {
-		req := postJSON(okScript)
-		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
-		}
-		res, err := app.Test(req, -1)
+	exec := &syncExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
+	l := mcpService(t, Config{RateLimit: 2}, exec)
+	send := func(from string) *http.Response {
+		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dialer.DialContext}}
+		defer hc.CloseIdleConnections()
+		res, err := hc.Post("http://"+l.addr+"/execute", "application/json", strings.NewReader(okScript))
 		require.NoError(t, err)
+		t.Cleanup(func() { res.Body.Close() })
 		return res
 	}
-	assert.Equal(t, 200, send("a").StatusCode)
-	assert.Equal(t, 200, send("a").StatusCode)
-	res := send("a")
+	assert.Equal(t, 200, send("127.0.0.1").StatusCode)
+	assert.Equal(t, 200, send("127.0.0.1").StatusCode)
+	res := send("127.0.0.1")
 	assert.Equal(t, 429, res.StatusCode)
 	assert.NotEmpty(t, res.Header.Get("Retry-After"))
 	var body map[string]any
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&body))
 	assert.Equal(t, "rate_limited", body["error"].(map[string]any)["type"])
-	assert.Equal(t, 200, send("b").StatusCode, "another client has its own budget")
+	assert.Equal(t, 200, send("127.0.0.2").StatusCode, "another client has its own budget")
+}
+
+// An Authorization header is a client only when the service checks it: a
+// new header, or a new spelling of the key's, is not a new budget.
+func TestRateLimit_AuthorizationIsNoNewBudget(t *testing.T) {
+	for name, tc := range map[string]struct {
+		key     string
+		headers []string
+	}{
+		"no key configured, any header": {"", []string{"Bearer a", "Bearer b", "x1", "x2"}},
+		"the key, spelt differently":    {"k", []string{"Bearer k", "bearer k", "BEARER k", "bEaReR k"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
+			app := newApp(t, Config{RateLimit: 2, APIKey: tc.key}, exec, func() pyexec.Status { return pyexec.Status{Ready: true} }, zap.NewNop())
+			var statuses []int
+			for _, h := range tc.headers {
+				req := postJSON(okScript)
+				req.Header.Set("Authorization", h)
+				res, err := app.Test(req, -1)
+				require.NoError(t, err)
+				statuses = append(statuses, res.StatusCode)
+			}
+			assert.Equal(t, []int{200, 200, 429, 429}, statuses)
+		})
+	}
 }
 
 func TestMetrics_ChangeAsRequestsAreServed(t *testing.T) {

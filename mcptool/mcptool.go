@@ -11,10 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -64,7 +66,13 @@ func NewServer(limits pyexec.Limits, run RunFunc) (*mcp.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := mcp.NewServer(&mcp.Implementation{Name: "pyexec", Title: "pyexec: sandboxed Python", Version: version()}, nil)
+	s := mcp.NewServer(&mcp.Implementation{Name: "pyexec", Title: "pyexec: sandboxed Python", Version: version()}, &mcp.ServerOptions{
+		// The one tool never changes, so there is no list change to tell
+		// (the SDK would say there is by default). With nothing to notify,
+		// a subscriptions/listen answers at once instead of holding its
+		// HTTP request until the client leaves.
+		Capabilities: &mcp.ServerCapabilities{Logging: &mcp.LoggingCapabilities{}, Tools: &mcp.ToolCapabilities{}},
+	})
 	mcp.AddTool(s, tool, handler(run))
 	return s, nil
 }
@@ -150,26 +158,114 @@ func seconds(s float64) string { return strconv.FormatFloat(s, 'f', -1, 64) }
 // invalid arguments...), are results with IsError set, so that the model
 // reads why and can correct its script or try again; only a cancelled
 // call, which no one waits for any more, is an error of the protocol.
-func handler(run RunFunc) mcp.ToolHandlerFor[Input, Output] {
-	return func(ctx context.Context, _ *mcp.CallToolRequest, in Input) (*mcp.CallToolResult, Output, error) {
+//
+// Its structured output is typed any and left nil, with the result's
+// StructuredContent set here: for a typed output the SDK checks the output
+// against its schema by decoding it into float64s and encoding it again,
+// which rounds an integer past 2^53 that /execute would answer exactly.
+func handler(run RunFunc) mcp.ToolHandlerFor[Input, any] {
+	return func(ctx context.Context, call *mcp.CallToolRequest, in Input) (*mcp.CallToolResult, any, error) {
+		if call != nil && call.Params != nil {
+			if e := notText(call.Params.Arguments); e != nil {
+				return structured(Format(&pyexec.Response{Error: e}))
+			}
+		}
 		req := pyexec.Request{Script: in.Script}
 		if in.Timeout != nil {
 			// Kept positive when it rounds to zero, which would mean "the
-			// default"; negative when it is not positive, so it is refused.
-			req.Timeout = max(time.Duration(*in.Timeout*float64(time.Second)), 1)
-			if *in.Timeout <= 0 {
+			// default"; negative when it is not positive, so it is refused;
+			// the longest duration when it is longer, so it is refused as
+			// over the maximum (a conversion would wrap it around).
+			switch secs := *in.Timeout; {
+			case !(secs > 0):
 				req.Timeout = -1
+			case secs >= float64(math.MaxInt64)/float64(time.Second):
+				req.Timeout = math.MaxInt64
+			default:
+				req.Timeout = max(time.Duration(secs*float64(time.Second)), 1)
 			}
 		}
 		resp, err := run(ctx, req)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, Output{}, ctx.Err()
+				return nil, nil, ctx.Err()
 			}
 			resp = &pyexec.Response{Error: refusal(err)}
 		}
-		return Format(resp)
+		return structured(Format(resp))
 	}
+}
+
+// maxStructuredDepth bounds the nesting of the structured output. MCP
+// clients built on the Go SDK read no message nested more than 1000 levels
+// deep, and one they cannot read ends their session; the message adds two
+// levels around the output.
+const maxStructuredDepth = 990
+
+// structured sets a result's StructuredContent to out as JSON, numbers
+// as they were written (see handler). A result nested too deeply to reach
+// every client is refused as invalid_result, with the script's output.
+func structured(res *mcp.CallToolResult, out Output, err error) (*mcp.CallToolResult, any, error) {
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := json.Marshal(out)
+	if err != nil {
+		return nil, nil, err
+	}
+	if d := depth(data); d > maxStructuredDepth {
+		return structured(Format(&pyexec.Response{Stdout: out.Stdout, Stderr: out.Stderr,
+			StdoutTruncated: out.StdoutTruncated, StderrTruncated: out.StderrTruncated,
+			Error: &pyexec.Error{Code: pyexec.CodeInvalidResult, Message: fmt.Sprintf(
+				"main() returned JSON nested %d levels deep, more than MCP clients read; return it flatter, or as a string", d-1)}}))
+	}
+	res.StructuredContent = json.RawMessage(data)
+	return res, nil, nil
+}
+
+// depth is how deeply the objects and arrays of the JSON text data nest.
+func depth(data []byte) int {
+	d, deepest := 0, 0
+	inString, escaped := false, false
+	for _, b := range data {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			switch b {
+			case '\\':
+				escaped = true
+			case '"':
+				inString = false
+			}
+		case b == '"':
+			inString = true
+		case b == '{' || b == '[':
+			d++
+			deepest = max(deepest, d)
+		case b == '}' || b == ']':
+			d--
+		}
+	}
+	return deepest
+}
+
+// notText refuses arguments whose script the JSON decoder would change, as
+// POST /execute does: bytes that are not UTF-8, and an escaped surrogate
+// without its partner, both become U+FFFD, a script the client never sent.
+func notText(args json.RawMessage) *pyexec.Error {
+	if !utf8.Valid(args) {
+		return &pyexec.Error{Code: pyexec.CodeInvalidRequest, Message: "the arguments must be UTF-8"}
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(args, &fields) != nil {
+		return nil // the SDK has refused them already
+	}
+	if esc, ok := pyexec.LoneSurrogate(fields["script"]); ok {
+		return &pyexec.Error{Code: pyexec.CodeInvalidRequest,
+			Message: `"script" contains ` + esc + `, half of a surrogate pair without the other half: not a character`}
+	}
+	return nil
 }
 
 // refusal is the error shown for a run that has no outcome.

@@ -53,3 +53,14 @@ func TestDescription_LeavesOutUnknownLimits(t *testing.T) {
 	d = Description(pyexec.Limits{MemoryMB: 64})
 	assert.Contains(t, d, "Limits: 64 MB of memory.")
 }
+
+func TestDepth_CountsOnlyStructure(t *testing.T) {
+	for text, want := range map[string]int{
+		`1`:                      0,
+		`{"a":[1,{"b":[]}]}`:     4,
+		`{"a":"[[[{{\"\\"}"}`:    1,
+		`["\\",["]"],{"k":"}"}]`: 2,
+	} {
+		assert.Equal(t, want, depth([]byte(text)), text)
+	}
+}
