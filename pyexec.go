@@ -33,6 +33,7 @@ const (
 	CodeOutputLimit          Code = "output_limit"
 	CodeSandbox              Code = "sandbox_error"
 	CodeUnauthorized         Code = "unauthorized"
+	CodeForbidden            Code = "forbidden"
 	CodeRateLimited          Code = "rate_limited"
 	CodeNotFound             Code = "not_found"
 	CodeMethodNotAllowed     Code = "method_not_allowed"
@@ -49,7 +50,7 @@ func Codes() []Code {
 		CodeInvalidRequest, CodeValidation, CodePayloadTooLarge, CodeHeaderTooLarge,
 		CodeUnsupportedMediaType, CodeRequestTimeout, CodeRuntime, CodeInvalidResult,
 		CodeTimeout, CodeMemoryLimit, CodeOutputLimit, CodeSandbox, CodeUnauthorized,
-		CodeRateLimited, CodeNotFound, CodeMethodNotAllowed, CodeOverloaded, CodeInternal,
+		CodeForbidden, CodeRateLimited, CodeNotFound, CodeMethodNotAllowed, CodeOverloaded, CodeInternal,
 	}
 }
 

@@ -145,13 +145,13 @@ func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) (
 	if len(cfg.CORSOrigins) > 0 {
 		app.Use(s.cors())
 	}
-	// Checks run in this order: the key, the rate, then the body's media
-	// type and encoding, so that a client without the key learns nothing
-	// else (a body over the limit, or one whose length is ambiguous, is
+	// Checks run in this order: the Host of a request to a loopback
+	// address, the key, the rate, then the body's media type and encoding,
+	// so that a client without the key learns nothing else (a body over the limit, or one whose length is ambiguous, is
 	// refused earlier).
 	// /mcp is behind the same key and the same rate limiter (one budget
 	// per client for both).
-	gate := []fiber.Handler{s.authorize}
+	gate := []fiber.Handler{loopbackHost, s.authorize}
 	if cfg.RateLimit > 0 {
 		gate = append(gate, s.rateLimiter())
 	}

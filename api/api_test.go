@@ -274,7 +274,7 @@ func TestStatusOfCoversEveryCode(t *testing.T) {
 		pyexec.CodeRateLimited: 429,
 		pyexec.CodeRuntime:     200, pyexec.CodeInvalidResult: 200, pyexec.CodeTimeout: 200,
 		pyexec.CodeMemoryLimit: 200, pyexec.CodeOutputLimit: 200, pyexec.CodeSandbox: 200,
-		pyexec.CodeUnauthorized: 401, pyexec.CodeNotFound: 404, pyexec.CodeMethodNotAllowed: 405,
+		pyexec.CodeUnauthorized: 401, pyexec.CodeForbidden: 403, pyexec.CodeNotFound: 404, pyexec.CodeMethodNotAllowed: 405,
 		pyexec.CodeOverloaded: 503, pyexec.CodeInternal: 500,
 	}
 	// Every code, from the list the root package checks against its
@@ -313,7 +313,7 @@ func TestExecute_BodyOverLimitIsPayloadTooLarge(t *testing.T) {
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
 	defer conn.Close()
-	_, err = io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 307200\r\n\r\n")
+	_, err = io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 307200\r\n\r\n")
 	require.NoError(t, err)
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)

@@ -151,7 +151,7 @@ func TestEarly_BodyOverTheLimitIs413WithARequestID(t *testing.T) {
 	const size = 2 << 20 // over the default limit of 6 × 200 KiB + 64 KiB
 	sent := make(chan error, 1)
 	go func() {
-		_, err := io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+		_, err := io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"+
 			"X-Request-ID: big-1\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n"+
 			`{"script": "`+strings.Repeat("#", size-14)+`"}`)
 		sent <- err
@@ -172,7 +172,7 @@ func TestEarly_BodyOverTheLimitIs413ForAClientThatSendsItAllFirst(t *testing.T) 
 	for i := 0; i < 5; i++ {
 		conn := l.dial(t)
 		const size = 2 << 20
-		_, err := io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+		_, err := io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"+
 			"Content-Length: "+strconv.Itoa(size)+"\r\n\r\n"+`{"script": "`+strings.Repeat("#", size-14)+`"}`)
 		require.NoError(t, err, "the whole body is taken")
 		readAnswer(t, conn, 413, "payload_too_large")
@@ -183,7 +183,7 @@ func TestEarly_SlowBodyIs408(t *testing.T) {
 	l := listen(t, Config{ReadTimeout: 300 * time.Millisecond}, &fakeExecutor{})
 	conn := l.dial(t)
 	// The head and a tenth of the announced body, then nothing.
-	_, err := io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+	_, err := io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"+
 		"X-Request-ID: slow-1\r\nContent-Length: 100\r\n\r\n{\"script\":")
 	require.NoError(t, err)
 	start := time.Now()
@@ -200,7 +200,7 @@ func TestEarly_SlowBodyIs408(t *testing.T) {
 func TestEarly_SlowHeadIs408(t *testing.T) {
 	l := listen(t, Config{ReadTimeout: 300 * time.Millisecond}, &fakeExecutor{})
 	conn := l.dial(t)
-	_, err := io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: x\r\n")
+	_, err := io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: localhost\r\n")
 	require.NoError(t, err)
 	id := readAnswer(t, conn, 408, "request_timeout")
 	l.requireLogged(t, id, 408, "request_timeout", "", "")
@@ -221,7 +221,7 @@ func TestEarly_GarbageIs400(t *testing.T) {
 func TestEarly_HeadOverTheBufferIs431(t *testing.T) {
 	l := listen(t, Config{}, &fakeExecutor{})
 	conn := l.dial(t)
-	_, err := io.WriteString(conn, "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 8192)+"\r\n\r\n")
+	_, err := io.WriteString(conn, "GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: "+strings.Repeat("a", 8192)+"\r\n\r\n")
 	require.NoError(t, err)
 	id := readAnswer(t, conn, 431, "header_too_large")
 	l.requireLogged(t, id, 431, "header_too_large", "", "")
@@ -232,7 +232,7 @@ func TestEarly_UnknownMethodIs405(t *testing.T) {
 	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
 	l := listen(t, Config{}, exec)
 	conn := l.dial(t)
-	_, err := io.WriteString(conn, "BREW /execute HTTP/1.1\r\nHost: x\r\nX-Request-ID: brew-1\r\n"+
+	_, err := io.WriteString(conn, "BREW /execute HTTP/1.1\r\nHost: localhost\r\nX-Request-ID: brew-1\r\n"+
 		"Content-Type: application/json\r\nContent-Length: 7\r\n\r\n{\"a\":1}")
 	require.NoError(t, err)
 	id := readAnswer(t, conn, 405, "method_not_allowed")
@@ -284,7 +284,7 @@ func TestExecute_AmbiguousHeadersAreRefused(t *testing.T) {
 	l := listen(t, Config{}, &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}})
 	body := `{"script": "def main():\n    return 1\n"}`
 	n := strconv.Itoa(len(body))
-	const start = "POST /execute HTTP/1.1\r\nHost: x\r\n"
+	const start = "POST /execute HTTP/1.1\r\nHost: localhost\r\n"
 
 	status, errType, closed := l.send(t, start+"Content-Type: application/json\r\nContent-Length: 5\r\nContent-Length: "+n+"\r\n", body)
 	assert.Equal(t, 400, status)
@@ -315,7 +315,7 @@ func TestExecute_AClientThatStopsReadingIsCutOff(t *testing.T) {
 	conn := l.dial(t).(*net.TCPConn)
 	require.NoError(t, conn.SetReadBuffer(4096))
 	body := `{"script": "def main():\n    return 1\n"}`
-	_, err := io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+	_, err := io.WriteString(conn, "POST /execute HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"+
 		"Content-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
 	require.NoError(t, err)
 	// The service holds the connection while it writes, and lets it go

@@ -31,6 +31,8 @@ func StatusOf(code pyexec.Code) int {
 		return http.StatusOK
 	case pyexec.CodeUnauthorized:
 		return http.StatusUnauthorized
+	case pyexec.CodeForbidden:
+		return http.StatusForbidden
 	case pyexec.CodeRateLimited:
 		return http.StatusTooManyRequests
 	case pyexec.CodeNotFound:

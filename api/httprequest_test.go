@@ -70,7 +70,7 @@ func TestRequestLog_RequestSizeIsTheBytesSent(t *testing.T) {
 	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
 	l := listen(t, Config{}, exec)
 	conn := l.dial(t)
-	raw := "POST /execute?x=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+	raw := "POST /execute?x=1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" +
 		"X-Request-ID: size-1\r\nUser-Agent: raw/1\r\nContent-Length: " + strconv.Itoa(len(okScript)) + "\r\n\r\n" + okScript
 	_, err := io.WriteString(conn, raw)
 	require.NoError(t, err)

@@ -161,7 +161,7 @@ func TestOpenAPI_EarlyAnswersConform(t *testing.T) {
 	doc := servedSpec(t, l.app)
 	router, err := gorillamux.NewRouter(doc)
 	require.NoError(t, err)
-	const head = "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+	const head = "POST /execute HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
 	for _, tc := range []struct {
 		name    string
 		request string
@@ -171,6 +171,8 @@ func TestOpenAPI_EarlyAnswersConform(t *testing.T) {
 		{"payload_too_large", head + "Content-Length: 2048\r\n\r\n", 413},
 		{"header_too_large", head + "X-Big: " + strings.Repeat("a", 8192) + "\r\n\r\n", 431},
 		{"malformed", "POST\r\n\r\n", 400},
+		// Not an early answer, but one only a loopback listener gives.
+		{"forbidden", "POST /execute HTTP/1.1\r\nHost: evil.example\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", 403},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn := l.dial(t)

@@ -441,7 +441,7 @@ func testE2EClientDisconnectKillsTheWorker(t *testing.T, iso jail.Isolation) {
 	require.NoError(t, err)
 	conn, err := net.Dial("tcp", s.m.Addr)
 	require.NoError(t, err)
-	fmt.Fprintf(conn, "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(data), data)
+	fmt.Fprintf(conn, "POST /execute HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(data), data)
 	require.Eventually(t, func() bool { st, _, _ := s.m.pool.Status(); return st.Busy == 1 }, 10*time.Second, 10*time.Millisecond)
 	conn.Close()
 	// The worker must be killed and replaced long before the script's 25 s.
@@ -615,7 +615,7 @@ func TestE2E_ShutdownEndsConnectionsWithoutARequest(t *testing.T) {
 	partial, err := net.Dial("tcp", m.Addr)
 	require.NoError(t, err)
 	defer partial.Close()
-	_, err = fmt.Fprint(partial, "POST /execute HTTP/1.1\r\nHost: x\r\n")
+	_, err = fmt.Fprint(partial, "POST /execute HTTP/1.1\r\nHost: localhost\r\n")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return open() == before+2 }, 10*time.Second, 5*time.Millisecond,
 		"the service has taken both connections")
