@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -161,11 +162,10 @@ func New(cfg Config, exec pyexec.Executor, health HealthFunc, log *zap.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	// The SDK answers GET and DELETE itself (405: the transport is
-	// stateless); a POST is JSON-RPC, held to /execute's media type rules.
+	// Only POST: a stateless server has no stream for GET and no session
+	// for DELETE, so those get the service's own 405, with Allow: POST like
+	// any other method there.
 	app.Post(mcpPath, append(slices.Clone(execute), serveMCP)...)
-	app.Get(mcpPath, append(slices.Clone(gate), serveMCP)...)
-	app.Delete(mcpPath, append(slices.Clone(gate), serveMCP)...)
 	app.Get("/health", s.healthz)
 	app.Get("/openapi.json", func(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
@@ -218,7 +218,24 @@ func outcomeOf(c *fiber.Ctx) string {
 	if outcome, _ := c.Locals(localOutcome).(string); outcome != "" {
 		return outcome
 	}
-	return "ok"
+	// Answers no handler of ours classified (the MCP SDK's own refusals)
+	// are named by their status, never "ok".
+	switch status := c.Response().StatusCode(); {
+	case status < 400:
+		return "ok"
+	case status == http.StatusBadRequest:
+		return string(pyexec.CodeInvalidRequest)
+	case status == http.StatusForbidden:
+		return string(pyexec.CodeForbidden)
+	case status == http.StatusNotFound:
+		return string(pyexec.CodeNotFound)
+	case status == http.StatusMethodNotAllowed:
+		return string(pyexec.CodeMethodNotAllowed)
+	case status == http.StatusNotAcceptable, status == http.StatusUnsupportedMediaType:
+		return string(pyexec.CodeUnsupportedMediaType)
+	default:
+		return "http_" + strconv.Itoa(status)
+	}
 }
 
 // logRequest writes the one "request" line of an answer already made;

@@ -290,11 +290,17 @@ func TestMCP_TransportAnswers(t *testing.T) {
 		require.NoError(t, res.Body.Close())
 		return res
 	}
-	// Stateless: no stream to open, no session to end.
-	assert.Equal(t, 405, send(http.MethodGet, "", "").StatusCode)
+	// Stateless: no stream to open, no session to end. The SDK answers
+	// these itself; the log names them by their status, not "ok".
+	res := send(http.MethodGet, "", "")
+	assert.Equal(t, 405, res.StatusCode)
+	l.requestLine(t, res.Header.Get("X-Request-ID"), 405, "method_not_allowed")
 	assert.Equal(t, 405, send(http.MethodDelete, "", "").StatusCode)
+	res = send(http.MethodPost, "application/json", `{"jsonrpc":"2.0","id":1,"method":`)
+	assert.Equal(t, 400, res.StatusCode)
+	l.requestLine(t, res.Header.Get("X-Request-ID"), 400, "invalid_request")
 	// A POST is held to the media type rules of /execute.
-	res := send(http.MethodPost, "text/plain", `{}`)
+	res = send(http.MethodPost, "text/plain", `{}`)
 	assert.Equal(t, 415, res.StatusCode)
 	assert.NotEmpty(t, res.Header.Get("X-Request-ID"))
 	// One request, answered in JSON rather than as an event stream.
