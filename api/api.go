@@ -374,12 +374,14 @@ func (s *server) decodeRequest(data []byte) (pyexec.Request, error) {
 
 // checkTimeout accepts a timeout in (0, MaxTimeout] seconds.
 func (s *server) checkTimeout(secs float64) (time.Duration, error) {
-	max := s.cfg.MaxTimeout.Seconds()
-	if !(secs > 0) || secs > max {
+	most := s.cfg.MaxTimeout.Seconds()
+	if !(secs > 0) || secs > most {
 		return 0, pyexec.Errorf(pyexec.CodeInvalidRequest,
-			`"timeout" must be more than 0 and at most %s seconds`, strconv.FormatFloat(max, 'f', -1, 64))
+			`"timeout" must be more than 0 and at most %s seconds`, strconv.FormatFloat(most, 'f', -1, 64))
 	}
-	return time.Duration(secs * float64(time.Second)), nil
+	// A millisecond is the finest limit a worker keeps; a tinier one
+	// would read "0s" in the answer.
+	return max(time.Duration(secs*float64(time.Second)), time.Millisecond), nil
 }
 
 func (s *server) checkScript(script string) error {

@@ -204,6 +204,10 @@ func TestExecute_PassesTimeoutAndRequestID(t *testing.T) {
 
 	do(t, Config{DefaultTimeout: 3 * time.Second}, exec, http.MethodPost, "/execute", `{"script": "s"}`)
 	assert.Equal(t, 3*time.Second, exec.got.Timeout)
+	// A positive timeout too small for a worker to keep is a millisecond,
+	// never zero.
+	do(t, Config{}, exec, http.MethodPost, "/execute", `{"script": "s", "timeout": 1e-300}`)
+	assert.Equal(t, time.Millisecond, exec.got.Timeout)
 }
 
 // blockingExecutor runs until its context ends, like a script cut off by
