@@ -391,16 +391,8 @@ func TestMCP_RefusesBatches(t *testing.T) {
 	}
 	// No protocol version header: the SDK takes the request for one of
 	// 2025-03-26, whose batches it would run.
-	req, err := http.NewRequest(http.MethodPost, "http://"+l.addr+"/mcp", strings.NewReader(" \n["+strings.Join(batch, ",")+"]"))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	body, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	require.NoError(t, res.Body.Close())
-	assert.Equal(t, 400, res.StatusCode, "%s", body)
+	status, body := postMCP(t, l, " \n["+strings.Join(batch, ",")+"]")
+	assert.Equal(t, 400, status, "%s", body)
 	assert.Contains(t, string(body), "invalid_request")
 	assert.Empty(t, exec.calls(), "one HTTP request, counted once by the rate limiter, ran several scripts")
 }
@@ -410,17 +402,9 @@ func TestMCP_RefusesBatches(t *testing.T) {
 func TestMCP_LargeIntegersAreNotRounded(t *testing.T) {
 	exec := &syncExecutor{resp: &pyexec.Response{Result: json.RawMessage(`{"id":9007199254740993,"big":1180591620717411303424}`)}}
 	l := mcpService(t, Config{}, exec)
-	req, err := http.NewRequest(http.MethodPost, "http://"+l.addr+"/mcp", strings.NewReader(
-		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main():\n    return 1"}}}`))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	body, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	require.NoError(t, res.Body.Close())
-	require.Equal(t, 200, res.StatusCode, "%s", body)
+	status, body := postMCP(t, l,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main():\n    return 1"}}}`)
+	require.Equal(t, 200, status, "%s", body)
 	var rpc struct {
 		Result struct {
 			StructuredContent map[string]json.RawMessage `json:"structuredContent"`
@@ -438,22 +422,11 @@ func TestMCP_LargeIntegersAreNotRounded(t *testing.T) {
 func TestMCP_SubscriptionsListenDoesNotHoldTheRequest(t *testing.T) {
 	l := mcpService(t, Config{}, &syncExecutor{})
 	const v = "2026-07-28"
-	req, err := http.NewRequest(http.MethodPost, "http://"+l.addr+"/mcp", strings.NewReader(
+	status, body := postMCP(t, l,
 		`{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true,"promptsListChanged":true,"resourcesListChanged":true},`+
-			`"_meta":{"io.modelcontextprotocol/protocolVersion":"`+v+`","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"t","version":"0"}}}}`))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Protocol-Version", v)
-	req.Header.Set("Mcp-Method", "subscriptions/listen")
-	hc := &http.Client{Timeout: 5 * time.Second}
-	defer hc.CloseIdleConnections()
-	res, err := hc.Do(req)
-	require.NoError(t, err, "the request was held open")
-	body, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	require.NoError(t, res.Body.Close())
-	assert.Equal(t, 200, res.StatusCode, "%s", body)
+			`"_meta":{"io.modelcontextprotocol/protocolVersion":"`+v+`","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"t","version":"0"}}}}`,
+		"Mcp-Protocol-Version", v, "Mcp-Method", "subscriptions/listen")
+	assert.Equal(t, 200, status, "%s", body)
 	assert.NotContains(t, string(body), `"toolsListChanged":true`, "nothing to notify is acknowledged: %s", body)
 }
 
@@ -478,4 +451,26 @@ func TestMCP_DeeplyNestedResultDoesNotEndTheSession(t *testing.T) {
 	res, out = callRunPython(t, cs, map[string]any{"script": "x"})
 	assert.False(t, res.IsError, "a result nested 900 levels reaches the client")
 	assert.NotNil(t, out.Result)
+}
+
+// postMCP sends one raw POST to /mcp, with the headers a streamable HTTP
+// client sends and any extra given as name, value pairs, and returns the
+// status and the body.
+func postMCP(t *testing.T, l *listening, body string, headers ...string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+l.addr+"/mcp", strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	res, err := hc.Do(req)
+	require.NoError(t, err, "no answer within 5 s")
+	data, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	return res.StatusCode, data
 }

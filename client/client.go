@@ -96,11 +96,7 @@ func (c *Client) Execute(ctx context.Context, req pyexec.Request) (*Answer, erro
 	if req.ID != "" {
 		hreq.Header.Set("X-Request-ID", req.ID)
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	res, err := hc.Do(hreq)
+	res, err := c.httpClient().Do(hreq)
 	if err != nil {
 		return nil, err
 	}
@@ -165,6 +161,14 @@ func outcome(status int, code pyexec.Code) bool {
 	return pyexec.IsScriptCode(code) && (status == http.StatusOK || status == http.StatusBadRequest)
 }
 
+// httpClient is c.HTTP, else Go's default client.
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
 // Health reads GET /health: whether the service can run scripts, and the
 // limits it enforces. A service that cannot (503) still says why and what
 // its limits are, so its answer is returned with no error.
@@ -173,11 +177,7 @@ func (c *Client) Health(ctx context.Context) (*pyexec.Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	res, err := hc.Do(hreq)
+	res, err := c.httpClient().Do(hreq)
 	if err != nil {
 		return nil, err
 	}
