@@ -110,7 +110,7 @@ func Description(l pyexec.Limits) string {
 	var b strings.Builder
 	b.WriteString(`Run a Python 3 script in an isolated sandbox and get back what main() returned and what the script printed.
 
-The script must define a top-level "def main():" that takes no arguments; it is called once and its return value is the result. Return JSON-serialisable data (dict, list, str, int, float, bool, None); numpy scalars and arrays are converted, other objects are not (use DataFrame.to_dict() or .tolist()). Everything printed to stdout and stderr is captured and returned as well.
+The script must define a top-level "def main():" that takes no arguments; it is called once and its return value is the result. Return JSON-serialisable data (dict, list, str, int, float, bool, None); numpy scalars and arrays, pandas DataFrames (a list of row objects, missing values as null) and Series, dates and times (ISO 8601 strings) and Decimals are converted as well, other objects are not (the error says how to convert them). Everything printed to stdout and stderr is captured and returned as well.
 
 Available: the standard library, numpy and pandas (with python-dateutil and tzdata). Nothing else can be installed. There is no network access. Files can be written only under /tmp; the rest of the file system is read-only. Each call runs in a fresh interpreter: nothing carries over from one call to the next, so send the whole program every time.
 `)

@@ -24,6 +24,8 @@ after answering.
 
 import ast
 import builtins
+import datetime
+import decimal
 import gc
 import io
 import json
@@ -31,6 +33,7 @@ import linecache
 import math
 import os
 import random
+import re
 import resource
 import select
 import signal
@@ -189,28 +192,182 @@ class InvalidResult(Exception):
     """main() returned something that is not JSON."""
 
 
-def _convert(value):
-    """json.dumps default=: turn numpy values into plain JSON values."""
-    np = sys.modules.get("numpy")
-    if np is not None:
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-        if isinstance(value, np.generic):
-            return value.item()
-    raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
+class ResultTooLarge(Exception):
+    """The encoded result grew past the output cap before it was finished."""
 
 
-def encode_result(value):
-    """Encode main()'s return value as ASCII JSON text, or raise InvalidResult."""
+# Rows (or Series values) encoded at a time: the whole table is never held
+# as Python objects, only its JSON text, which the output cap bounds.
+_CHUNK = 2048
+
+# How to turn a value that has no JSON form into one, by type name; the
+# message names the type, never the value.
+_HINTS = {
+    "set": "use list(...)",
+    "frozenset": "use list(...)",
+    "bytes": "decode it (.decode()) or base64-encode it",
+    "bytearray": "decode it (.decode()) or base64-encode it",
+    "memoryview": "decode it (.tobytes().decode()) or base64-encode it",
+    "complex": "use [z.real, z.imag] or str(z)",
+    "timedelta": "use .total_seconds()",
+    "Timedelta": "use .total_seconds()",
+    "timedelta64": "divide it by np.timedelta64(1, 's') for seconds",
+    "generator": "use list(...)",
+}
+
+
+def _hint(value):
+    name = type(value).__name__
+    if name in _HINTS:
+        return _HINTS[name]
+    if hasattr(value, "to_dict"):
+        return "DataFrame-like: use .to_dict()"
+    if hasattr(value, "tolist"):
+        return "array-like: use .tolist()"
+    if hasattr(value, "__iter__") and hasattr(value, "__next__"):
+        return "an iterator: use list(...)"
+    return "return a dict, list, str, number, bool or None built from it (for an object, a dict of its fields)"
+
+
+class _Encoder:
+    """json.dumps' default= hook, used only for values json cannot encode
+    itself, so a result made of plain JSON types costs exactly one dumps.
+
+    numpy scalars and arrays, dates and times, DataFrames, Series and
+    Decimals get a JSON form. A Decimal keeps its digits and a table is
+    encoded chunk by chunk, so both come out as JSON text: the hook returns
+    a placeholder string for them, replaced by that text once dumps ends."""
+
+    def __init__(self, cap=None):
+        self.cap = cap
+        self.nonce = None
+        self.texts = []
+
+    def encode(self, value):
+        text = json.dumps(value, default=self.default, allow_nan=False, ensure_ascii=True)
+        return self.expand(text)
+
+    def expand(self, text):
+        if not self.texts:
+            return text
+        return re.sub('"%s([0-9]+)"' % self.nonce, lambda m: self.texts[int(m.group(1))], text)
+
+    def raw(self, text):
+        """A placeholder for the JSON text ``text``."""
+        if self.nonce is None:
+            # Unguessable, so no string the script returns can be taken for one.
+            self.nonce = "pyexec-raw-%s-" % os.urandom(12).hex()
+        self.texts.append(text)
+        return "%s%d" % (self.nonce, len(self.texts) - 1)
+
+    def default(self, value):
+        np = sys.modules.get("numpy")
+        pd = sys.modules.get("pandas")
+        if pd is not None:
+            if isinstance(value, pd.DataFrame):
+                return self.raw(self.frame(value, pd))
+            if isinstance(value, pd.Series):
+                return self.raw(self.series(value, pd))
+            if value is pd.NaT or value is pd.NA:
+                raise TypeError(
+                    "Object of type %s is not JSON serializable; a missing value becomes null only "
+                    "inside a DataFrame or Series: return None" % type(value).__name__
+                )
+        if np is not None:
+            if isinstance(value, np.ndarray):
+                if value.dtype.kind in "Mm":
+                    return list(value)  # each element comes back here as a datetime64
+                return value.tolist()
+            if isinstance(value, np.datetime64):
+                if np.isnat(value):
+                    raise TypeError(
+                        "Object of type datetime64 (NaT) is not JSON serializable; a missing value "
+                        "becomes null only inside a DataFrame or Series: return None"
+                    )
+                if pd is not None:
+                    try:
+                        return pd.Timestamp(value).isoformat()
+                    except (ValueError, OverflowError):  # out of a Timestamp's range
+                        pass
+                return np.datetime_as_string(value)
+            if isinstance(value, np.generic) and not isinstance(value, np.timedelta64):
+                return value.item()
+        if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+            return value.isoformat()  # pandas.Timestamp is a datetime
+        if isinstance(value, decimal.Decimal):
+            if not value.is_finite():
+                raise ValueError("Out of range float values are not JSON compliant: Decimal")
+            return self.raw(str(value))
+        raise TypeError("Object of type %s is not JSON serializable; %s" % (type(value).__name__, _hint(value)))
+
+    def nested(self, value):
+        """Encode a chunk of a table with this same encoder."""
+        return self.expand(json.dumps(value, default=self.default, allow_nan=False, ensure_ascii=True))
+
+    @staticmethod
+    def fill_missing(obj):
+        """obj (a chunk) as objects, with NaN, None, NaT and pd.NA as None."""
+        obj = obj.astype(object)
+        return obj.where(obj.notna(), None)
+
+    def frame(self, df, pd):
+        """A DataFrame as a list of records; labels become strings as in
+        pandas' to_json (a MultiIndex column's key is its tuple's str)."""
+        keys = [c if isinstance(c, str) else str(c) for c in df.columns]
+        if len(set(keys)) != len(keys):
+            raise TypeError(
+                "Object of type DataFrame is not JSON serializable; its column names are not "
+                "unique as strings: rename them"
+            )
+        parts, size = [], 0
+        for start in range(0, len(df), _CHUNK):
+            chunk = self.fill_missing(df.iloc[start : start + _CHUNK])
+            rows = [dict(zip(keys, row)) for row in chunk.itertuples(index=False, name=None)]
+            parts.append(self.nested(rows)[1:-1])
+            size = self.check(size, parts[-1])
+        return "[" + ", ".join(parts) + "]"
+
+    def series(self, s, pd):
+        """A Series as an object when its index is unique strings, else a list."""
+        keyed = len(s) > 0 and s.index.is_unique and s.index.inferred_type == "string"
+        parts, size = [], 0
+        for start in range(0, len(s), _CHUNK):
+            chunk = self.fill_missing(s.iloc[start : start + _CHUNK])
+            if keyed:
+                part = dict(zip(chunk.index, chunk.tolist()))
+            else:
+                part = chunk.tolist()
+            parts.append(self.nested(part)[1:-1])
+            size = self.check(size, parts[-1])
+        return ("{%s}" if keyed else "[%s]") % ", ".join(parts)
+
+    def check(self, size, part):
+        """A table's text is part of the result's, so once it passes the
+        cap the result does too: stop before encoding the rest."""
+        size += len(part) + 2
+        if self.cap is not None and size > self.cap:
+            raise ResultTooLarge()
+        return size
+
+
+def encode_result(value, cap=None):
+    """Encode main()'s return value as ASCII JSON text, or raise InvalidResult
+    (or ResultTooLarge once a table's text passes cap bytes)."""
     try:
-        return json.dumps(value, default=_convert, allow_nan=False, ensure_ascii=True)
+        return _Encoder(cap).encode(value)
     except ValueError as exc:
         text = str(exc)
-        if "Out of range float" in text:
-            text = "NaN and Infinity are not JSON"
+        if text.endswith("Decimal"):
+            text = "a Decimal NaN or Infinity is not JSON"
+        elif "Out of range float" in text:
+            text = "NaN and Infinity are not JSON (a NaN inside a DataFrame or Series becomes null, an Infinity does not)"
         raise InvalidResult(text) from None
     except (TypeError, RecursionError) as exc:
         raise InvalidResult(str(exc) or type(exc).__name__) from None
+    except (ResultTooLarge, MemoryError):
+        raise
+    except Exception as exc:  # noqa: B902 - an odd value's own methods may fail any way
+        raise InvalidResult("converting it failed with %s" % type(exc).__name__) from None
 
 
 # ---------------------------------------------------------------------------
@@ -418,11 +575,16 @@ def run_script(tree, source, limits, devnull, captures):
         exec(code, namespace)
         value = namespace["main"]()
         try:
-            text = encode_result(value)
+            text = encode_result(value, cap)
         except InvalidResult as exc:
             reply["error"] = {
                 "type": "invalid_result",
                 "message": "Returned value is not valid JSON: %s" % exc,
+            }
+        except ResultTooLarge:
+            reply["error"] = {
+                "type": "output_limit",
+                "message": "result is over the %d-byte limit" % cap,
             }
         else:
             if len(text) > cap:
