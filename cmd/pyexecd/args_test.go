@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -12,6 +14,7 @@ import (
 	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/client"
 	"github.com/pyexec/pyexec/jail"
+	"github.com/pyexec/pyexec/wire"
 )
 
 // runArgs runs script with args (nil: none) and returns its status and
@@ -49,6 +52,17 @@ func testE2EArgs(t *testing.T, iso jail.Isolation) {
 		assert.Equal(t, 200, status)
 		require.Nil(t, r.Error)
 		assert.JSONEq(t, `{"city": "Bergen", "days": 3}`, string(r.Result))
+	})
+	t.Run("the README example with args, verbatim", func(t *testing.T) {
+		body := `{"script": "def main(city, days=7):\n    return {\"city\": city, \"days\": days}", "args": {"city": "Oslo"}}`
+		res, err := http.Post(s.base+"/execute", "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		defer res.Body.Close()
+		var out wire.Response
+		require.NoError(t, json.NewDecoder(res.Body).Decode(&out))
+		assert.Equal(t, 200, res.StatusCode)
+		assert.Nil(t, out.Error)
+		assert.JSONEq(t, `{"city": "Oslo", "days": 7}`, string(out.Result))
 	})
 	t.Run("the README example is unchanged without args", func(t *testing.T) {
 		status, r := s.runArgs("def main():\n    print(\"hello from sandbox\")\n    return {\"message\": \"success\"}", "")
