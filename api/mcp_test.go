@@ -492,7 +492,7 @@ func TestMCP_PassesArgs(t *testing.T) {
 		Required []string `json:"required"`
 	}
 	require.NoError(t, json.Unmarshal(data, &schema))
-	assert.Equal(t, "object", schema.Properties["args"].Type)
+	assert.Equal(t, []any{"null", "object"}, schema.Properties["args"].Type)
 	assert.NotContains(t, schema.Required, "args", "args is optional")
 	assert.Contains(t, tools.Tools[0].Description, "keyword arguments")
 

@@ -91,6 +91,9 @@ func Tool(limits pyexec.Limits) (*mcp.Tool, error) {
 	if limits.TimeoutMax > 0 {
 		timeout.Maximum = jsonschema.Ptr(limits.TimeoutMax)
 	}
+	// null is accepted as on /execute, where it is the same as no args.
+	args := in.Properties["args"]
+	args.Type, args.Types = "", []string{"null", "object"}
 	out, err := jsonschema.For[Output](nil)
 	if err != nil {
 		return nil, fmt.Errorf("run_python output schema: %w", err)
