@@ -109,6 +109,9 @@ type Request struct {
 	ID      string
 	Script  string
 	Timeout time.Duration
+	// Args, when set, is a JSON object whose members main is called with
+	// as keyword arguments; nil calls main with none.
+	Args json.RawMessage
 }
 
 // Response is the outcome of running a script. Error is nil on success; when

@@ -329,8 +329,8 @@ func (s *server) rateLimiter() fiber.Handler {
 	})
 }
 
-// decodeRequest validates the envelope: a JSON object with a string script
-// and an optional timeout in seconds.
+// decodeRequest validates the envelope: a JSON object with a string script,
+// an optional timeout in seconds and optional args for main.
 func (s *server) decodeRequest(data []byte) (pyexec.Request, error) {
 	// Go's decoder would turn bytes that are not UTF-8 into U+FFFD and run
 	// a script the client never sent.
@@ -369,7 +369,32 @@ func (s *server) decodeRequest(data []byte) (pyexec.Request, error) {
 	if err := s.checkScript(script); err != nil {
 		return pyexec.Request{}, err
 	}
-	return pyexec.Request{Script: script, Timeout: timeout}, nil
+	args, err := checkArgs(fields["args"])
+	if err != nil {
+		return pyexec.Request{}, err
+	}
+	return pyexec.Request{Script: script, Timeout: timeout, Args: args}, nil
+}
+
+// checkArgs accepts the JSON text of "args": a JSON object, or nothing
+// (left out or null, which is the same: main is called with no arguments).
+// Which members main accepts is decided by the harness, which has the
+// script; here only the shape is checked, and a lone surrogate, which the
+// harness's decoder would read other than Go's does, is refused as it is in
+// a script.
+func checkArgs(raw json.RawMessage) (json.RawMessage, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil || members == nil {
+		return nil, pyexec.Errorf(pyexec.CodeInvalidRequest, `"args" must be a JSON object of main()'s keyword arguments`)
+	}
+	if esc, ok := pyexec.LoneSurrogate(raw); ok {
+		return nil, pyexec.Errorf(pyexec.CodeInvalidRequest,
+			`"args" contains %s, half of a surrogate pair without the other half: not a character`, esc)
+	}
+	return raw, nil
 }
 
 // checkTimeout accepts a timeout in (0, MaxTimeout] seconds.

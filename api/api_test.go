@@ -115,6 +115,12 @@ func TestExecute_ErrorTable(t *testing.T) {
 		{name: "negative timeout is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "timeout": -1}`, status: 400, errType: "invalid_request"},
 		{name: "zero timeout is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "timeout": 0}`, status: 400, errType: "invalid_request"},
 		{name: "timeout over the max is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "timeout": 31}`, status: 400, errType: "invalid_request"},
+		{name: "args as an array is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "args": ["Oslo"]}`, status: 400, errType: "invalid_request"},
+		{name: "args as a string is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "args": "{\"city\": \"Oslo\"}"}`, status: 400, errType: "invalid_request"},
+		{name: "args as a number is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "args": 1}`, status: 400, errType: "invalid_request"},
+		{name: "args as a boolean is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "args": false}`, status: 400, errType: "invalid_request"},
+		{name: "args with a lone surrogate is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "args": {"s": "\udc80"}}`, status: 400, errType: "invalid_request"},
+		{name: "args with a lone surrogate in a name is invalid_request", exec: &fakeExecutor{resp: ok}, body: `{"script": "x", "args": {"\ud83d": 1}}`, status: 400, errType: "invalid_request"},
 		{name: "script over the size limit is validation_error", exec: &fakeExecutor{resp: ok}, body: big, cfg: Config{BodyLimit: 4 << 20}, status: 400, errType: "validation_error"},
 		{name: "validation from the harness is 400", exec: script(pyexec.CodeValidation, "script must define main()"), body: okScript, status: 400, errType: "validation_error"},
 		{name: "runtime_error is 200", exec: script(pyexec.CodeRuntime, "ValueError: boom"), body: okScript, status: 200, errType: "runtime_error"},
@@ -366,4 +372,33 @@ func TestNew_RefusesAMissingLimit(t *testing.T) {
 		_, err := New(cfg, &fakeExecutor{}, func() pyexec.Status { return pyexec.Status{} }, zap.NewNop())
 		assert.Error(t, err, name)
 	}
+}
+
+func TestExecute_PassesArgs(t *testing.T) {
+	exec := &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage("1")}}
+	a := do(t, Config{}, exec, http.MethodPost, "/execute", `{"script": "s", "args": {"city": "Oslo", "n": 12345678901234567890, "o": {"k": [1, null]}}}`)
+	assert.Equal(t, 200, a.Status)
+	assert.JSONEq(t, `{"city": "Oslo", "n": 12345678901234567890, "o": {"k": [1, null]}}`, string(exec.got.Args))
+	assert.Contains(t, string(exec.got.Args), "12345678901234567890", "numbers reach main as written")
+
+	for _, body := range []string{`{"script": "s"}`, `{"script": "s", "args": null}`} {
+		exec.got = pyexec.Request{}
+		a = do(t, Config{}, exec, http.MethodPost, "/execute", body)
+		assert.Equal(t, 200, a.Status, body)
+		assert.Equal(t, "s", exec.got.Script, body)
+		assert.Nil(t, exec.got.Args, "%s: main is called without arguments", body)
+	}
+	exec.got = pyexec.Request{}
+	do(t, Config{}, exec, http.MethodPost, "/execute", `{"script": "s", "args": {}}`)
+	assert.JSONEq(t, `{}`, string(exec.got.Args), "an empty object is args, checked against main")
+}
+
+func TestDecodeRequestKeepsItsOwnCopyOfTheArgs(t *testing.T) {
+	s := &server{cfg: Config{MaxScriptBytes: 1024, DefaultTimeout: time.Second, MaxTimeout: time.Second}}
+	require.NoError(t, s.cfg.check())
+	buf := []byte(`{"script": "def main(a): return a", "args": {"a": 1}}`)
+	req, err := s.decodeRequest(buf)
+	require.NoError(t, err)
+	copy(buf, bytes.Repeat([]byte("X"), len(buf)))
+	assert.JSONEq(t, `{"a": 1}`, string(req.Args))
 }

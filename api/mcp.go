@@ -162,5 +162,10 @@ func (s *server) runChecked(ctx context.Context, req pyexec.Request) (*pyexec.Re
 	if err := s.checkScript(req.Script); err != nil {
 		return nil, err
 	}
+	args, err := checkArgs(req.Args)
+	if err != nil {
+		return nil, err
+	}
+	req.Args = args
 	return s.run(ctx, req)
 }

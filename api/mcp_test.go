@@ -474,3 +474,37 @@ func postMCP(t *testing.T, l *listening, body string, headers ...string) (int, [
 	require.NoError(t, res.Body.Close())
 	return res.StatusCode, data
 }
+
+func TestMCP_PassesArgs(t *testing.T) {
+	exec := &syncExecutor{resp: &pyexec.Response{Result: json.RawMessage(`"Oslo"`)}}
+	l := mcpService(t, Config{}, exec)
+	cs, err := connectMCP(t, l, "")
+	require.NoError(t, err)
+	tools, err := cs.ListTools(context.Background(), nil)
+	require.NoError(t, err)
+	require.Len(t, tools.Tools, 1)
+	data, err := json.Marshal(tools.Tools[0].InputSchema)
+	require.NoError(t, err)
+	var schema struct {
+		Properties map[string]struct {
+			Type any `json:"type"`
+		} `json:"properties"`
+		Required []string `json:"required"`
+	}
+	require.NoError(t, json.Unmarshal(data, &schema))
+	assert.Equal(t, []any{"null", "object"}, schema.Properties["args"].Type)
+	assert.NotContains(t, schema.Required, "args", "args is optional")
+	assert.Contains(t, tools.Tools[0].Description, "keyword arguments")
+
+	res, out := callRunPython(t, cs, map[string]any{"script": "def main(city):\n    return city",
+		"args": map[string]any{"city": "Oslo", "days": json.Number("12345678901234567890")}})
+	assert.False(t, res.IsError)
+	assert.Equal(t, "Oslo", out.Result)
+	res, _ = callRunPython(t, cs, map[string]any{"script": "def main():\n    return 1"})
+	assert.False(t, res.IsError)
+	got := exec.calls()
+	require.Len(t, got, 2)
+	assert.JSONEq(t, `{"city":"Oslo","days":12345678901234567890}`, string(got[0].Args))
+	assert.Contains(t, string(got[0].Args), "12345678901234567890", "numbers reach main as written")
+	assert.Nil(t, got[1].Args, "no args: main is called without arguments")
+}

@@ -49,6 +49,9 @@ type requestMsg struct {
 	Script    string        `json:"script"`
 	TimeoutMS int64         `json:"timeout_ms"`
 	Limits    requestLimits `json:"limits"`
+	// Args is the request's JSON object of keyword arguments for main,
+	// left out when it has none.
+	Args json.RawMessage `json:"args,omitempty"`
 }
 
 // replyError is the error object of a reply.

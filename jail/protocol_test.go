@@ -196,3 +196,18 @@ func TestCapText_TheServiceCapsWhateverTheHarnessClaims(t *testing.T) {
 	_, cut = capText("short", 10, true)
 	assert.True(t, cut, "a script may only mark its own output cut")
 }
+
+func TestRequestLineCarriesArgsAsJSON(t *testing.T) {
+	line, err := encodeLine(requestMsg{ID: "a", Script: "def main(city):\n    return city\n", TimeoutMS: 1000,
+		Args: json.RawMessage("{\"city\": \"Oslo\",\n \"n\": 12345678901234567890}")})
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(line), "\n"), "one line, whatever the args' layout")
+	var back map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(line, &back))
+	assert.JSONEq(t, `{"city":"Oslo","n":12345678901234567890}`, string(back["args"]))
+	assert.Contains(t, string(back["args"]), "12345678901234567890")
+
+	line, err = encodeLine(requestMsg{ID: "a", Script: "s"})
+	require.NoError(t, err)
+	assert.NotContains(t, string(line), `"args"`, "no args: the harness calls main with none")
+}

@@ -335,7 +335,7 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	// request, and the client's request id never reaches the jail.
 	msgID := newMessageID()
 	msg := requestMsg{
-		ID: msgID, Script: req.Script, TimeoutMS: req.Timeout.Milliseconds(),
+		ID: msgID, Script: req.Script, TimeoutMS: req.Timeout.Milliseconds(), Args: req.Args,
 		Limits: requestLimits{
 			MaxOutputBytes: w.cfg.MaxOutputBytes,
 			MaxScriptBytes: w.cfg.MaxScriptBytes,

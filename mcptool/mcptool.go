@@ -37,6 +37,9 @@ type RunFunc func(ctx context.Context, req pyexec.Request) (*pyexec.Response, er
 type Input struct {
 	Script  string   `json:"script" jsonschema:"Python source that defines def main(): returning JSON-serialisable data"`
 	Timeout *float64 `json:"timeout,omitempty" jsonschema:"wall-clock limit in seconds (the service's default when left out)"`
+	// Args is typed for its schema only: the handler passes on the JSON
+	// text the client sent, so that numbers reach main as written.
+	Args map[string]any `json:"args,omitempty" jsonschema:"keyword arguments for main(), as a JSON object: {\"city\": \"Oslo\"} calls main(city=\"Oslo\")"`
 }
 
 // Output is the tool's structured result, the same fields as the answer
@@ -88,6 +91,9 @@ func Tool(limits pyexec.Limits) (*mcp.Tool, error) {
 	if limits.TimeoutMax > 0 {
 		timeout.Maximum = jsonschema.Ptr(limits.TimeoutMax)
 	}
+	// null is accepted as on /execute, where it is the same as no args.
+	args := in.Properties["args"]
+	args.Type, args.Types = "", []string{"null", "object"}
 	out, err := jsonschema.For[Output](nil)
 	if err != nil {
 		return nil, fmt.Errorf("run_python output schema: %w", err)
@@ -110,7 +116,7 @@ func Description(l pyexec.Limits) string {
 	var b strings.Builder
 	b.WriteString(`Run a Python 3 script in an isolated sandbox and get back what main() returned and what the script printed.
 
-The script must define a top-level "def main():" that takes no arguments; it is called once and its return value is the result. Return JSON-serialisable data (dict, list, str, int, float, bool, None); numpy scalars and arrays, pandas DataFrames (a list of row objects, missing values as null) and Series, dates and times (ISO 8601 strings) and Decimals are converted as well, other objects are not (the error says how to convert them). Everything printed to stdout and stderr is captured and returned as well.
+The script must define a top-level "def main():"; it is called once and its return value is the result. To pass data in, give the args object: main is called with its members as keyword arguments (args {"city": "Oslo"} calls main(city="Oslo"); parameters left out take their defaults). Without args, main must take no required arguments. Return JSON-serialisable data (dict, list, str, int, float, bool, None); numpy scalars and arrays, pandas DataFrames (a list of row objects, missing values as null) and Series, dates and times (ISO 8601 strings) and Decimals are converted as well, other objects are not (the error says how to convert them). Everything printed to stdout and stderr is captured and returned as well.
 
 Available: the standard library, numpy and pandas (with python-dateutil and tzdata). Nothing else can be installed. There is no network access. Files can be written only under /tmp; the rest of the file system is read-only. Each call runs in a fresh interpreter: nothing carries over from one call to the next, so send the whole program every time.
 `)
@@ -139,7 +145,7 @@ Available: the standard library, numpy and pandas (with python-dateutil and tzda
 		b.WriteString("\nLimits: " + strings.Join(limits, "; ") + ".\n")
 	}
 	b.WriteString(`
-On failure the result is an error with a type: runtime_error (an exception; the traceback is included), timeout, memory_limit, output_limit, invalid_result (main() returned something that is not JSON), validation_error (a syntax error, no main(), or the script is too large).`)
+On failure the result is an error with a type: runtime_error (an exception; the traceback is included), timeout, memory_limit, output_limit, invalid_result (main() returned something that is not JSON), validation_error (a syntax error, no main(), the script is too large, or args that main() cannot take: a required parameter missing, or a member main() has no parameter for).`)
 	return b.String()
 }
 
@@ -170,7 +176,7 @@ func handler(run RunFunc) mcp.ToolHandlerFor[Input, any] {
 				return structured(Format(&pyexec.Response{Error: e}))
 			}
 		}
-		req := pyexec.Request{Script: in.Script}
+		req := pyexec.Request{Script: in.Script, Args: rawArgs(call, in)}
 		if in.Timeout != nil {
 			// Kept positive when it rounds to zero, which would mean "the
 			// default"; negative when it is not positive, so it is refused;
@@ -250,6 +256,28 @@ func depth(data []byte) int {
 	return deepest
 }
 
+// rawArgs is the args object as the client wrote it, or nil when it gave
+// none. A large integer decoded into in.Args would already be rounded.
+func rawArgs(call *mcp.CallToolRequest, in Input) json.RawMessage {
+	if call != nil && call.Params != nil {
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(call.Params.Arguments, &fields) == nil {
+			if raw := fields["args"]; len(raw) > 0 && string(raw) != "null" {
+				return raw
+			}
+			return nil
+		}
+	}
+	if in.Args == nil {
+		return nil
+	}
+	data, err := json.Marshal(in.Args)
+	if err != nil {
+		return nil
+	}
+	return data
+}
+
 // notText refuses arguments whose script the JSON decoder would change, as
 // POST /execute does: bytes that are not UTF-8, and an escaped surrogate
 // without its partner, both become U+FFFD, a script the client never sent.
@@ -261,9 +289,11 @@ func notText(args json.RawMessage) *pyexec.Error {
 	if json.Unmarshal(args, &fields) != nil {
 		return nil // the SDK has refused them already
 	}
-	if esc, ok := pyexec.LoneSurrogate(fields["script"]); ok {
-		return &pyexec.Error{Code: pyexec.CodeInvalidRequest,
-			Message: `"script" contains ` + esc + `, half of a surrogate pair without the other half: not a character`}
+	for _, name := range []string{"script", "args"} {
+		if esc, ok := pyexec.LoneSurrogate(fields[name]); ok {
+			return &pyexec.Error{Code: pyexec.CodeInvalidRequest,
+				Message: `"` + name + `" contains ` + esc + `, half of a surrogate pair without the other half: not a character`}
+		}
 	}
 	return nil
 }

@@ -122,3 +122,26 @@ func TestTool_HugeTimeoutStaysHuge(t *testing.T) {
 	require.Len(t, rec.calls(), 1)
 	assert.Greater(t, rec.calls()[0].Timeout, 1000*time.Hour)
 }
+
+// The args object reaches the run as the client wrote it: a large integer
+// is not rounded on the way, and no args is none.
+func TestTool_PassesArgsAsWritten(t *testing.T) {
+	rec := &recorder{}
+	send := rawServer(t, pyexec.Limits{}, rec.run)
+	send(initialize)
+	res := send(`"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main(n): return n","args":{"n":12345678901234567890}}}`)
+	assert.Nil(t, res["isError"], "%v", res)
+	send(`"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main(): return 1"}}`)
+	res = send(`"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main(): return 1","args":{"s":"\udc80"}}}`)
+	assert.Equal(t, "invalid_request", toolError(t, res)["type"])
+	res = send(`"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main(): return 1","args":[1]}}`)
+	assert.Equal(t, true, res["isError"], "args that are not an object are refused by the schema: %v", res)
+	res = send(`"method":"tools/call","params":{"name":"run_python","arguments":{"script":"def main(): return 1","args":null}}`)
+	assert.Nil(t, res["isError"], "null is no args, as on /execute: %v", res)
+	calls := rec.calls()
+	require.Len(t, calls, 3)
+	assert.Nil(t, calls[2].Args)
+	assert.JSONEq(t, `{"n":12345678901234567890}`, string(calls[0].Args))
+	assert.Contains(t, string(calls[0].Args), "12345678901234567890")
+	assert.Nil(t, calls[1].Args)
+}

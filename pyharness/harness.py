@@ -27,6 +27,7 @@ import builtins
 import datetime
 import decimal
 import gc
+import inspect
 import io
 import json
 import linecache
@@ -66,20 +67,83 @@ def _os_call_denied(name):
     return name in DENIED_OS_CALLS or name.startswith(DENIED_OS_PREFIXES)
 
 
-def _required_params(fn):
-    args = fn.args
-    positional = args.posonlyargs + args.args
-    without_default = len(positional) - len(args.defaults)
-    required = [a.arg for a in positional[:without_default]]
-    for arg, default in zip(args.kwonlyargs, args.kw_defaults):
-        if default is None:
-            required.append(arg.arg)
-    return required
+def _signature(fn):
+    """main's signature as inspect describes it, read from its definition:
+    validation runs before any of the script does, so a request refused for
+    its args runs nothing. A default is only marked present (its value is
+    an expression that has not been evaluated)."""
+    P = inspect.Parameter
+    a = fn.args
+    params = []
+    positional = a.posonlyargs + a.args
+    without_default = len(positional) - len(a.defaults)
+    for i, arg in enumerate(positional):
+        kind = P.POSITIONAL_ONLY if i < len(a.posonlyargs) else P.POSITIONAL_OR_KEYWORD
+        params.append(P(arg.arg, kind, default=P.empty if i < without_default else None))
+    if a.vararg:
+        params.append(P(a.vararg.arg, P.VAR_POSITIONAL))
+    for arg, default in zip(a.kwonlyargs, a.kw_defaults):
+        params.append(P(arg.arg, P.KEYWORD_ONLY, default=P.empty if default is None else None))
+    if a.kwarg:
+        params.append(P(a.kwarg.arg, P.VAR_KEYWORD))
+    return inspect.Signature(params)
 
 
-def validate(source, policy="standard", max_bytes=None):
-    """Parse and check a script. Returns the parsed module or raises
-    ValidationError with a message meant for the client."""
+def _check_args(sig, args):
+    """Refuse args main cannot be called with as keyword arguments, naming
+    the parameters at fault. args None is a request without args."""
+    P = inspect.Parameter
+    params = sig.parameters.values()
+    required = [p.name for p in params
+                if p.default is P.empty and p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD)]
+    if args is None:
+        if required:
+            raise ValidationError(
+                "main() must take no required arguments (it has: %s), "
+                "or the request must give them in args" % ", ".join(required)
+            )
+        return
+    if not isinstance(args, dict):
+        raise ValidationError("args must be a JSON object")
+    # Positional-only parameters cannot be named, so args cannot fill them
+    # (a member of that name would go to **kwargs, if any).
+    posonly = [p.name for p in params if p.kind is P.POSITIONAL_ONLY and p.default is P.empty]
+    if posonly:
+        raise ValidationError(
+            "main() has positional-only parameters that args cannot give: %s "
+            "(make them keyword parameters, or give them defaults)" % ", ".join(posonly)
+        )
+    named = {p.name for p in params if p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)}
+    takes_any = any(p.kind is P.VAR_KEYWORD for p in params)
+    if not takes_any:
+        unknown = [k for k in args if k not in named]
+        named_posonly = [k for k in unknown
+                         if k in sig.parameters and sig.parameters[k].kind is P.POSITIONAL_ONLY]
+        if named_posonly:
+            raise ValidationError(
+                "main()'s parameter %s is positional-only: args can give only "
+                "parameters that take a keyword" % ", ".join(repr(k) for k in named_posonly)
+            )
+        if unknown:
+            raise ValidationError(
+                "main() has no parameter %s given in args (it accepts: %s)" % (
+                    ", ".join(repr(k) for k in unknown[:10])
+                    + (" and %d more" % (len(unknown) - 10) if len(unknown) > 10 else ""),
+                    ", ".join(p.name for p in params if p.name in named) or "none",
+                )
+            )
+    missing = [name for name in required if name not in args]
+    if missing:
+        raise ValidationError(
+            "args is missing main()'s required parameter%s: %s" % (
+                "s" if len(missing) > 1 else "", ", ".join(missing))
+        )
+
+
+def validate(source, policy="standard", max_bytes=None, args=None):
+    """Parse and check a script, and that its main can be called with the
+    keyword arguments args (None: with none). Returns the parsed module or
+    raises ValidationError with a message meant for the client."""
     if not isinstance(source, str):
         raise ValidationError("script must be a string")
     size = len(source.encode("utf-8", "surrogatepass"))
@@ -106,11 +170,7 @@ def validate(source, policy="standard", max_bytes=None):
         raise ValidationError("script must define main()")
     if isinstance(main, ast.AsyncFunctionDef):
         raise ValidationError("main() must be a plain function, not async")
-    required = _required_params(main)
-    if required:
-        raise ValidationError(
-            "main() must take no required arguments (it has: %s)" % ", ".join(required)
-        )
+    _check_args(_signature(main), args)
 
     if policy == "minimal":
         denied_calls = MINIMAL_DENIED_CALLS
@@ -555,9 +615,10 @@ def _set_cpu_limit(timeout_ms):
         pass
 
 
-def run_script(tree, source, limits, devnull, captures):
+def run_script(tree, source, limits, devnull, captures, args=None):
     """Run a validated script and build the reply fields (without id).
-    captures are the (stdout, stderr) Captures, made ahead."""
+    captures are the (stdout, stderr) Captures, made ahead; args are main's
+    keyword arguments, already checked against its signature."""
     cap = int(limits.get("max_output_bytes") or 1 << 20)
     linecache.cache[SCRIPT_NAME] = (len(source), None, source.splitlines(True), SCRIPT_NAME)
     code = compile(tree, SCRIPT_NAME, "exec", dont_inherit=True)
@@ -573,7 +634,7 @@ def run_script(tree, source, limits, devnull, captures):
     _set_cpu_limit(limits.get("timeout_ms"))
     try:
         exec(code, namespace)
-        value = namespace["main"]()
+        value = namespace["main"](**(args or {}))
         try:
             text = encode_result(value, cap)
         except InvalidResult as exc:
@@ -699,8 +760,9 @@ def handle(req, channel, devnull, captures, policy_default="standard"):
     limits = req.get("limits") or {}
     source = req.get("script")
     policy = limits.get("validation") or policy_default
+    args = req.get("args")
     try:
-        tree = validate(source, policy, limits.get("max_script_bytes"))
+        tree = validate(source, policy, limits.get("max_script_bytes"), args)
     except ValidationError as exc:
         channel.write({
             "result": None, "id": req_id, "stdout": "", "stderr": "",
@@ -708,7 +770,7 @@ def handle(req, channel, devnull, captures, policy_default="standard"):
         })
         return
     limits = dict(limits, timeout_ms=req.get("timeout_ms"))
-    reply = run_script(tree, source, limits, devnull, captures)
+    reply = run_script(tree, source, limits, devnull, captures, args)
     raw = reply.pop("_result_text", None)
     reply["id"] = req_id
     channel.write(reply, raw_result=raw)

@@ -23,12 +23,15 @@ type Request struct {
 	Script string `json:"script"`
 	// Timeout is in seconds; zero leaves it out, for the service's default.
 	Timeout float64 `json:"timeout,omitempty"`
+	// Args is a JSON object of main's keyword arguments; left out, main
+	// is called with none.
+	Args json.RawMessage `json:"args,omitempty"`
 }
 
 // NewRequest is the body that asks for req. Its ID travels in the
 // X-Request-ID header, not in the body.
 func NewRequest(req pyexec.Request) Request {
-	return Request{Script: req.Script, Timeout: req.Timeout.Seconds()}
+	return Request{Script: req.Script, Timeout: req.Timeout.Seconds(), Args: req.Args}
 }
 
 // Response is the envelope of every /execute answer, whatever its status:

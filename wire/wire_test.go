@@ -62,3 +62,10 @@ func TestRequestJSON(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"script":"s"}`, string(data), "no timeout: the service's default")
 }
+
+func TestRequestJSONWithArgs(t *testing.T) {
+	data, err := json.Marshal(NewRequest(pyexec.Request{Script: "s", Args: json.RawMessage(`{"city":"Oslo","n":12345678901234567890}`)}))
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"script":"s","args":{"city":"Oslo","n":12345678901234567890}}`, string(data))
+	assert.Contains(t, string(data), "12345678901234567890", "numbers as written")
+}

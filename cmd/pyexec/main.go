@@ -1,6 +1,6 @@
 // Command pyexec is the client of a pyexec service.
 //
-//	pyexec run script.py [--url URL] [--timeout S]
+//	pyexec run script.py [--url URL] [--timeout S] [--args JSON]
 //	cat script.py | pyexec run -
 //	pyexec mcp [--url URL]
 //
@@ -49,10 +49,11 @@ func main() {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: pyexec run SCRIPT|- [--url URL] [--timeout SECONDS]")
+	fmt.Fprintln(w, "usage: pyexec run SCRIPT|- [--url URL] [--timeout SECONDS] [--args JSON]")
 	fmt.Fprintln(w, "       pyexec mcp [--url URL]   (an MCP server on stdin/stdout with the run_python tool)")
 	fmt.Fprintln(w, "  --url      the service (default $PYEXEC_URL, else "+defaultURL+")")
 	fmt.Fprintln(w, "  --timeout  the script's time limit in seconds, more than 0 (default: the service's)")
+	fmt.Fprintln(w, `  --args     a JSON object whose members main is called with as keyword arguments ('{"city": "Oslo"}')`)
 	fmt.Fprintln(w, "  the API key, if the service needs one, is read from PYEXEC_API_KEY")
 }
 
@@ -93,6 +94,8 @@ func runScript(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv 
 	url := fs.String("url", serviceURL(getenv), "")
 	var timeout timeoutFlag
 	fs.Var(&timeout, "timeout", "")
+	var mainArgs argsFlag
+	fs.Var(&mainArgs, "args", "")
 	// Accept flags before or after the script name.
 	var positional []string
 	rest := args
@@ -120,7 +123,7 @@ func runScript(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv 
 		fmt.Fprintln(stderr, "pyexec:", err)
 		return exitUsage
 	}
-	req := pyexec.Request{Script: script, Timeout: time.Duration(timeout)}
+	req := pyexec.Request{Script: script, Timeout: time.Duration(timeout), Args: json.RawMessage(mainArgs)}
 	c := &client.Client{BaseURL: *url, APIKey: getenv("PYEXEC_API_KEY"), HTTP: &http.Client{Timeout: 5 * time.Minute}}
 	ans, err := c.Execute(context.Background(), req)
 	if err != nil {
@@ -176,6 +179,22 @@ func (t *timeoutFlag) Set(s string) error {
 		return errors.New("must be a number of seconds, more than 0 (leave it out for the service's default)")
 	}
 	*t = timeoutFlag(secs * float64(time.Second))
+	return nil
+}
+
+// argsFlag is --args: the JSON text of an object, sent as the request's
+// args. Anything else is refused here rather than by the service, as a
+// mistake on the command line.
+type argsFlag json.RawMessage
+
+func (a *argsFlag) String() string { return string(*a) }
+
+func (a *argsFlag) Set(s string) error {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &members); err != nil || members == nil {
+		return errors.New(`must be a JSON object, such as '{"city": "Oslo"}'`)
+	}
+	*a = argsFlag(s)
 	return nil
 }
 

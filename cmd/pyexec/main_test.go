@@ -223,3 +223,31 @@ func TestCLI_URLFromTheEnvironment(t *testing.T) {
 	code, _, errOut = runCLI(t, "", map[string]string{"PYEXEC_URL": "http://127.0.0.1:1"}, "run", writeScript(t, "x"), "--url", url)
 	assert.Equal(t, 0, code, errOut)
 }
+
+func TestCLI_SendsArgs(t *testing.T) {
+	f := &fakeService{status: 200, body: `{"result": "Oslo", "stdout": "", "error": null}`}
+	url := f.start(t)
+	code, out, _ := runCLI(t, "", nil, "run", writeScript(t, "def main(city):\n    return city\n"),
+		"--url", url, "--args", `{"city": "Oslo", "n": 12345678901234567890}`)
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "\"Oslo\"\n", out)
+	require.Contains(t, f.got, "args")
+	assert.Equal(t, "Oslo", f.got["args"].(map[string]any)["city"])
+
+	f.got = nil
+	code, _, _ = runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", url)
+	assert.Equal(t, 0, code)
+	assert.NotContains(t, f.got, "args", "left out, main is called without arguments")
+}
+
+func TestCLI_RefusesArgsThatAreNotAJSONObject(t *testing.T) {
+	f := &fakeService{status: 200, body: `{"result": 1, "stdout": "", "error": null}`}
+	url := f.start(t)
+	for _, v := range []string{"", "{", `{"city": }`, "[1]", `"Oslo"`, "null", "1", "city=Oslo"} {
+		code, out, errOut := runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", url, "--args", v)
+		assert.Equal(t, 2, code, v)
+		assert.Empty(t, out, v)
+		assert.Contains(t, errOut, "must be a JSON object", v)
+	}
+	assert.Nil(t, f.got, "nothing was sent")
+}

@@ -82,6 +82,18 @@ func TestE2E_MCP(t *testing.T) {
 		assert.Equal(t, "hello from sandbox\n", out.Stdout)
 		assert.Nil(t, out.Error)
 	})
+	t.Run("args", func(t *testing.T) {
+		res, _, out := callTool(t, cs, map[string]any{"script": "def main(city, days=7):\n    return {'city': city, 'days': days}",
+			"args": map[string]any{"city": "Oslo"}})
+		assert.False(t, res.IsError)
+		assert.Equal(t, map[string]any{"city": "Oslo", "days": 7.0}, out.Result)
+		res, _, out = callTool(t, cs, map[string]any{"script": "def main(city):\n    return city",
+			"args": map[string]any{"town": "Oslo"}})
+		assert.True(t, res.IsError)
+		require.NotNil(t, out.Error)
+		assert.Equal(t, "validation_error", out.Error.Type)
+		assert.Contains(t, out.Error.Message, "'town'")
+	})
 	t.Run("numpy and pandas", func(t *testing.T) {
 		res, _, out := callTool(t, cs, map[string]any{"script": "import numpy as np, pandas as pd\ndef main():\n    return int(pd.Series(np.arange(5)).sum())"})
 		assert.False(t, res.IsError)
@@ -107,7 +119,7 @@ func TestE2E_MCP(t *testing.T) {
 	})
 
 	metrics := scrapeMetrics(t, s.base)
-	for outcome, n := range map[string]float64{"ok": 2, "runtime_error": 1, "timeout": 1} {
+	for outcome, n := range map[string]float64{"ok": 3, "runtime_error": 1, "timeout": 1, "validation_error": 1} {
 		assert.EqualValues(t, n, metricValue(metrics, fmt.Sprintf(`pyexec_mcp_tool_calls_total{outcome=%q}`, outcome)), outcome)
 	}
 }
