@@ -112,6 +112,9 @@ type Request struct {
 	// Args, when set, is a JSON object whose members main is called with
 	// as keyword arguments; nil calls main with none.
 	Args json.RawMessage
+	// Files are written into the script's working directory before it
+	// starts (checked with CheckFiles).
+	Files []File
 }
 
 // Response is the outcome of running a script. Error is nil on success; when
@@ -123,6 +126,13 @@ type Response struct {
 	StdoutTruncated bool
 	StderrTruncated bool
 	Error           *Error
+	// Files are what the script left under output/ in its working
+	// directory, sorted by path; FilesLeftOut are those not returned, with
+	// the reason, and FilesTruncated says output/ held more than was
+	// looked at (so not every file left out is named).
+	Files          []OutputFile
+	FilesLeftOut   []LeftOutFile
+	FilesTruncated bool
 	// Duration is the wall time spent in the sandbox, from sending the
 	// script to receiving the answer.
 	Duration time.Duration

@@ -36,8 +36,13 @@ type Config struct {
 	// MaxScriptBytes is the largest script accepted.
 	MaxScriptBytes int
 	// BodyLimit is the largest HTTP body read (default: room for a script
-	// of MaxScriptBytes even if every byte is JSON-escaped).
+	// of MaxScriptBytes even if every byte is JSON-escaped; cmd/pyexecd
+	// sizes it for the input files as well).
 	BodyLimit int
+	// MaxInputFiles and MaxInputBytes bound a request's input files: how
+	// many, and their decoded content in all. Zero takes no input files.
+	MaxInputFiles int
+	MaxInputBytes int
 	// DefaultTimeout applies when a request gives none.
 	DefaultTimeout time.Duration
 	// MaxTimeout is the largest timeout a request may ask for.
@@ -373,7 +378,54 @@ func (s *server) decodeRequest(data []byte) (pyexec.Request, error) {
 	if err != nil {
 		return pyexec.Request{}, err
 	}
-	return pyexec.Request{Script: script, Timeout: timeout, Args: args}, nil
+	files, err := s.checkFiles(fields["files"])
+	if err != nil {
+		return pyexec.Request{}, err
+	}
+	return pyexec.Request{Script: script, Timeout: timeout, Args: args, Files: files}, nil
+}
+
+// checkFiles accepts the JSON text of "files": a list of input files, or
+// nothing (left out or null). Every rule on their paths and sizes is
+// checked here, before a worker is taken; the harness checks them again
+// as it writes.
+func (s *server) checkFiles(raw json.RawMessage) ([]pyexec.File, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var list []json.RawMessage
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, pyexec.Errorf(pyexec.CodeInvalidRequest,
+			`"files" must be a list of {"path", "content", "encoding"} objects`)
+	}
+	if len(list) > s.cfg.MaxInputFiles {
+		return nil, pyexec.Errorf(pyexec.CodeInvalidRequest,
+			"%d input files, over the %d-file limit", len(list), s.cfg.MaxInputFiles)
+	}
+	if esc, ok := pyexec.LoneSurrogate(raw); ok {
+		return nil, pyexec.Errorf(pyexec.CodeInvalidRequest,
+			`"files" contains %s, half of a surrogate pair without the other half: not a character`, esc)
+	}
+	files := make([]pyexec.File, 0, len(list))
+	for i, item := range list {
+		var f wire.File
+		if err := json.Unmarshal(item, &f); err != nil || string(item) == "null" {
+			return nil, pyexec.Errorf(pyexec.CodeInvalidRequest,
+				`"files"[%d] must be an object with a string "path" and "content"`, i)
+		}
+		if err := pyexec.CheckFilePath(f.Path); err != nil {
+			return nil, pyexec.Errorf(pyexec.CodeInvalidRequest, "%v", err)
+		}
+		data, err := f.Decode()
+		if err != nil {
+			return nil, pyexec.Errorf(pyexec.CodeInvalidRequest, "%v", err)
+		}
+		files = append(files, pyexec.File{Path: f.Path, Content: data})
+	}
+	if err := pyexec.CheckFiles(files, s.cfg.MaxInputFiles, s.cfg.MaxInputBytes); err != nil {
+		return nil, err
+	}
+	return files, nil
 }
 
 // checkArgs accepts the JSON text of "args": a JSON object, or nothing

@@ -40,6 +40,23 @@ type requestLimits struct {
 	MaxOutputBytes int    `json:"max_output_bytes"`
 	MaxScriptBytes int    `json:"max_script_bytes"`
 	Validation     string `json:"validation"`
+	// Output files: how many, and how many bytes in all, to return.
+	MaxOutputFiles      int `json:"max_output_files"`
+	MaxOutputFilesBytes int `json:"max_output_files_bytes"`
+}
+
+// fileMsg is an input file of a request, or an output file of a reply;
+// content is base64 either way.
+type fileMsg struct {
+	Path      string `json:"path"`
+	Content   string `json:"content"`
+	MediaType string `json:"media_type,omitempty"`
+}
+
+// leftOutMsg is a file under output/ the harness did not return.
+type leftOutMsg struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
 }
 
 // requestMsg is one script sent to the harness. ID is a random value drawn
@@ -52,6 +69,9 @@ type requestMsg struct {
 	// Args is the request's JSON object of keyword arguments for main,
 	// left out when it has none.
 	Args json.RawMessage `json:"args,omitempty"`
+	// Files are written into the script's working directory before it
+	// starts; the service has already checked them.
+	Files []fileMsg `json:"files,omitempty"`
 }
 
 // replyError is the error object of a reply.
@@ -71,6 +91,11 @@ type replyMsg struct {
 	StdoutTruncated bool            `json:"stdout_truncated"`
 	StderrTruncated bool            `json:"stderr_truncated"`
 	Error           *replyError     `json:"error"`
+	// Files, FilesLeftOut, FilesTruncated: what the script left under
+	// output/, as the harness found it.
+	Files          []fileMsg    `json:"files"`
+	FilesLeftOut   []leftOutMsg `json:"files_left_out"`
+	FilesTruncated bool         `json:"files_truncated"`
 }
 
 // lineReader reads newline-terminated lines of at most max bytes.

@@ -59,6 +59,14 @@ type Config struct {
 	MaxOutputBytes int
 	// MaxScriptBytes caps the script's size.
 	MaxScriptBytes int
+	// MaxInputFiles and MaxInputBytes bound a request's input files (how
+	// many, and their content in all); they size the request line.
+	MaxInputFiles int
+	MaxInputBytes int
+	// MaxOutputFiles and MaxOutputFilesBytes bound the files returned
+	// from output/ (how many, and their content in all); zero returns none.
+	MaxOutputFiles      int
+	MaxOutputFilesBytes int
 	// Validation is the policy scripts are checked against.
 	Validation Validation
 	// SpawnTimeout bounds start-up plus the harness's imports.
@@ -111,12 +119,24 @@ func (c *Config) check() error {
 	return nil
 }
 
-// maxReplyLine bounds one reply line: stdout, stderr and result at their
-// caps, each possibly escaped to six bytes per byte (\u00XX), plus slack.
-func (c *Config) maxReplyLine() int { return 3*6*c.MaxOutputBytes + 1<<20 }
+// fileEntryBytes bounds the JSON of one file entry apart from its content:
+// a path escaped to six bytes per byte, a reason or media type, the keys.
+const fileEntryBytes = 6*pyexec.MaxFilePathBytes + 1024
 
-// maxRequestLine bounds one request line, told to the harness.
-func (c *Config) maxRequestLine() int { return 6*c.MaxScriptBytes + 1<<20 }
+// maxReplyLine bounds one reply line: stdout, stderr and result at their
+// caps, each possibly escaped to six bytes per byte (\u00XX), the output
+// files in base64 with an entry for each returned or left out, plus slack.
+func (c *Config) maxReplyLine() int {
+	return 3*6*c.MaxOutputBytes + base64Len(c.MaxOutputFilesBytes) + 2*(c.MaxOutputFiles+1)*fileEntryBytes + 1<<20
+}
+
+// maxRequestLine bounds one request line, told to the harness: the script
+// escaped, the input files in base64.
+func (c *Config) maxRequestLine() int {
+	return 6*c.MaxScriptBytes + base64Len(c.MaxInputBytes) + c.MaxInputFiles*fileEntryBytes + 1<<20
+}
+
+func base64Len(n int) int { return (n + 2) / 3 * 4 }
 
 // pythonFacts is what the configured interpreter says about itself.
 type pythonFacts struct {

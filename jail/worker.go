@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -337,10 +338,15 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	msg := requestMsg{
 		ID: msgID, Script: req.Script, TimeoutMS: req.Timeout.Milliseconds(), Args: req.Args,
 		Limits: requestLimits{
-			MaxOutputBytes: w.cfg.MaxOutputBytes,
-			MaxScriptBytes: w.cfg.MaxScriptBytes,
-			Validation:     w.cfg.Validation.String(),
+			MaxOutputBytes:      w.cfg.MaxOutputBytes,
+			MaxScriptBytes:      w.cfg.MaxScriptBytes,
+			Validation:          w.cfg.Validation.String(),
+			MaxOutputFiles:      w.cfg.MaxOutputFiles,
+			MaxOutputFilesBytes: w.cfg.MaxOutputFilesBytes,
 		},
+	}
+	for _, f := range req.Files {
+		msg.Files = append(msg.Files, fileMsg{Path: f.Path, Content: base64.StdEncoding.EncodeToString(f.Content)})
 	}
 	line, err := encodeLine(msg)
 	if err != nil {
@@ -580,6 +586,9 @@ func (w *Worker) reply(lr lineResult, ok bool, msgID string, oomBefore int64) *p
 	} else {
 		resp.Result = m.Result
 	}
+	// files: the script's own files for its own client; what it claims
+	// about them (sizes, count, paths) is checked again here.
+	resp.Files, resp.FilesLeftOut, resp.FilesTruncated = checkFiles(m, w.cfg.MaxOutputFiles, w.cfg.MaxOutputFilesBytes)
 	if w.fork {
 		w.runs++
 		w.needReady = true

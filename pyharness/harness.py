@@ -12,9 +12,13 @@ reach the service except through the capture.
 
 Protocol (one JSON object per line, UTF-8):
   harness -> service  {"ready": true, "protocol": 1, "python": ..., ...}
-  service -> harness  {"id", "script", "timeout_ms", "limits": {...}}
+  service -> harness  {"id", "script", "timeout_ms", "limits": {...},
+                       "args", "files": [{"path", "content" (base64)}]}
   harness -> service  {"id", "result", "stdout", "stderr", "error",
-                       "stdout_truncated", "stderr_truncated"}
+                       "stdout_truncated", "stderr_truncated", "files":
+                       [{"path", "media_type", "content" (base64)}],
+                       "files_left_out": [{"path", "reason"}],
+                       "files_truncated"}
 
 A worker serves one request, whatever its outcome: once a script has been
 sent, the process may be the script's (it can reach the protocol
@@ -23,6 +27,7 @@ after answering.
 """
 
 import ast
+import base64
 import builtins
 import datetime
 import decimal
@@ -32,12 +37,14 @@ import io
 import json
 import linecache
 import math
+import mimetypes
 import os
 import random
 import re
 import resource
 import select
 import signal
+import stat
 import sys
 import threading
 import time
@@ -568,6 +575,233 @@ def _plain_streams_in_child():
 os.register_at_fork(after_in_child=_plain_streams_in_child)
 
 
+
+# ---------------------------------------------------------------------------
+# Files
+
+# The script's working directory: input files are written there before it
+# starts and output/ in it is read back after main returns. It is on the
+# jail's /tmp, which is fresh for every script (a strict worker serves one;
+# a fork jail's zygote empties /tmp after each child).
+# (PYEXEC_WORKDIR moves it for the harness's tests, run outside a jail.)
+WORKDIR = os.environ.get("PYEXEC_WORKDIR", "/tmp/work")
+OUTPUT_DIR = "output"
+MAX_PATH_BYTES = 1024
+MAX_NAME_BYTES = 255
+# Media types from Python's own table, never the host's /etc/mime.types,
+# so the same file gets the same type wherever the service runs.
+_MIME = mimetypes.MimeTypes()
+_COMPRESSED = {"gzip": "application/gzip", "bzip2": "application/x-bzip2",
+               "xz": "application/x-xz", "br": "application/x-brotli",
+               "compress": "application/x-compress"}
+
+
+class FileError(Exception):
+    """An input file cannot be written; the message names it."""
+
+
+def check_path(path):
+    """Refuse a path that is not plain and relative: the service's rules
+    (pyexec.CheckFilePath), checked again where the files are written."""
+    if not isinstance(path, str) or not path:
+        raise FileError("file path is empty")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise FileError("file path %r is over %d bytes" % (path[:64], MAX_PATH_BYTES))
+    if path.startswith("/"):
+        raise FileError("file path %r is absolute: paths are relative to the working directory" % path)
+    if "\x00" in path or "\\" in path:
+        raise FileError("file path %r holds a NUL or a backslash" % path)
+    for seg in path.split("/"):
+        if seg in ("", ".", ".."):
+            raise FileError("file path %r has an empty, '.' or '..' segment" % path)
+        if len(seg.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise FileError("file path %r has a name over %d bytes" % (path, MAX_NAME_BYTES))
+    if path == OUTPUT_DIR:
+        raise FileError("file path %r is the directory for output files" % path)
+    return path.split("/")
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_dir(parent_fd, name, make):
+    """The directory name in parent_fd, made when make is set; never
+    through a symlink (O_NOFOLLOW)."""
+    if make:
+        try:
+            os.mkdir(name, 0o755, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+    return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+
+
+def write_files(top, files):
+    """Make top (a fresh directory) with output/ in it, and write the input
+    files under it: directories made with mkdir, files created with
+    O_EXCL | O_NOFOLLOW, nothing opened through a link."""
+    try:
+        os.mkdir(top, 0o755)
+    except OSError as exc:
+        raise FileError("the working directory %s cannot be made: %s" % (top, exc.strerror or exc)) from None
+    top_fd = os.open(top, _DIR_FLAGS)
+    try:
+        os.mkdir(OUTPUT_DIR, 0o755, dir_fd=top_fd)
+        seen = set()
+        for f in files or ():
+            path = f.get("path") if isinstance(f, dict) else None
+            segs = check_path(path)
+            if path in seen:
+                raise FileError("file path %r is given twice" % path)
+            seen.add(path)
+            try:
+                data = base64.b64decode(f.get("content") or "", validate=True)
+            except ValueError:
+                raise FileError("file %r: content is not base64" % path) from None
+            fd = os.dup(top_fd)
+            try:
+                for i, seg in enumerate(segs[:-1]):
+                    sub = _open_dir(fd, seg, True)
+                    os.close(fd)
+                    fd = sub
+                out = os.open(segs[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              0o644, dir_fd=fd)
+                try:
+                    write_all(out, data)
+                finally:
+                    os.close(out)
+            except OSError as exc:
+                raise FileError("file %r cannot be written: %s" % (path, exc.strerror or exc)) from None
+            finally:
+                os.close(fd)
+    finally:
+        os.close(top_fd)
+
+
+def media_type(name):
+    kind, encoding = _MIME.guess_type(name, strict=False)
+    if encoding:
+        return _COMPRESSED.get(encoding, "application/octet-stream")
+    return kind or "application/octet-stream"
+
+
+def collect_output(top, max_files, max_bytes):
+    """What is under top/output/: (files, left_out, truncated). Files are
+    read with O_NOFOLLOW and checked with fstat, so a symlink, a FIFO or a
+    device is named as left out, never followed or opened; no more than
+    2 * max_files + 1 entries are looked at (truncated says there were
+    more), so a directory of thousands of files costs no more than a few."""
+    files, left_out = [], []
+    state = {"truncated": False, "total": 0, "seen": 0}
+    budget = 2 * max(max_files, 0) + 1
+
+    def leave(path, reason):
+        if len(left_out) >= max_files:
+            state["truncated"] = True
+        else:
+            left_out.append({"path": path, "reason": reason})
+
+    try:
+        top_fd = os.open(top, _DIR_FLAGS)
+    except OSError:
+        return files, left_out, False
+    try:
+        try:
+            out_fd = os.open(OUTPUT_DIR, _DIR_FLAGS, dir_fd=top_fd)
+        except FileNotFoundError:
+            return files, left_out, False
+        except OSError:
+            leave(OUTPUT_DIR, "output is not a directory (a symbolic link is not followed)")
+            return files, left_out, state["truncated"]
+    finally:
+        os.close(top_fd)
+    stack = [(out_fd, "")]
+    try:
+        while stack and not state["truncated"]:
+            dir_fd, prefix = stack.pop()
+            try:
+                _collect_dir(dir_fd, prefix, stack, files, leave, state, budget, max_files, max_bytes)
+            finally:
+                os.close(dir_fd)
+    finally:
+        for dir_fd, _ in stack:
+            os.close(dir_fd)
+    files.sort(key=lambda f: f["path"])
+    return files, left_out, state["truncated"]
+
+
+def _collect_dir(dir_fd, prefix, stack, files, leave, state, budget, max_files, max_bytes):
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            state["seen"] += 1
+            if state["seen"] > budget:
+                state["truncated"] = True
+                return
+            name = entry.name
+            path = prefix + name
+            try:
+                path.encode("utf-8")
+                bad = "\\" in name or len(path.encode("utf-8")) > MAX_PATH_BYTES \
+                    or len(name.encode("utf-8")) > MAX_NAME_BYTES
+            except UnicodeEncodeError:
+                bad = True
+            if bad:
+                leave(ascii(path), "its name is not a plain UTF-8 path of the allowed length")
+                continue
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except OSError as exc:
+                leave(path, "cannot be read: %s" % (exc.strerror or exc))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    stack.append((_open_dir(dir_fd, name, False), path + "/"))
+                except OSError as exc:
+                    leave(path, "directory cannot be read: %s" % (exc.strerror or exc))
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                leave(path, "a symbolic link: not followed")
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                leave(path, "not a regular file")
+                continue
+            if len(files) >= max_files:
+                leave(path, "over the %d-file limit" % max_files)
+                continue
+            room = max_bytes - state["total"]
+            if st.st_size > room:
+                leave(path, "%d bytes, over what is left of the %d-byte limit on output files" % (st.st_size, max_bytes))
+                continue
+            data = _read_regular(dir_fd, name, room)
+            if data is None:
+                leave(path, "not a regular file, or it grew past the size limit while read")
+                continue
+            state["total"] += len(data)
+            files.append({"path": path, "media_type": media_type(name),
+                          "content": base64.b64encode(data).decode("ascii")})
+
+
+def _read_regular(dir_fd, name, room):
+    """The bytes of regular file name (at most room), or None when it is
+    no longer a regular file or holds more."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, got = [], 0
+        while got <= room:
+            chunk = os.read(fd, min(room + 1 - got, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return None if got > room else b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 # ---------------------------------------------------------------------------
 # Running
 
@@ -754,8 +988,10 @@ def dry_run(source, limits, devnull, captures):
     return reply
 
 
-def handle(req, channel, devnull, captures, policy_default="standard"):
-    """Validate and run one request, answering on channel."""
+def handle(req, channel, devnull, captures, policy_default="standard", workdir=WORKDIR):
+    """Validate and run one request in workdir (made here, with the
+    request's input files in it), answering on channel with what the
+    script left under output/ there."""
     req_id = req.get("id")
     limits = req.get("limits") or {}
     source = req.get("script")
@@ -763,14 +999,22 @@ def handle(req, channel, devnull, captures, policy_default="standard"):
     args = req.get("args")
     try:
         tree = validate(source, policy, limits.get("max_script_bytes"), args)
-    except ValidationError as exc:
+        write_files(workdir, req.get("files"))
+    except (ValidationError, FileError) as exc:
         channel.write({
             "result": None, "id": req_id, "stdout": "", "stderr": "",
             "error": {"type": "validation_error", "message": str(exc)},
         })
         return
+    os.chdir(workdir)
     limits = dict(limits, timeout_ms=req.get("timeout_ms"))
     reply = run_script(tree, source, limits, devnull, captures, args)
+    try:
+        reply["files"], reply["files_left_out"], reply["files_truncated"] = collect_output(
+            workdir, int(limits.get("max_output_files") or 0), int(limits.get("max_output_files_bytes") or 0))
+    except (OSError, MemoryError) as exc:
+        reply["files"], reply["files_truncated"] = [], True
+        reply["files_left_out"] = [{"path": OUTPUT_DIR, "reason": "output/ could not be read: %s" % type(exc).__name__}]
     raw = reply.pop("_result_text", None)
     reply["id"] = req_id
     channel.write(reply, raw_result=raw)

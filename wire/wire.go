@@ -12,8 +12,11 @@
 package wire
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pyexec/pyexec"
 )
@@ -26,12 +29,65 @@ type Request struct {
 	// Args is a JSON object of main's keyword arguments; left out, main
 	// is called with none.
 	Args json.RawMessage `json:"args,omitempty"`
+	// Files are input files for the script's working directory.
+	Files []File `json:"files,omitempty"`
+}
+
+// Encodings of a file's content.
+const (
+	EncodingUTF8   = "utf-8"
+	EncodingBase64 = "base64"
+)
+
+// File is a file in a request or an answer: content as text when it is
+// UTF-8 (encoding "utf-8", the default in a request), else base64. Size
+// and MediaType are set in answers only.
+type File struct {
+	Path      string `json:"path"`
+	Size      *int   `json:"size,omitempty"`
+	MediaType string `json:"media_type,omitempty"`
+	Encoding  string `json:"encoding,omitempty"`
+	Content   string `json:"content"`
+}
+
+// LeftOutFile is a file under output/ that is not in the answer.
+type LeftOutFile struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// NewFile is the wire form of content at path: text when it is UTF-8.
+func NewFile(path string, content []byte) File {
+	if utf8.Valid(content) {
+		return File{Path: path, Encoding: EncodingUTF8, Content: string(content)}
+	}
+	return File{Path: path, Encoding: EncodingBase64, Content: base64.StdEncoding.EncodeToString(content)}
+}
+
+// Decode returns the file's content as bytes, or an error naming its path
+// when its encoding is unknown or its base64 is not.
+func (f File) Decode() ([]byte, error) {
+	switch f.Encoding {
+	case "", EncodingUTF8:
+		return []byte(f.Content), nil
+	case EncodingBase64:
+		data, err := base64.StdEncoding.DecodeString(f.Content)
+		if err != nil {
+			return nil, fmt.Errorf("file %q: content is not base64: %v", f.Path, err)
+		}
+		return data, nil
+	}
+	return nil, fmt.Errorf("file %q: encoding must be %q or %q", f.Path, EncodingUTF8, EncodingBase64)
 }
 
 // NewRequest is the body that asks for req. Its ID travels in the
 // X-Request-ID header, not in the body.
 func NewRequest(req pyexec.Request) Request {
-	return Request{Script: req.Script, Timeout: req.Timeout.Seconds(), Args: req.Args}
+	out := Request{Script: req.Script, Timeout: req.Timeout.Seconds(), Args: req.Args}
+	for _, f := range req.Files {
+		out.Files = append(out.Files, NewFile(f.Path, f.Content))
+	}
+	return out
 }
 
 // Response is the envelope of every /execute answer, whatever its status:
@@ -43,7 +99,11 @@ type Response struct {
 	Stdout string          `json:"stdout"`
 	Stderr string          `json:"stderr"`
 	Error  *Error          `json:"error"`
-	Meta   *Meta           `json:"meta,omitempty"`
+	// Files are what the script left under output/ (paths relative to
+	// it); FilesLeftOut those not returned, with the reason.
+	Files        []File        `json:"files,omitempty"`
+	FilesLeftOut []LeftOutFile `json:"files_left_out,omitempty"`
+	Meta         *Meta         `json:"meta,omitempty"`
 }
 
 // Error is the error object of an answer.
@@ -60,6 +120,9 @@ type Meta struct {
 	QueueMS         float64 `json:"queue_ms"`
 	StdoutTruncated bool    `json:"stdout_truncated"`
 	StderrTruncated bool    `json:"stderr_truncated"`
+	// FilesTruncated: output/ held more entries than were looked at, so
+	// files_left_out does not name every file left out.
+	FilesTruncated bool `json:"files_truncated,omitempty"`
 }
 
 // NewResponse is the envelope of a script's outcome, answering the request
@@ -76,7 +139,17 @@ func NewResponse(resp *pyexec.Response, requestID string) Response {
 			QueueMS:         float64(resp.QueueWait.Microseconds()) / 1000,
 			StdoutTruncated: resp.StdoutTruncated,
 			StderrTruncated: resp.StderrTruncated,
+			FilesTruncated:  resp.FilesTruncated,
 		},
+	}
+	for _, f := range resp.Files {
+		wf := NewFile(f.Path, f.Content)
+		size := len(f.Content)
+		wf.Size, wf.MediaType = &size, f.MediaType
+		out.Files = append(out.Files, wf)
+	}
+	for _, f := range resp.FilesLeftOut {
+		out.FilesLeftOut = append(out.FilesLeftOut, LeftOutFile(f))
 	}
 	if resp.Error != nil {
 		out.Result = nil
@@ -104,7 +177,21 @@ func (r *Response) Domain() *pyexec.Response {
 		out.Result = nil
 		out.Error = r.Error.Domain()
 	}
+	for _, f := range r.Files {
+		// A file whose content cannot be decoded is named as left out
+		// rather than dropped.
+		data, err := f.Decode()
+		if err != nil {
+			out.FilesLeftOut = append(out.FilesLeftOut, pyexec.LeftOutFile{Path: f.Path, Reason: err.Error()})
+			continue
+		}
+		out.Files = append(out.Files, pyexec.OutputFile{Path: f.Path, MediaType: f.MediaType, Content: data})
+	}
+	for _, f := range r.FilesLeftOut {
+		out.FilesLeftOut = append(out.FilesLeftOut, pyexec.LeftOutFile(f))
+	}
 	if r.Meta != nil {
+		out.FilesTruncated = r.Meta.FilesTruncated
 		out.StdoutTruncated = r.Meta.StdoutTruncated
 		out.StderrTruncated = r.Meta.StderrTruncated
 		out.Duration = millis(r.Meta.DurationMS)

@@ -69,3 +69,31 @@ func TestRequestJSONWithArgs(t *testing.T) {
 	assert.JSONEq(t, `{"script":"s","args":{"city":"Oslo","n":12345678901234567890}}`, string(data))
 	assert.Contains(t, string(data), "12345678901234567890", "numbers as written")
 }
+
+func TestFilesRoundTrip(t *testing.T) {
+	req := NewRequest(pyexec.Request{Script: "s", Files: []pyexec.File{
+		{Path: "t.csv", Content: []byte("a,é\n")}, {Path: "b", Content: []byte{0, 0xff}}}})
+	assert.Equal(t, []File{
+		{Path: "t.csv", Encoding: EncodingUTF8, Content: "a,é\n"},
+		{Path: "b", Encoding: EncodingBase64, Content: "AP8="},
+	}, req.Files, "text as text, anything else base64")
+
+	resp := NewResponse(&pyexec.Response{
+		Files:          []pyexec.OutputFile{{Path: "o.png", MediaType: "image/png", Content: []byte{0x89, 'P'}}},
+		FilesLeftOut:   []pyexec.LeftOutFile{{Path: "l", Reason: "r"}},
+		FilesTruncated: true,
+	}, "id")
+	data, err := json.Marshal(resp)
+	require.NoError(t, err)
+	var back Response
+	require.NoError(t, json.Unmarshal(data, &back))
+	got := back.Domain()
+	assert.Equal(t, []pyexec.OutputFile{{Path: "o.png", MediaType: "image/png", Content: []byte{0x89, 'P'}}}, got.Files)
+	assert.Equal(t, []pyexec.LeftOutFile{{Path: "l", Reason: "r"}}, got.FilesLeftOut)
+	assert.True(t, got.FilesTruncated)
+
+	back.Files[0].Content = "!!"
+	got = back.Domain()
+	assert.Empty(t, got.Files)
+	assert.Contains(t, got.FilesLeftOut[0].Reason, "not base64", "an undecodable file is named, not dropped")
+}

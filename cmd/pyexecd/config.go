@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 
+	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/jail"
 )
 
@@ -19,31 +20,37 @@ import (
 // given. DefaultConfig holds every default (the README's configuration
 // table lists them).
 type Config struct {
-	Port            string
-	Host            string
-	PoolSize        int
-	Isolation       jail.Isolation
-	Validation      jail.Validation
-	Timeout         time.Duration
-	MaxTimeout      time.Duration
-	MemoryMB        int
-	PidsMax         int
-	TmpfsMB         int
-	MaxScriptBytes  int
-	MaxOutputBytes  int
-	QueueTimeout    time.Duration
-	APIKey          string
-	Nsjail          string
-	Python          string
-	Cgroup          jail.CgroupMode
-	LogLevel        zapcore.Level
-	WorkerMaxAge    time.Duration
-	StartupTimeout  time.Duration
-	SpawnTimeout    time.Duration
-	ShutdownTimeout time.Duration
-	ForkMaxRuns     int
-	RateLimit       int
-	TraceProject    string
+	Port           string
+	Host           string
+	PoolSize       int
+	Isolation      jail.Isolation
+	Validation     jail.Validation
+	Timeout        time.Duration
+	MaxTimeout     time.Duration
+	MemoryMB       int
+	PidsMax        int
+	TmpfsMB        int
+	MaxScriptBytes int
+	MaxOutputBytes int
+	// Input files of a request, and the files returned from output/: how
+	// many, and how many bytes of content in all.
+	MaxInputFiles       int
+	MaxInputBytes       int
+	MaxOutputFiles      int
+	MaxOutputFilesBytes int
+	QueueTimeout        time.Duration
+	APIKey              string
+	Nsjail              string
+	Python              string
+	Cgroup              jail.CgroupMode
+	LogLevel            zapcore.Level
+	WorkerMaxAge        time.Duration
+	StartupTimeout      time.Duration
+	SpawnTimeout        time.Duration
+	ShutdownTimeout     time.Duration
+	ForkMaxRuns         int
+	RateLimit           int
+	TraceProject        string
 	// GoogleCloud is set when the platform's variables say the service
 	// runs on Cloud Run (K_SERVICE for a service, CLOUD_RUN_JOB for a job):
 	// without a TraceProject, start-up then asks the metadata server.
@@ -81,13 +88,21 @@ func DefaultConfig() Config {
 		TmpfsMB:        64,
 		MaxScriptBytes: 200 * 1024,
 		MaxOutputBytes: 1 << 20,
-		QueueTimeout:   10 * time.Second,
-		Python:         ".venv/bin/python",
-		Cgroup:         jail.CgroupAuto,
-		LogLevel:       zapcore.InfoLevel,
-		WorkerMaxAge:   10 * time.Minute,
-		StartupTimeout: 60 * time.Second,
-		SpawnTimeout:   30 * time.Second,
+		// Input files are held in memory while a request is read and
+		// written to the jail's /tmp, so they count against
+		// PYEXEC_TMPFS_MB; 10 MiB leaves most of the default 64 MB to
+		// the script.
+		MaxInputFiles:       100,
+		MaxInputBytes:       10 << 20,
+		MaxOutputFiles:      100,
+		MaxOutputFilesBytes: 10 << 20,
+		QueueTimeout:        10 * time.Second,
+		Python:              ".venv/bin/python",
+		Cgroup:              jail.CgroupAuto,
+		LogLevel:            zapcore.InfoLevel,
+		WorkerMaxAge:        10 * time.Minute,
+		StartupTimeout:      60 * time.Second,
+		SpawnTimeout:        30 * time.Second,
 		// Cloud Run allows 10 s between SIGTERM and SIGKILL.
 		ShutdownTimeout: 9 * time.Second,
 		ForkMaxRuns:     10000,
@@ -113,6 +128,10 @@ func (c *Config) ParseEnv(getenv func(string) string) error {
 	p.integer("PYEXEC_TMPFS_MB", &c.TmpfsMB, 1, 1<<16)
 	p.integer("PYEXEC_MAX_SCRIPT_BYTES", &c.MaxScriptBytes, 1, 64<<20)
 	p.integer("PYEXEC_MAX_OUTPUT_BYTES", &c.MaxOutputBytes, 1024, 64<<20)
+	p.integer("PYEXEC_MAX_INPUT_FILES", &c.MaxInputFiles, 0, 10000)
+	p.integer("PYEXEC_MAX_INPUT_BYTES", &c.MaxInputBytes, 0, 1<<30)
+	p.integer("PYEXEC_MAX_OUTPUT_FILES", &c.MaxOutputFiles, 0, 10000)
+	p.integer("PYEXEC_MAX_OUTPUT_FILES_BYTES", &c.MaxOutputFilesBytes, 0, 1<<30)
 	p.seconds("PYEXEC_QUEUE_TIMEOUT", &c.QueueTimeout)
 	p.str("PYEXEC_API_KEY", &c.APIKey)
 	p.str("PYEXEC_NSJAIL", &c.Nsjail)
@@ -148,6 +167,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SpawnTimeout <= 0 || c.StartupTimeout <= 0 {
 		return fmt.Errorf("PYEXEC_SPAWN_TIMEOUT and PYEXEC_STARTUP_TIMEOUT must be positive")
+	}
+	if c.MaxInputBytes >= c.TmpfsMB<<20 {
+		return fmt.Errorf("PYEXEC_MAX_INPUT_BYTES (%d) must be less than PYEXEC_TMPFS_MB (%d MB): input files are written there", c.MaxInputBytes, c.TmpfsMB)
 	}
 	if _, err := strconv.Atoi(c.Port); err != nil {
 		return fmt.Errorf("PORT=%q: not a port number", c.Port)
@@ -296,4 +318,12 @@ func (p *envParser) seconds(name string, dst *time.Duration) {
 		return
 	}
 	*dst = d
+}
+
+// BodyLimit is the largest request body the service reads: a script of
+// MaxScriptBytes and MaxInputFiles input files holding MaxInputBytes in
+// all, every byte of them JSON-escaped to six (base64 content takes less),
+// each file's path escaped too, and room for the rest of the envelope.
+func (c *Config) BodyLimit() int {
+	return 6*c.MaxScriptBytes + 6*c.MaxInputBytes + c.MaxInputFiles*(6*pyexec.MaxFilePathBytes+128) + 64*1024
 }

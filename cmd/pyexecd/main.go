@@ -100,19 +100,23 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Log = newLogger(c.LogLevel, zapcore.Lock(os.Stderr))
 	}
 	sp, err := jail.NewSpawner(jail.Config{
-		PythonPath:     c.Python,
-		NsjailPath:     c.Nsjail,
-		MemoryMB:       c.MemoryMB,
-		PidsMax:        c.PidsMax,
-		TmpfsMB:        c.TmpfsMB,
-		Cgroup:         c.Cgroup,
-		MaxOutputBytes: c.MaxOutputBytes,
-		MaxScriptBytes: c.MaxScriptBytes,
-		Validation:     c.Validation,
-		MaxLifetime:    c.WorkerMaxAge + 5*time.Minute,
-		SpawnTimeout:   c.SpawnTimeout,
-		Isolation:      c.Isolation,
-		MaxRuns:        c.ForkMaxRuns,
+		PythonPath:          c.Python,
+		NsjailPath:          c.Nsjail,
+		MemoryMB:            c.MemoryMB,
+		PidsMax:             c.PidsMax,
+		TmpfsMB:             c.TmpfsMB,
+		Cgroup:              c.Cgroup,
+		MaxOutputBytes:      c.MaxOutputBytes,
+		MaxScriptBytes:      c.MaxScriptBytes,
+		MaxInputFiles:       c.MaxInputFiles,
+		MaxInputBytes:       c.MaxInputBytes,
+		MaxOutputFiles:      c.MaxOutputFiles,
+		MaxOutputFilesBytes: c.MaxOutputFilesBytes,
+		Validation:          c.Validation,
+		MaxLifetime:         c.WorkerMaxAge + 5*time.Minute,
+		SpawnTimeout:        c.SpawnTimeout,
+		Isolation:           c.Isolation,
+		MaxRuns:             c.ForkMaxRuns,
 	}, m.Log.Named("jail"))
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
@@ -162,6 +166,9 @@ func (m *Main) Run(ctx context.Context) error {
 	m.cancelRequests = cancel
 	app, err := api.New(api.Config{
 		MaxScriptBytes: c.MaxScriptBytes,
+		BodyLimit:      c.BodyLimit(),
+		MaxInputFiles:  c.MaxInputFiles,
+		MaxInputBytes:  c.MaxInputBytes,
 		DefaultTimeout: c.Timeout,
 		MaxTimeout:     c.MaxTimeout,
 		APIKey:         c.APIKey,

@@ -4,6 +4,7 @@ made before any of the script runs, and the call with them."""
 import json
 import os
 import subprocess
+import tempfile
 import sys
 
 import pytest
@@ -76,6 +77,7 @@ def test_signature_is_read_without_running_the_script():
 def proc():
     p = subprocess.Popen(
         [sys.executable, "-I", "-B", HARNESS],
+        env=dict(os.environ, PYEXEC_WORKDIR=os.path.join(tempfile.mkdtemp(), "work")),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     assert json.loads(p.stdout.readline())["ready"] is True

@@ -4,6 +4,7 @@ result encoding, and the protocol spoken by a real harness process."""
 import json
 import os
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
@@ -145,6 +146,7 @@ class Proc:
     def __init__(self):
         self.p = subprocess.Popen(
             [sys.executable, "-I", "-B", HARNESS],
+            env=dict(os.environ, PYEXEC_WORKDIR=os.path.join(tempfile.mkdtemp(), "work")),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
