@@ -26,6 +26,8 @@ import (
 	"net/http"
 	neturl "net/url"
 	"os"
+	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -49,11 +51,13 @@ func main() {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: pyexec run SCRIPT|- [--url URL] [--timeout SECONDS] [--args JSON]")
+	fmt.Fprintln(w, "usage: pyexec run SCRIPT|- [--url URL] [--timeout SECONDS] [--args JSON] [--file LOCAL[:PATH]]... [--out DIR]")
 	fmt.Fprintln(w, "       pyexec mcp [--url URL]   (an MCP server on stdin/stdout with the run_python tool)")
 	fmt.Fprintln(w, "  --url      the service (default $PYEXEC_URL, else "+defaultURL+")")
 	fmt.Fprintln(w, "  --timeout  the script's time limit in seconds, more than 0 (default: the service's)")
 	fmt.Fprintln(w, `  --args     a JSON object whose members main is called with as keyword arguments ('{"city": "Oslo"}')`)
+	fmt.Fprintln(w, "  --file     an input file for the script's working directory, at PATH (default: LOCAL's base name); repeatable")
+	fmt.Fprintln(w, "  --out      write the files the script left in output/ under DIR (made if missing)")
 	fmt.Fprintln(w, "  the API key, if the service needs one, is read from PYEXEC_API_KEY")
 }
 
@@ -96,6 +100,9 @@ func runScript(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv 
 	fs.Var(&timeout, "timeout", "")
 	var mainArgs argsFlag
 	fs.Var(&mainArgs, "args", "")
+	var files filesFlag
+	fs.Var(&files, "file", "")
+	out := fs.String("out", "", "")
 	// Accept flags before or after the script name.
 	var positional []string
 	rest := args
@@ -124,6 +131,10 @@ func runScript(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv 
 		return exitUsage
 	}
 	req := pyexec.Request{Script: script, Timeout: time.Duration(timeout), Args: json.RawMessage(mainArgs)}
+	if req.Files, err = files.read(); err != nil {
+		fmt.Fprintln(stderr, "pyexec:", err)
+		return exitUsage
+	}
 	c := &client.Client{BaseURL: *url, APIKey: getenv("PYEXEC_API_KEY"), HTTP: &http.Client{Timeout: 5 * time.Minute}}
 	ans, err := c.Execute(context.Background(), req)
 	if err != nil {
@@ -138,11 +149,14 @@ func runScript(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv 
 	if ans.StderrTruncated {
 		notes = append(notes, "pyexec: the service truncated the script's stderr (it keeps at most its output limit)")
 	}
-	if len(notes) > 0 || ans.Error != nil {
+	if len(notes) > 0 || ans.Error != nil || len(ans.Files) > 0 || len(ans.FilesLeftOut) > 0 {
 		endLine(stderr, ans.Stderr) // what follows is ours, on lines of its own
 	}
 	for _, n := range notes {
 		fmt.Fprintln(stderr, n)
+	}
+	if !reportFiles(stderr, ans.Response, *out) {
+		return exitUsage
 	}
 	if ans.Error != nil {
 		printError(stderr, ans.Error)
@@ -238,4 +252,96 @@ func readScript(name string, stdin io.Reader) (string, error) {
 		return "", errors.New("read script: it is empty")
 	}
 	return string(data), nil
+}
+
+// filesFlag is --file LOCAL[:PATH], repeatable: LOCAL is read and sent as
+// the input file PATH, by default LOCAL's base name. The last ':' splits
+// them, so a local name holding one needs an explicit PATH.
+type filesFlag []string
+
+func (f *filesFlag) String() string { return strings.Join(*f, ",") }
+
+func (f *filesFlag) Set(s string) error {
+	local, path := fileSpec(s)
+	if local == "" {
+		return errors.New("must be LOCAL or LOCAL:PATH")
+	}
+	if err := pyexec.CheckFilePath(path); err != nil {
+		return err
+	}
+	*f = append(*f, s)
+	return nil
+}
+
+func fileSpec(s string) (local, path string) {
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		return s[:i], s[i+1:]
+	}
+	return s, filepath.Base(s)
+}
+
+// read returns the files' contents, as the request carries them.
+func (f filesFlag) read() ([]pyexec.File, error) {
+	var out []pyexec.File
+	for _, s := range f {
+		local, path := fileSpec(s)
+		data, err := os.ReadFile(local)
+		if err != nil {
+			return nil, fmt.Errorf("--file: %w", err)
+		}
+		out = append(out, pyexec.File{Path: path, Content: data})
+	}
+	return out, nil
+}
+
+// reportFiles tells on stderr which output files came back and which were
+// left out, and writes them under dir when it is set. A path that is not a
+// plain relative one (the service refuses those) or a link in dir leading
+// out of it cannot make a file land outside dir: os.Root refuses both.
+// It reports false when a file could not be written.
+func reportFiles(stderr io.Writer, resp *pyexec.Response, dir string) bool {
+	for _, f := range resp.FilesLeftOut {
+		fmt.Fprintf(stderr, "pyexec: output file %s left out: %s\n", f.Path, f.Reason)
+	}
+	if resp.FilesTruncated {
+		fmt.Fprintln(stderr, "pyexec: output/ held more files than the service looked at")
+	}
+	if len(resp.Files) == 0 {
+		return true
+	}
+	if dir == "" {
+		fmt.Fprintf(stderr, "pyexec: the script left %d files in output/ (--out DIR writes them)\n", len(resp.Files))
+		return true
+	}
+	if err := writeFiles(dir, resp.Files); err != nil {
+		fmt.Fprintln(stderr, "pyexec: --out:", err)
+		return false
+	}
+	fmt.Fprintf(stderr, "pyexec: wrote %d files to %s\n", len(resp.Files), dir)
+	return true
+}
+
+func writeFiles(dir string, files []pyexec.OutputFile) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for _, f := range files {
+		if err := pyexec.CheckFilePath(f.Path); err != nil {
+			return err
+		}
+		if d := path.Dir(f.Path); d != "." {
+			if err := root.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+		}
+		if err := root.WriteFile(f.Path, f.Content, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
