@@ -1,11 +1,13 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -103,4 +105,19 @@ func TestExecute_ReturnsOutputFiles(t *testing.T) {
 	a = do(t, Config{}, exec, http.MethodPost, "/execute", `{"script": "s"}`)
 	assert.NotContains(t, a.Raw, "files", "no output files, no key")
 	assert.NotContains(t, a.Raw, "files_left_out")
+}
+
+// The MCP tool's requests do not come as /execute's body: the same limits
+// on input files are applied to them before they run.
+func TestRunChecked_AppliesTheFileLimits(t *testing.T) {
+	s := &server{cfg: Config{MaxScriptBytes: 1024, DefaultTimeout: time.Second, MaxTimeout: time.Second, MaxInputFiles: 1, MaxInputBytes: 10}}
+	require.NoError(t, s.cfg.check())
+	for _, files := range [][]pyexec.File{
+		{{Path: "a"}, {Path: "b"}},
+		{{Path: "a", Content: make([]byte, 11)}},
+		{{Path: "../a"}},
+	} {
+		_, err := s.runChecked(context.Background(), pyexec.Request{Script: "s", Files: files})
+		assert.Equal(t, pyexec.CodeInvalidRequest, pyexec.ErrorCode(err), "%v", files)
+	}
 }

@@ -167,5 +167,8 @@ func (s *server) runChecked(ctx context.Context, req pyexec.Request) (*pyexec.Re
 		return nil, err
 	}
 	req.Args = args
+	if err := pyexec.CheckFiles(req.Files, s.cfg.MaxInputFiles, s.cfg.MaxInputBytes); err != nil {
+		return nil, err
+	}
 	return s.run(ctx, req)
 }

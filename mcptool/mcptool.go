@@ -22,6 +22,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pyexec/pyexec"
+	"github.com/pyexec/pyexec/wire"
 )
 
 // ToolName is the name of the one tool.
@@ -39,19 +40,45 @@ type Input struct {
 	Timeout *float64 `json:"timeout,omitempty" jsonschema:"wall-clock limit in seconds (the service's default when left out)"`
 	// Args is typed for its schema only: the handler passes on the JSON
 	// text the client sent, so that numbers reach main as written.
-	Args map[string]any `json:"args,omitempty" jsonschema:"keyword arguments for main(), as a JSON object: {\"city\": \"Oslo\"} calls main(city=\"Oslo\")"`
+	Args  map[string]any `json:"args,omitempty" jsonschema:"keyword arguments for main(), as a JSON object: {\"city\": \"Oslo\"} calls main(city=\"Oslo\")"`
+	Files []InputFile    `json:"files,omitempty" jsonschema:"input files, written into the script's working directory (its current directory) before it starts"`
+}
+
+// InputFile is an input file of the tool's arguments.
+type InputFile struct {
+	Path     string `json:"path" jsonschema:"relative path in the working directory, such as data/sales.csv (no .. or absolute path)"`
+	Content  string `json:"content" jsonschema:"the file's text, or its bytes in base64 when encoding is base64"`
+	Encoding string `json:"encoding,omitempty" jsonschema:"utf-8 (the default) or base64"`
+}
+
+// OutputFile is a file the script left in output/.
+type OutputFile struct {
+	Path      string `json:"path" jsonschema:"relative to output/"`
+	Size      int    `json:"size"`
+	MediaType string `json:"media_type"`
+	Encoding  string `json:"encoding" jsonschema:"utf-8: content is the text; base64: content is the bytes in base64"`
+	Content   string `json:"content"`
+}
+
+// LeftOutFile is a file in output/ that is not returned, and why.
+type LeftOutFile struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
 }
 
 // Output is the tool's structured result, the same fields as the answer
 // of POST /execute.
 type Output struct {
 	// Result is main()'s return value; null when the script failed.
-	Result          any    `json:"result" jsonschema:"the JSON value main() returned; null when the script failed"`
-	Stdout          string `json:"stdout" jsonschema:"what the script printed on standard output"`
-	Stderr          string `json:"stderr" jsonschema:"what the script printed on standard error"`
-	StdoutTruncated bool   `json:"stdout_truncated,omitempty" jsonschema:"stdout was cut at the output limit"`
-	StderrTruncated bool   `json:"stderr_truncated,omitempty" jsonschema:"stderr was cut at the output limit"`
-	Error           *Error `json:"error" jsonschema:"why the script failed; null on success"`
+	Result          any           `json:"result" jsonschema:"the JSON value main() returned; null when the script failed"`
+	Stdout          string        `json:"stdout" jsonschema:"what the script printed on standard output"`
+	Stderr          string        `json:"stderr" jsonschema:"what the script printed on standard error"`
+	StdoutTruncated bool          `json:"stdout_truncated,omitempty" jsonschema:"stdout was cut at the output limit"`
+	StderrTruncated bool          `json:"stderr_truncated,omitempty" jsonschema:"stderr was cut at the output limit"`
+	Error           *Error        `json:"error" jsonschema:"why the script failed; null on success"`
+	Files           []OutputFile  `json:"files,omitempty" jsonschema:"the files the script left in output/ in its working directory"`
+	FilesLeftOut    []LeftOutFile `json:"files_left_out,omitempty" jsonschema:"files in output/ that are not returned (links, special files, over the limits), with the reason"`
+	FilesTruncated  bool          `json:"files_truncated,omitempty" jsonschema:"output/ held more files than were looked at: files_left_out does not name them all"`
 }
 
 // Error is a failed run's error, as in the answer of POST /execute.
@@ -94,6 +121,8 @@ func Tool(limits pyexec.Limits) (*mcp.Tool, error) {
 	// null is accepted as on /execute, where it is the same as no args.
 	args := in.Properties["args"]
 	args.Type, args.Types = "", []string{"null", "object"}
+	files := in.Properties["files"]
+	files.Type, files.Types = "", []string{"null", "array"}
 	out, err := jsonschema.For[Output](nil)
 	if err != nil {
 		return nil, fmt.Errorf("run_python output schema: %w", err)
@@ -117,6 +146,8 @@ func Description(l pyexec.Limits) string {
 	b.WriteString(`Run a Python 3 script in an isolated sandbox and get back what main() returned and what the script printed.
 
 The script must define a top-level "def main():"; it is called once and its return value is the result. To pass data in, give the args object: main is called with its members as keyword arguments (args {"city": "Oslo"} calls main(city="Oslo"); parameters left out take their defaults). Without args, main must take no required arguments. Return JSON-serialisable data (dict, list, str, int, float, bool, None); numpy scalars and arrays, pandas DataFrames (a list of row objects, missing values as null) and Series, dates and times (ISO 8601 strings) and Decimals are converted as well, other objects are not (the error says how to convert them). Everything printed to stdout and stderr is captured and returned as well.
+
+To pass files in, give files: each {"path": "data/sales.csv", "content": "..."} (add "encoding": "base64" for binary content) is written, before the script starts, into its working directory, which is its current directory. Files the script writes under output/ in that directory (open("output/summary.csv", "w")) come back with the result: text files as text, others base64.
 
 Available: the standard library, numpy and pandas (with python-dateutil and tzdata). Nothing else can be installed. There is no network access. Files can be written only under /tmp; the rest of the file system is read-only. Each call runs in a fresh interpreter: nothing carries over from one call to the next, so send the whole program every time.
 `)
@@ -177,6 +208,13 @@ func handler(run RunFunc) mcp.ToolHandlerFor[Input, any] {
 			}
 		}
 		req := pyexec.Request{Script: in.Script, Args: rawArgs(call, in)}
+		for _, f := range in.Files {
+			data, err := wire.File{Path: f.Path, Content: f.Content, Encoding: f.Encoding}.Decode()
+			if err != nil {
+				return structured(Format(&pyexec.Response{Error: &pyexec.Error{Code: pyexec.CodeInvalidRequest, Message: err.Error()}}))
+			}
+			req.Files = append(req.Files, pyexec.File{Path: f.Path, Content: data})
+		}
 		if in.Timeout != nil {
 			// Kept positive when it rounds to zero, which would mean "the
 			// default"; negative when it is not positive, so it is refused;
@@ -289,7 +327,7 @@ func notText(args json.RawMessage) *pyexec.Error {
 	if json.Unmarshal(args, &fields) != nil {
 		return nil // the SDK has refused them already
 	}
-	for _, name := range []string{"script", "args"} {
+	for _, name := range []string{"script", "args", "files"} {
 		if esc, ok := pyexec.LoneSurrogate(fields[name]); ok {
 			return &pyexec.Error{Code: pyexec.CodeInvalidRequest,
 				Message: `"` + name + `" contains ` + esc + `, half of a surrogate pair without the other half: not a character`}
@@ -321,6 +359,7 @@ func Format(resp *pyexec.Response) (*mcp.CallToolResult, Output, error) {
 	var text strings.Builder
 	stream(&text, "stdout", resp.Stdout, resp.StdoutTruncated)
 	stream(&text, "stderr", resp.Stderr, resp.StderrTruncated)
+	files(&text, &out, resp)
 	if e := resp.Error; e != nil {
 		out.Error = &Error{Type: string(e.Code), Message: e.Message, Traceback: e.Traceback}
 		fmt.Fprintf(&text, "error: %s: %s\n", e.Code, e.Message)
@@ -339,6 +378,34 @@ func Format(resp *pyexec.Response) (*mcp.CallToolResult, Output, error) {
 	out.Result = result
 	fmt.Fprintf(&text, "result: %s\n", resp.Result)
 	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text.String()}}}, out, nil
+}
+
+// files adds the output files to out, and to the text: each one's path,
+// type and size, and the content of a text file (a binary one is in the
+// structured output only, as base64).
+func files(b *strings.Builder, out *Output, resp *pyexec.Response) {
+	for _, f := range resp.Files {
+		wf := wire.NewFile(f.Path, f.Content)
+		out.Files = append(out.Files, OutputFile{Path: f.Path, Size: len(f.Content), MediaType: f.MediaType, Encoding: wf.Encoding, Content: wf.Content})
+		fmt.Fprintf(b, "file output/%s (%s, %d bytes)", f.Path, f.MediaType, len(f.Content))
+		if wf.Encoding == wire.EncodingUTF8 {
+			b.WriteString(":\n" + wf.Content)
+			if !strings.HasSuffix(wf.Content, "\n") {
+				b.WriteString("\n")
+			}
+		} else {
+			b.WriteString(": binary, base64 in the structured result's files\n")
+		}
+		b.WriteString("\n")
+	}
+	for _, f := range resp.FilesLeftOut {
+		out.FilesLeftOut = append(out.FilesLeftOut, LeftOutFile(f))
+		fmt.Fprintf(b, "file output/%s left out: %s\n", f.Path, f.Reason)
+	}
+	out.FilesTruncated = resp.FilesTruncated
+	if resp.FilesTruncated {
+		b.WriteString("output/ held more files than were looked at\n")
+	}
 }
 
 func stream(b *strings.Builder, name, text string, truncated bool) {
