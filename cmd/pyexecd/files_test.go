@@ -19,6 +19,7 @@ import (
 	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/client"
 	"github.com/pyexec/pyexec/jail"
+	"github.com/pyexec/pyexec/mcptool"
 )
 
 // runFiles runs req and returns its status and outcome, a refusal as an
@@ -165,6 +166,27 @@ func testE2EFiles(t *testing.T, iso jail.Isolation) {
 		}
 		assert.True(t, r.FilesTruncated, "there were more than the answer names")
 		s.healthy()
+	})
+
+	t.Run("run_python over /mcp takes files and returns output files", func(t *testing.T) {
+		cs, err := s.connectMCP("")
+		require.NoError(t, err)
+		defer cs.Close()
+		res, text, out := callTool(t, cs, map[string]any{
+			"script": "def main():\n    n = len(open('in.txt').read())\n    open('output/n.txt', 'w').write(str(n))\n    return n\n",
+			"files":  []map[string]any{{"path": "in.txt", "content": "hello"}},
+		})
+		assert.False(t, res.IsError, text)
+		assert.Equal(t, []mcptool.OutputFile{{Path: "n.txt", Size: 1, MediaType: "text/plain", Encoding: "utf-8", Content: "5"}}, out.Files)
+		assert.Contains(t, text, "file output/n.txt (text/plain, 1 bytes):\n5\n")
+		res, text, out = callTool(t, cs, map[string]any{
+			"script": "def main():\n    return 1\n",
+			"files":  []map[string]any{{"path": "../x", "content": ""}},
+		})
+		assert.True(t, res.IsError, text)
+		require.NotNil(t, out.Error)
+		assert.Equal(t, "invalid_request", out.Error.Type)
+		assert.Contains(t, out.Error.Message, `"../x"`)
 	})
 
 	t.Run("the next script sees none of the previous one's files", func(t *testing.T) {
