@@ -77,9 +77,10 @@ def main():
     leaks = []
     # What the jail mounted under /tmp (a checkout there holds the
     # interpreter's prefix) and the directories leading to it belong to
-    # the jail; anything else is left over.
+    # the jail, and so do this script's own working directory and its
+    # empty output/; anything else is left over.
     mounts = {l.split()[4] for l in open("/proc/self/mountinfo") if l.split()[4].startswith("/tmp/")}
-    keep = set()
+    keep = {"/tmp/work", "/tmp/work/output"}
     for m in mounts:
         d = os.path.dirname(m)
         while d != "/tmp":
@@ -91,7 +92,7 @@ def main():
         leaks += ["/tmp holds " + os.path.join(root, d) for d in dirs if os.path.join(root, d) not in keep]
     if "PYEXEC_LEAK" in os.environ:
         leaks.append("environment")
-    if os.getcwd() != "/tmp":
+    if os.getcwd() != "/tmp/work":
         leaks.append("cwd " + os.getcwd())
     if signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         leaks.append("SIGTERM disposition")
