@@ -171,21 +171,27 @@ type PoolStatus struct {
 // /health never claims more than the host gives.
 type Limits struct {
 	// Cgroup is "v1", "v2" or "none" (rlimits only).
-	Cgroup         string   `json:"cgroup"`
-	MemoryMB       int      `json:"memory_mb"`
-	MemoryEnforcer string   `json:"memory_enforced_by"`
-	PidsMax        int      `json:"pids_max"`
-	PidsEnforcer   string   `json:"pids_enforced_by"`
-	TmpfsMB        int      `json:"tmpfs_mb"`
-	CPUs           int      `json:"cpus"`
-	CPUEnforcer    string   `json:"cpus_enforced_by"`
-	Network        string   `json:"network"`
-	Seccomp        string   `json:"seccomp"`
-	TimeoutDefault float64  `json:"timeout_default_s"`
-	TimeoutMax     float64  `json:"timeout_max_s"`
-	MaxScriptBytes int      `json:"max_script_bytes"`
-	MaxOutputBytes int      `json:"max_output_bytes"`
-	Warnings       []string `json:"warnings,omitempty"`
+	Cgroup         string  `json:"cgroup"`
+	MemoryMB       int     `json:"memory_mb"`
+	MemoryEnforcer string  `json:"memory_enforced_by"`
+	PidsMax        int     `json:"pids_max"`
+	PidsEnforcer   string  `json:"pids_enforced_by"`
+	TmpfsMB        int     `json:"tmpfs_mb"`
+	CPUs           int     `json:"cpus"`
+	CPUEnforcer    string  `json:"cpus_enforced_by"`
+	Network        string  `json:"network"`
+	Seccomp        string  `json:"seccomp"`
+	TimeoutDefault float64 `json:"timeout_default_s"`
+	TimeoutMax     float64 `json:"timeout_max_s"`
+	MaxScriptBytes int     `json:"max_script_bytes"`
+	MaxOutputBytes int     `json:"max_output_bytes"`
+	// Input files a request may carry and output files an answer
+	// returns: how many, and how many bytes in all.
+	MaxInputFiles       int      `json:"max_input_files"`
+	MaxInputBytes       int      `json:"max_input_bytes"`
+	MaxOutputFiles      int      `json:"max_output_files"`
+	MaxOutputFilesBytes int      `json:"max_output_files_bytes"`
+	Warnings            []string `json:"warnings,omitempty"`
 }
 
 // Status is what /health reports.

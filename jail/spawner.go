@@ -422,15 +422,19 @@ func (s *Spawner) buildArgs(plan *mountPlan) []string {
 func (s *Spawner) describeLimits() pyexec.Limits {
 	c := s.cfg
 	l := pyexec.Limits{
-		Cgroup:         s.cg.mode.String(),
-		MemoryMB:       c.MemoryMB,
-		PidsMax:        c.PidsMax,
-		TmpfsMB:        c.TmpfsMB,
-		CPUs:           c.CPUs,
-		Network:        "none (private network namespace)",
-		Seccomp:        fmt.Sprintf("%d system calls and namespace-creating clone flags refused", len(deniedSyscalls())),
-		MaxScriptBytes: c.MaxScriptBytes,
-		MaxOutputBytes: c.MaxOutputBytes,
+		Cgroup:              s.cg.mode.String(),
+		MemoryMB:            c.MemoryMB,
+		PidsMax:             c.PidsMax,
+		TmpfsMB:             c.TmpfsMB,
+		CPUs:                c.CPUs,
+		Network:             "none (private network namespace)",
+		Seccomp:             fmt.Sprintf("%d system calls and namespace-creating clone flags refused", len(deniedSyscalls())),
+		MaxScriptBytes:      c.MaxScriptBytes,
+		MaxOutputBytes:      c.MaxOutputBytes,
+		MaxInputFiles:       c.MaxInputFiles,
+		MaxInputBytes:       c.MaxInputBytes,
+		MaxOutputFiles:      c.MaxOutputFiles,
+		MaxOutputFilesBytes: c.MaxOutputFilesBytes,
 	}
 	if s.cg.mode == CgroupNone {
 		l.MemoryEnforcer = "rlimit_as (address space, not resident memory)"

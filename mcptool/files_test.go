@@ -57,3 +57,10 @@ func TestFormat_OutputFiles(t *testing.T) {
 		"files_left_out": [{"path": "l", "reason": "a symbolic link: not followed"}],
 		"files_truncated": true}`, string(data))
 }
+
+func TestDescription_StatesTheFileLimits(t *testing.T) {
+	d := Description(pyexec.Limits{MaxInputFiles: 100, MaxInputBytes: 10485760, MaxOutputFiles: 50, MaxOutputFilesBytes: 2048})
+	assert.Contains(t, d, "up to 100 input files, 10485760 bytes in all")
+	assert.Contains(t, d, "up to 50 output files returned, 2048 bytes in all (the rest are listed as left out)")
+	assert.NotContains(t, Description(pyexec.Limits{}), "input files,")
+}

@@ -172,6 +172,12 @@ Available: the standard library, numpy and pandas (with python-dateutil and tzda
 		limits = append(limits, "result up to "+strconv.Itoa(l.MaxOutputBytes)+
 			" bytes as JSON, stdout and stderr each cut at that size")
 	}
+	if l.MaxInputFiles > 0 {
+		limits = append(limits, "up to "+strconv.Itoa(l.MaxInputFiles)+" input files, "+strconv.Itoa(l.MaxInputBytes)+" bytes in all")
+	}
+	if l.MaxOutputFiles > 0 {
+		limits = append(limits, "up to "+strconv.Itoa(l.MaxOutputFiles)+" output files returned, "+strconv.Itoa(l.MaxOutputFilesBytes)+" bytes in all (the rest are listed as left out)")
+	}
 	if len(limits) > 0 {
 		b.WriteString("\nLimits: " + strings.Join(limits, "; ") + ".\n")
 	}
