@@ -709,8 +709,8 @@ def collect_output(top, max_files, max_bytes):
             out_fd = os.open(OUTPUT_DIR, _DIR_FLAGS, dir_fd=top_fd)
         except FileNotFoundError:
             return files, left_out, False
-        except OSError:
-            leave(OUTPUT_DIR, "output is not a directory (a symbolic link is not followed)")
+        except OSError as exc:
+            leave(OUTPUT_DIR, "output/ cannot be read (a symbolic link is not followed): %s" % (exc.strerror or exc))
             return files, left_out, state["truncated"]
     finally:
         os.close(top_fd)
@@ -745,7 +745,7 @@ def _collect_dir(dir_fd, prefix, stack, files, leave, state, budget, max_files, 
             except UnicodeEncodeError:
                 bad = True
             if bad:
-                leave(ascii(path), "its name is not a plain UTF-8 path of the allowed length")
+                leave(ascii(path)[:200], "its name is not a plain UTF-8 path of the allowed length")
                 continue
             try:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)

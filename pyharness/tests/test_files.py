@@ -189,3 +189,20 @@ def test_a_script_reads_its_input_and_returns_its_output(tmp_path):
     assert reply["result"] == {"cwd": str(tmp_path / "work"), "n": 42}
     assert reply["files"] == [{"path": "result.txt", "media_type": "text/plain", "content": b64(b"42")}]
     assert reply["files_left_out"] == [] and reply["files_truncated"] is False
+
+
+def test_a_name_that_is_no_plain_path_is_named_briefly(tmp_path):
+    out = make_output(tmp_path)
+    deep = out
+    for _ in range(5):
+        deep = deep / ("d" * 250)
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"x")
+    (out / "a\\b").write_bytes(b"x")
+    files, left, truncated = harness.collect_output(str(tmp_path / "work"), 10, 100)
+    assert files == []
+    assert len(left) == 2
+    for f in left:
+        assert len(f["path"]) <= 200
+        assert f["reason"] == "its name is not a plain UTF-8 path of the allowed length"
+
