@@ -659,7 +659,7 @@ def write_files(top, files):
                 raise FileError("file %r: content is not base64" % path) from None
             fd = os.dup(top_fd)
             try:
-                for i, seg in enumerate(segs[:-1]):
+                for seg in segs[:-1]:
                     sub = _open_dir(fd, seg, True)
                     os.close(fd)
                     fd = sub
