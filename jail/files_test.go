@@ -68,3 +68,18 @@ func TestRequestAndReplyLinesGrowWithTheFileLimits(t *testing.T) {
 	assert.GreaterOrEqual(t, c.maxRequestLine()-req, 4<<20+10*6*pyexec.MaxFilePathBytes, "input files travel in base64")
 	assert.GreaterOrEqual(t, c.maxReplyLine()-rep, 4<<20+20*6*pyexec.MaxFilePathBytes, "output files travel in base64")
 }
+
+// The request line has room for the largest request the limits allow.
+func TestRequestLineFitsTheLargestRequest(t *testing.T) {
+	c := Config{MaxScriptBytes: 1000, MaxOutputBytes: 1000, MaxInputFiles: 4, MaxInputBytes: 3 << 20}
+	path := strings.Repeat("\x01", pyexec.MaxFileSegmentBytes) + "/" + strings.Repeat("\x01", pyexec.MaxFileSegmentBytes)
+	msg := requestMsg{ID: "x", Script: strings.Repeat("\x01", c.MaxScriptBytes), Args: []byte(`{}`),
+		Limits: requestLimits{MaxOutputBytes: 1 << 30, MaxScriptBytes: 1 << 30, Validation: "standard", MaxOutputFiles: 1 << 30, MaxOutputFilesBytes: 1 << 30}}
+	for i := range c.MaxInputFiles {
+		msg.Files = append(msg.Files, fileMsg{Path: path + string(rune('a'+i)), Content: base64.StdEncoding.EncodeToString(make([]byte, c.MaxInputBytes/c.MaxInputFiles))})
+	}
+	line, err := encodeLine(msg)
+	assert.NoError(t, err)
+	assert.LessOrEqual(t, len(line), c.maxRequestLine())
+	assert.Greater(t, len(line), c.MaxInputBytes*4/3, "the request is as large as the limits allow")
+}

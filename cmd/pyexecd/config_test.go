@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"regexp"
 	"slices"
@@ -14,8 +16,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/internal/testenv"
 	"github.com/pyexec/pyexec/jail"
+	"github.com/pyexec/pyexec/wire"
 )
 
 func env(m map[string]string) func(string) string {
@@ -219,4 +223,20 @@ func TestRun_FailsClearlyWithoutASandbox(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "/nonexistent/bin/python")
 	assert.NoError(t, m.Close())
+}
+
+// The body limit has room for the largest request the limits allow, with
+// every byte of script, content and path JSON-escaped to six.
+func TestBodyLimitFitsTheLargestRequest(t *testing.T) {
+	c := DefaultConfig()
+	c.MaxScriptBytes, c.MaxInputFiles, c.MaxInputBytes = 1000, 4, 4000
+	path := strings.Repeat("\x01", pyexec.MaxFileSegmentBytes) + "/" + strings.Repeat("\x01", pyexec.MaxFileSegmentBytes)
+	req := pyexec.Request{Script: strings.Repeat("\x01", c.MaxScriptBytes), Args: json.RawMessage(`{}`)}
+	for i := range c.MaxInputFiles {
+		req.Files = append(req.Files, pyexec.File{Path: path + string(rune('a'+i)), Content: bytes.Repeat([]byte{1}, c.MaxInputBytes/c.MaxInputFiles)})
+	}
+	body, err := json.Marshal(wire.NewRequest(req))
+	require.NoError(t, err)
+	assert.LessOrEqual(t, len(body), c.BodyLimit())
+	assert.Greater(t, len(body), 6*(c.MaxScriptBytes+c.MaxInputBytes), "the request is as large as the limits allow")
 }
