@@ -207,6 +207,8 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 	s.env = []string{
 		"PATH=/usr/local/bin:/usr/bin:/bin",
 		"HOME=/tmp", "TMPDIR=/tmp", "LANG=C.UTF-8", "MPLCONFIGDIR=/tmp",
+		// No display: matplotlib draws with Agg, and plt.show() only warns.
+		"MPLBACKEND=Agg",
 		// One thread per library: otherwise numpy starts a thread per core,
 		// which counts against the pids limit and buys nothing on one CPU.
 		"OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",

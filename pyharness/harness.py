@@ -676,6 +676,39 @@ def run_script(tree, source, limits, devnull, captures, args=None):
 
 
 # ---------------------------------------------------------------------------
+# matplotlib
+
+FONT_CACHE_DIR = "pyexec_fontcache"
+
+
+def seed_font_cache():
+    """Put the font list built at install time where matplotlib looks for
+    it (MPLCONFIGDIR, on the jail's tmpfs), so a script importing it does
+    not scan the fonts again. Nothing to do once matplotlib has loaded it,
+    or when the virtualenv has no such list."""
+    if "matplotlib.font_manager" in sys.modules:
+        return
+    dest_dir = os.environ.get("MPLCONFIGDIR")
+    if not dest_dir:
+        return
+    for entry in sys.path:
+        src_dir = os.path.join(entry, FONT_CACHE_DIR)
+        try:
+            names = os.listdir(src_dir)
+        except OSError:
+            continue
+        for name in names:
+            dest = os.path.join(dest_dir, name)
+            if name.endswith(".json") and not os.path.exists(dest):
+                try:
+                    with open(os.path.join(src_dir, name), "rb") as src, open(dest, "wb") as out:
+                        out.write(src.read())
+                except OSError:
+                    pass
+        return
+
+
+# ---------------------------------------------------------------------------
 # Protocol
 
 
@@ -770,6 +803,7 @@ def handle(req, channel, devnull, captures, policy_default="standard"):
         })
         return
     limits = dict(limits, timeout_ms=req.get("timeout_ms"))
+    seed_font_cache()
     reply = run_script(tree, source, limits, devnull, captures, args)
     raw = reply.pop("_result_text", None)
     reply["id"] = req_id
