@@ -40,6 +40,10 @@ type requestLimits struct {
 	MaxOutputBytes int    `json:"max_output_bytes"`
 	MaxScriptBytes int    `json:"max_script_bytes"`
 	Validation     string `json:"validation"`
+	// MaxFigures and MaxFigurePixels bound the figures drawn after main
+	// returns; their PNGs share a budget of MaxOutputBytes of base64.
+	MaxFigures      int `json:"max_figures"`
+	MaxFigurePixels int `json:"max_figure_pixels"`
 }
 
 // requestMsg is one script sent to the harness. ID is a random value drawn
@@ -71,6 +75,16 @@ type replyMsg struct {
 	StdoutTruncated bool            `json:"stdout_truncated"`
 	StderrTruncated bool            `json:"stderr_truncated"`
 	Error           *replyError     `json:"error"`
+	Figures         []replyFigure   `json:"figures"`
+}
+
+// replyFigure is one figure the script left open: its PNG in base64, or
+// why it was not drawn.
+type replyFigure struct {
+	PNG     string `json:"png"`
+	Width   int    `json:"width"`
+	Height  int    `json:"height"`
+	Omitted string `json:"omitted"`
 }
 
 // lineReader reads newline-terminated lines of at most max bytes.

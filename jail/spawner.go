@@ -113,7 +113,8 @@ func (c *Config) check() error {
 
 // maxReplyLine bounds one reply line: stdout, stderr and result at their
 // caps, each possibly escaped to six bytes per byte (\u00XX), plus slack.
-func (c *Config) maxReplyLine() int { return 3*6*c.MaxOutputBytes + 1<<20 }
+// The figures' base64 has a budget of its own of MaxOutputBytes.
+func (c *Config) maxReplyLine() int { return 3*6*c.MaxOutputBytes + c.MaxOutputBytes + 1<<20 }
 
 // maxRequestLine bounds one request line, told to the harness.
 func (c *Config) maxRequestLine() int { return 6*c.MaxScriptBytes + 1<<20 }

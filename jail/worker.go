@@ -337,9 +337,11 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	msg := requestMsg{
 		ID: msgID, Script: req.Script, TimeoutMS: req.Timeout.Milliseconds(), Args: req.Args,
 		Limits: requestLimits{
-			MaxOutputBytes: w.cfg.MaxOutputBytes,
-			MaxScriptBytes: w.cfg.MaxScriptBytes,
-			Validation:     w.cfg.Validation.String(),
+			MaxOutputBytes:  w.cfg.MaxOutputBytes,
+			MaxScriptBytes:  w.cfg.MaxScriptBytes,
+			Validation:      w.cfg.Validation.String(),
+			MaxFigures:      MaxFigures,
+			MaxFigurePixels: MaxFigurePixels,
 		},
 	}
 	line, err := encodeLine(msg)
@@ -558,6 +560,9 @@ func (w *Worker) reply(lr lineResult, ok bool, msgID string, oomBefore int64) *p
 	resp := &pyexec.Response{}
 	resp.Stdout, resp.StdoutTruncated = capText(m.Stdout, w.cfg.MaxOutputBytes, m.StdoutTruncated)
 	resp.Stderr, resp.StderrTruncated = capText(m.Stderr, w.cfg.MaxOutputBytes, m.StderrTruncated)
+	// figures: the script's own drawings, whatever they claim to be; each
+	// is checked here to be a PNG, and its size is read from the PNG.
+	resp.Figures = checkFigures(m.Figures, w.cfg.MaxOutputBytes)
 	if m.Error != nil {
 		// error.type: a script can claim any outcome for itself; only the
 		// codes a script can cause are taken, anything else reads as a

@@ -52,6 +52,18 @@ type Output struct {
 	StdoutTruncated bool   `json:"stdout_truncated,omitempty" jsonschema:"stdout was cut at the output limit"`
 	StderrTruncated bool   `json:"stderr_truncated,omitempty" jsonschema:"stderr was cut at the output limit"`
 	Error           *Error `json:"error" jsonschema:"why the script failed; null on success"`
+	// Figures describe the images of the result's content, in order; the
+	// PNGs themselves are that content, not repeated here.
+	Figures []Figure `json:"figures,omitempty" jsonschema:"the matplotlib figures left open when main() returned, in order; each drawn one is an image of the tool result's content"`
+}
+
+// Figure is one figure of a run, as in the answer of POST /execute but
+// without its data.
+type Figure struct {
+	MediaType string `json:"media_type" jsonschema:"image/png"`
+	Width     int    `json:"width" jsonschema:"in pixels"`
+	Height    int    `json:"height" jsonschema:"in pixels"`
+	Omitted   string `json:"omitted,omitempty" jsonschema:"why the figure was not drawn (a limit it is over); it then has no image"`
 }
 
 // Error is a failed run's error, as in the answer of POST /execute.
@@ -118,7 +130,7 @@ func Description(l pyexec.Limits) string {
 
 The script must define a top-level "def main():"; it is called once and its return value is the result. To pass data in, give the args object: main is called with its members as keyword arguments (args {"city": "Oslo"} calls main(city="Oslo"); parameters left out take their defaults). Without args, main must take no required arguments. Return JSON-serialisable data (dict, list, str, int, float, bool, None); numpy scalars and arrays, pandas DataFrames (a list of row objects, missing values as null) and Series, dates and times (ISO 8601 strings) and Decimals are converted as well, other objects are not (the error says how to convert them). Everything printed to stdout and stderr is captured and returned as well.
 
-Available: the standard library, numpy and pandas (with python-dateutil and tzdata). Nothing else can be installed. There is no network access. Files can be written only under /tmp; the rest of the file system is read-only. Each call runs in a fresh interpreter: nothing carries over from one call to the next, so send the whole program every time.
+Available: the standard library, numpy, pandas (with python-dateutil and tzdata) and matplotlib. Nothing else can be installed. Charts: pyplot figures still open when main returns come back as PNG images (at most 10, each at most 4096 x 4096 pixels at figsize x dpi); plt.show() is not needed. There is no network access. Files can be written only under /tmp; the rest of the file system is read-only. Each call runs in a fresh interpreter: nothing carries over from one call to the next, so send the whole program every time.
 `)
 	var limits []string
 	if l.TimeoutDefault > 0 {
@@ -321,6 +333,16 @@ func Format(resp *pyexec.Response) (*mcp.CallToolResult, Output, error) {
 	var text strings.Builder
 	stream(&text, "stdout", resp.Stdout, resp.StdoutTruncated)
 	stream(&text, "stderr", resp.Stderr, resp.StderrTruncated)
+	var images []mcp.Content
+	for i, f := range resp.Figures {
+		out.Figures = append(out.Figures, Figure{MediaType: "image/png", Width: f.Width, Height: f.Height, Omitted: f.Omitted})
+		if f.Omitted != "" {
+			fmt.Fprintf(&text, "figure %d: not drawn: %s\n", i+1, f.Omitted)
+			continue
+		}
+		fmt.Fprintf(&text, "figure %d: %d x %d PNG, an image of this result\n", i+1, f.Width, f.Height)
+		images = append(images, &mcp.ImageContent{Data: f.PNG, MIMEType: "image/png"})
+	}
 	if e := resp.Error; e != nil {
 		out.Error = &Error{Type: string(e.Code), Message: e.Message, Traceback: e.Traceback}
 		fmt.Fprintf(&text, "error: %s: %s\n", e.Code, e.Message)
@@ -330,7 +352,7 @@ func Format(resp *pyexec.Response) (*mcp.CallToolResult, Output, error) {
 				text.WriteString("\n")
 			}
 		}
-		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: text.String()}}}, out, nil
+		return &mcp.CallToolResult{IsError: true, Content: append([]mcp.Content{&mcp.TextContent{Text: text.String()}}, images...)}, out, nil
 	}
 	result, err := decodeResult(resp.Result)
 	if err != nil {
@@ -338,7 +360,7 @@ func Format(resp *pyexec.Response) (*mcp.CallToolResult, Output, error) {
 	}
 	out.Result = result
 	fmt.Fprintf(&text, "result: %s\n", resp.Result)
-	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text.String()}}}, out, nil
+	return &mcp.CallToolResult{Content: append([]mcp.Content{&mcp.TextContent{Text: text.String()}}, images...)}, out, nil
 }
 
 func stream(b *strings.Builder, name, text string, truncated bool) {

@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 
 PROTOCOL = 1
 SCRIPT_NAME = "<script>"
@@ -655,6 +656,9 @@ def run_script(tree, source, limits, devnull, captures, args=None):
                 }
             else:
                 reply["_result_text"] = text
+        figures = collect_figures(limits)
+        if figures:
+            reply["figures"] = figures
     except MemoryError:
         reply["error"] = {"type": "memory_limit", "message": "script exceeded its memory limit"}
     except BaseException as exc:  # noqa: B902 - SystemExit and friends are script errors too
@@ -676,9 +680,65 @@ def run_script(tree, source, limits, devnull, captures, args=None):
 
 
 # ---------------------------------------------------------------------------
-# matplotlib
+# Figures
 
+DEFAULT_MAX_FIGURES = 10
+DEFAULT_MAX_FIGURE_PIXELS = 4096 * 4096
 FONT_CACHE_DIR = "pyexec_fontcache"
+
+
+def collect_figures(limits):
+    """The pyplot figures still open, in the order of their numbers (the
+    order they were made, unless the script numbered them itself), as PNG
+    (base64) with their size in pixels; all of them are closed after.
+
+    A figure larger than the pixel cap, or past the byte budget
+    (max_output_bytes of base64 for all figures together) is not drawn: its
+    entry says why instead. The size is checked from figsize and dpi before
+    savefig, so a huge figure costs nothing. Past the count cap, one last
+    entry says how many more there were."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return []
+    import base64
+    max_count = int(limits.get("max_figures") or DEFAULT_MAX_FIGURES)
+    max_pixels = int(limits.get("max_figure_pixels") or DEFAULT_MAX_FIGURE_PIXELS)
+    budget = int(limits.get("max_output_bytes") or 1 << 20)
+    figures = []
+    try:
+        numbers = plt.get_fignums()
+        for n, num in enumerate(numbers):
+            fig = plt.figure(num)
+            w_in, h_in = fig.get_size_inches()
+            dpi = fig.get_dpi()
+            try:
+                width, height = int(round(w_in * dpi)), int(round(h_in * dpi))
+            except (ValueError, OverflowError):  # a NaN or infinite size
+                width = height = 0
+            entry = {"width": width, "height": height}
+            if n >= max_count:
+                more = len(numbers) - max_count
+                figures.append({"width": 0, "height": 0, "omitted": "%d more figure%s over the limit of %d, not drawn" % (
+                    more, "s" if more > 1 else "", max_count)})
+                break
+            if width <= 0 or height <= 0 or width * height > max_pixels:
+                entry["omitted"] = "%d x %d pixels is over the %d-pixel limit: use a smaller figsize or dpi" % (
+                    width, height, max_pixels)
+            else:
+                buf = io.BytesIO()
+                # At figsize x dpi, the size just checked: a tight bounding
+                # box could grow past it.
+                fig.savefig(buf, format="png", dpi=dpi, bbox_inches=None)
+                data = base64.b64encode(buf.getvalue()).decode("ascii")
+                if len(data) > budget:
+                    entry["omitted"] = "the PNG is over the %d bytes left for figures" % budget
+                else:
+                    budget -= len(data)
+                    entry["png"] = data
+            figures.append(entry)
+    finally:
+        plt.close("all")
+    return figures
 
 
 def seed_font_cache():
@@ -1082,6 +1142,10 @@ def main():
     os.dup2(devnull, 1)
     sys.stdout.reconfigure(encoding="utf-8", errors="backslashreplace")
     sys.stderr.reconfigure(encoding="utf-8", errors="backslashreplace")
+
+    # There is no display (MPLBACKEND=Agg): plt.show() has nothing to do,
+    # and the figures come back in the reply, so its warning is only noise.
+    warnings.filterwarnings("ignore", message="FigureCanvasAgg is non-interactive")
 
     versions = {"python": sys.version.split()[0]}
     for name in ("numpy", "pandas"):

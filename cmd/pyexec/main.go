@@ -138,6 +138,9 @@ func runScript(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv 
 	if ans.StderrTruncated {
 		notes = append(notes, "pyexec: the service truncated the script's stderr (it keeps at most its output limit)")
 	}
+	if n := len(ans.Figures); n > 0 {
+		notes = append(notes, figuresNote(ans.Figures))
+	}
 	if len(notes) > 0 || ans.Error != nil {
 		endLine(stderr, ans.Stderr) // what follows is ours, on lines of its own
 	}
@@ -238,4 +241,21 @@ func readScript(name string, stdin io.Reader) (string, error) {
 		return "", errors.New("read script: it is empty")
 	}
 	return string(data), nil
+}
+
+// figuresNote says how many figures came back, and which were not drawn.
+func figuresNote(figs []pyexec.Figure) string {
+	drawn, omitted := 0, 0
+	for _, f := range figs {
+		if f.Omitted != "" {
+			omitted++
+		} else {
+			drawn++
+		}
+	}
+	note := fmt.Sprintf("pyexec: %d figure(s) came back as PNG, not saved", drawn)
+	if omitted > 0 {
+		note += fmt.Sprintf("; %d more not drawn (over a limit)", omitted)
+	}
+	return note
 }

@@ -251,3 +251,18 @@ func TestCLI_RefusesArgsThatAreNotAJSONObject(t *testing.T) {
 	}
 	assert.Nil(t, f.got, "nothing was sent")
 }
+
+func TestCLI_SaysHowManyFiguresCameBack(t *testing.T) {
+	body := `{"result": 1, "stdout": "", "stderr": "", "error": null, "figures": [
+		{"media_type": "image/png", "width": 2, "height": 2, "data": "iVBORw0KGgo="},
+		{"media_type": "image/png", "width": 20000, "height": 20000, "omitted": "too big"}]}`
+	url := (&fakeService{status: 200, body: body}).start(t)
+	code, out, errOut := runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", url)
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "1\n", out)
+	assert.Equal(t, "pyexec: 1 figure(s) came back as PNG, not saved; 1 more not drawn (over a limit)\n", errOut)
+
+	url = (&fakeService{status: 200, body: `{"result": 1, "stdout": "", "stderr": "", "error": null}`}).start(t)
+	_, _, errOut = runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", url)
+	assert.NotContains(t, errOut, "figure")
+}

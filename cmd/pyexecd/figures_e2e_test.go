@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"image/png"
 	"strings"
 	"testing"
 
@@ -48,5 +50,43 @@ func testE2EFigures(t *testing.T, iso jail.Isolation) {
 		assert.Equal(t, "DejaVuSans.ttf", got.Font)
 		assert.NotContains(t, r.Body.Stderr, "building the font cache")
 		s.healthy()
+	})
+	t.Run("open figures come back as PNG, in order, and a huge one is refused", func(t *testing.T) {
+		r := s.run("import matplotlib.pyplot as plt\n"+
+			"def main():\n"+
+			"    fig, ax = plt.subplots(figsize=(4, 3), dpi=50)\n"+
+			"    ax.bar(['Oslo', 'Bergen'], [3, 5])\n"+
+			"    plt.show()\n"+
+			"    plt.figure(figsize=(200, 200), dpi=100)\n"+
+			"    plt.figure(figsize=(2, 1), dpi=100).gca().plot([1, 2])\n"+
+			"    return 'drawn'\n", 0)
+		require.Equal(t, 200, r.Status)
+		require.Nil(t, r.Body.Error)
+		assert.JSONEq(t, `"drawn"`, string(r.Body.Result))
+		assert.Empty(t, r.Body.Stderr, "plt.show() neither fails nor warns")
+		require.Len(t, r.Body.Figures, 3)
+		for i, want := range [][2]int{{200, 150}, {20000, 20000}, {200, 100}} {
+			f := r.Body.Figures[i]
+			assert.Equal(t, want, [2]int{f.Width, f.Height}, "figure %d", i)
+			if i == 1 {
+				assert.Nil(t, f.PNG)
+				assert.Contains(t, f.Omitted, "20000 x 20000 pixels is over the 16777216-pixel limit")
+				continue
+			}
+			assert.Empty(t, f.Omitted)
+			cfg, err := png.DecodeConfig(bytes.NewReader(f.PNG))
+			require.NoError(t, err, "figure %d decodes as a PNG", i)
+			assert.Equal(t, want, [2]int{cfg.Width, cfg.Height})
+		}
+		s.healthy()
+	})
+	t.Run("no figure, no figures", func(t *testing.T) {
+		r := s.run("import matplotlib.pyplot as plt\n"+
+			"def main():\n"+
+			"    plt.figure()\n"+
+			"    plt.close('all')\n"+
+			"    return 1\n", 0)
+		require.Nil(t, r.Body.Error)
+		assert.Empty(t, r.Body.Figures)
 	})
 }
