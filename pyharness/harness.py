@@ -1,6 +1,7 @@
 """pyexec harness: the program that runs inside the jail.
 
-It imports numpy and pandas once, announces itself on the protocol channel,
+It imports the modules PYEXEC_PRELOAD lists (numpy and pandas unless the
+service says otherwise) once, announces itself on the protocol channel,
 then serves requests: each request line carries one script, which is
 validated with ``ast`` before any of it runs, then executed with fds 1 and 2
 captured. The reply is one JSON line on the private protocol descriptor.
@@ -27,6 +28,7 @@ import builtins
 import datetime
 import decimal
 import gc
+import importlib
 import inspect
 import io
 import json
@@ -1007,7 +1009,10 @@ class Zygote:
         a thousand, several milliseconds of copy-on-write faults that would
         otherwise land on the script. It goes in small steps and stops as
         soon as the request is there, so it never delays a script by more
-        than one step."""
+        than one step. Without numpy and pandas preloaded there is nothing
+        to copy, and importing them here would only cost."""
+        if "numpy" not in sys.modules or "pandas" not in sys.modules:
+            return
         try:
             for _ in _data_steps():
                 if self.unread.poll(0):
@@ -1133,6 +1138,18 @@ class Zygote:
                 ready["exit_code"] = os.WEXITSTATUS(status)
 
 
+DEFAULT_PRELOAD = "numpy,pandas"
+
+
+def preload_list(value):
+    """The modules to import before serving, from PYEXEC_PRELOAD: comma
+    separated; unset means the default, "none" nothing."""
+    if value is None:
+        value = DEFAULT_PRELOAD
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    return [] if names == ["none"] else names
+
+
 def main():
     # Move the protocol off fds 0 and 1 before anything can print.
     in_fd = os.dup(0)
@@ -1148,14 +1165,19 @@ def main():
     warnings.filterwarnings("ignore", message="FigureCanvasAgg is non-interactive")
 
     versions = {"python": sys.version.split()[0]}
-    for name in ("numpy", "pandas"):
+    # matplotlib reads its font list on import: put it in place first.
+    seed_font_cache()
+    for name in preload_list(os.environ.get("PYEXEC_PRELOAD")):
         try:
-            module = __import__(name)
-            versions[name] = getattr(module, "__version__", "?")
-        except ImportError as exc:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: B902 - any failure to import ends the start-up
             print("pyexec harness: cannot import %s: %s" % (name, exc), file=sys.stderr)
             sys.stderr.flush()
             sys.exit(3)
+    for name in ("numpy", "pandas"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "?")
 
     # The warm-up leaves fd 2 on /dev/null; the harness's own errors must
     # still reach the service's log of the worker.

@@ -113,6 +113,7 @@ func (m *Main) Run(ctx context.Context) error {
 		SpawnTimeout:   c.SpawnTimeout,
 		Isolation:      c.Isolation,
 		MaxRuns:        c.ForkMaxRuns,
+		Preload:        c.Preload,
 	}, m.Log.Named("jail"))
 	if err != nil {
 		return fmt.Errorf("start: %w", err)

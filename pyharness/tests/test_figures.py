@@ -141,3 +141,9 @@ def test_no_figures_no_field():
     finally:
         p.close()
     assert "figures" not in r
+
+
+def test_preload_list():
+    assert harness.preload_list(None) == ["numpy", "pandas"]
+    assert harness.preload_list(" numpy, matplotlib.pyplot ,,") == ["numpy", "matplotlib.pyplot"]
+    assert harness.preload_list("none") == []
