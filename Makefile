@@ -17,6 +17,10 @@ GO          ?= go
 PORT        ?= 8080
 # What goes into the virtualenv; the container image takes only the first.
 VENV_REQS   ?= -r pyharness/requirements.txt -r pyharness/requirements-dev.txt
+# Packages added by the deployment (empty by default), installed on top of
+# the virtualenv, so adding one does not rebuild it.
+EXTRA_REQS  ?= pyharness/requirements-extra.txt
+EXTRA_STAMP := $(VENV)/.extra-installed
 
 export PYEXEC_PYTHON ?= $(PY)
 export PORT
@@ -41,7 +45,11 @@ $(STAMP): pyharness/requirements.txt pyharness/requirements-dev.txt pyharness/fo
 	"$(PY)" pyharness/fontcache.py
 	touch "$@"
 
-venv: $(STAMP)
+$(EXTRA_STAMP): $(STAMP) $(EXTRA_REQS)
+	"$(PY)" -m pip install --disable-pip-version-check --no-input -q -r "$(EXTRA_REQS)"
+	touch "$@"
+
+venv: $(STAMP) $(EXTRA_STAMP)
 
 build:
 	$(GO) build -o "$(BIN)/pyexecd" ./cmd/pyexecd

@@ -201,4 +201,8 @@ type Status struct {
 	Validation string     `json:"validation"`
 	Pool       PoolStatus `json:"pool"`
 	Limits     Limits     `json:"limits"`
+	// Python is the scripts' interpreter version, and Packages the
+	// distributions installed for it, by name, with their versions.
+	Python   string            `json:"python,omitempty"`
+	Packages map[string]string `json:"packages,omitempty"`
 }

