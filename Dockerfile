@@ -16,7 +16,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
-COPY pyharness/requirements.txt pyharness/requirements-dev.txt pyharness/
+COPY pyharness/requirements.txt pyharness/requirements-dev.txt pyharness/requirements-extra.txt pyharness/fontcache.py pyharness/
 RUN make venv VENV=/opt/pyexec/venv VENV_REQS="-r pyharness/requirements.txt"
 
 FROM debian:bookworm-slim

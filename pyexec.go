@@ -133,11 +133,25 @@ type Response struct {
 	Files          []OutputFile
 	FilesLeftOut   []LeftOutFile
 	FilesTruncated bool
+	// Figures are the matplotlib figures still open when main returned,
+	// in the order they were made.
+	Figures []Figure
 	// Duration is the wall time spent in the sandbox, from sending the
 	// script to receiving the answer.
 	Duration time.Duration
 	// QueueWait is how long the request waited for a free worker.
 	QueueWait time.Duration
+}
+
+// Figure is one matplotlib figure a script left open, drawn as PNG.
+type Figure struct {
+	// PNG is the image; nil when the figure was omitted.
+	PNG []byte
+	// Width and Height are in pixels (for an omitted figure, as the
+	// script sized it).
+	Width, Height int
+	// Omitted says why the figure was not drawn (a limit it is over).
+	Omitted string
 }
 
 // Executor runs scripts. Implementations are safe for concurrent use.
@@ -203,4 +217,8 @@ type Status struct {
 	Validation string     `json:"validation"`
 	Pool       PoolStatus `json:"pool"`
 	Limits     Limits     `json:"limits"`
+	// Python is the scripts' interpreter version, and Packages the
+	// distributions installed for it, by name, with their versions.
+	Python   string            `json:"python,omitempty"`
+	Packages map[string]string `json:"packages,omitempty"`
 }

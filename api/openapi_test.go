@@ -86,6 +86,10 @@ func TestOpenAPI_EveryErrorRowConforms(t *testing.T) {
 		routable bool
 	}{
 		{"success", &fakeExecutor{resp: ok}, Config{}, "POST", "/execute", okScript, nil, 200, true},
+		{"success with figures", &fakeExecutor{resp: &pyexec.Response{Result: json.RawMessage(`1`), Figures: []pyexec.Figure{
+			{PNG: []byte("\x89PNG\r\n\x1a\n"), Width: 640, Height: 480},
+			{Width: 20000, Height: 20000, Omitted: "over the pixel limit"},
+		}}}, Config{}, "POST", "/execute", okScript, nil, 200, true},
 		{"invalid_request", &fakeExecutor{resp: ok}, Config{}, "POST", "/execute", `{"script": 1}`, nil, 400, true},
 		{"validation_error", scriptErr(pyexec.CodeValidation), Config{}, "POST", "/execute", okScript, nil, 400, true},
 		{"runtime_error", scriptErr(pyexec.CodeRuntime), Config{}, "POST", "/execute", okScript, nil, 200, true},

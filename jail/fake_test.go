@@ -97,7 +97,8 @@ func TestFakeWorker_RequestCarriesFreshIDAndLimits(t *testing.T) {
 		seen[got.ID] = true
 		assert.Equal(t, "echo", got.Script)
 		assert.EqualValues(t, 10000, got.TimeoutMS)
-		assert.Equal(t, requestLimits{MaxOutputBytes: 4096, MaxScriptBytes: 200 * 1024, Validation: "minimal"}, got.Limits)
+		assert.Equal(t, requestLimits{MaxOutputBytes: 4096, MaxScriptBytes: 200 * 1024, Validation: "minimal",
+			MaxFigures: MaxFigures, MaxFigurePixels: MaxFigurePixels}, got.Limits)
 	}
 }
 

@@ -43,6 +43,10 @@ type requestLimits struct {
 	// Output files: how many, and how many bytes in all, to return.
 	MaxOutputFiles      int `json:"max_output_files"`
 	MaxOutputFilesBytes int `json:"max_output_files_bytes"`
+	// MaxFigures and MaxFigurePixels bound the figures drawn after main
+	// returns; their PNGs share a budget of MaxOutputBytes of base64.
+	MaxFigures      int `json:"max_figures"`
+	MaxFigurePixels int `json:"max_figure_pixels"`
 }
 
 // fileMsg is an input file of a request, or an output file of a reply;
@@ -93,9 +97,19 @@ type replyMsg struct {
 	Error           *replyError     `json:"error"`
 	// Files, FilesLeftOut, FilesTruncated: what the script left under
 	// output/, as the harness found it.
-	Files          []fileMsg    `json:"files"`
-	FilesLeftOut   []leftOutMsg `json:"files_left_out"`
-	FilesTruncated bool         `json:"files_truncated"`
+	Files          []fileMsg     `json:"files"`
+	FilesLeftOut   []leftOutMsg  `json:"files_left_out"`
+	FilesTruncated bool          `json:"files_truncated"`
+	Figures        []replyFigure `json:"figures"`
+}
+
+// replyFigure is one figure the script left open: its PNG in base64, or
+// why it was not drawn.
+type replyFigure struct {
+	PNG     string `json:"png"`
+	Width   int    `json:"width"`
+	Height  int    `json:"height"`
+	Omitted string `json:"omitted"`
 }
 
 // lineReader reads newline-terminated lines of at most max bytes.

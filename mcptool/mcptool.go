@@ -79,6 +79,18 @@ type Output struct {
 	Files           []OutputFile  `json:"files,omitempty" jsonschema:"the files the script left in output/ in its working directory"`
 	FilesLeftOut    []LeftOutFile `json:"files_left_out,omitempty" jsonschema:"files in output/ that are not returned (links, special files, over the limits), with the reason"`
 	FilesTruncated  bool          `json:"files_truncated,omitempty" jsonschema:"output/ held more files than were looked at: files_left_out does not name them all"`
+	// Figures describe the images of the result's content, in order; the
+	// PNGs themselves are that content, not repeated here.
+	Figures []Figure `json:"figures,omitempty" jsonschema:"the matplotlib figures left open when main() returned, in order; each drawn one is an image of the tool result's content"`
+}
+
+// Figure is one figure of a run, as in the answer of POST /execute but
+// without its data.
+type Figure struct {
+	MediaType string `json:"media_type" jsonschema:"image/png"`
+	Width     int    `json:"width" jsonschema:"in pixels"`
+	Height    int    `json:"height" jsonschema:"in pixels"`
+	Omitted   string `json:"omitted,omitempty" jsonschema:"why the figure was not drawn (a limit it is over); it then has no image"`
 }
 
 // Error is a failed run's error, as in the answer of POST /execute.
@@ -149,7 +161,7 @@ The script must define a top-level "def main():"; it is called once and its retu
 
 To pass files in, give files: each {"path": "data/sales.csv", "content": "..."} (add "encoding": "base64" for binary content) is written, before the script starts, into its working directory, which is its current directory. Files the script writes under output/ in that directory (open("output/summary.csv", "w")) come back with the result: text files as text, others base64.
 
-Available: the standard library, numpy and pandas (with python-dateutil and tzdata). Nothing else can be installed. There is no network access. Files can be written only under /tmp; the rest of the file system is read-only. Each call runs in a fresh interpreter: nothing carries over from one call to the next, so send the whole program every time.
+Available: the standard library, numpy, pandas (with python-dateutil and tzdata) and matplotlib. Nothing else can be installed. Charts: pyplot figures still open when main returns come back as PNG images (at most 10, each at most 4096 x 4096 pixels at figsize x dpi); plt.show() is not needed. There is no network access. Files can be written only under /tmp; the rest of the file system is read-only. Each call runs in a fresh interpreter: nothing carries over from one call to the next, so send the whole program every time.
 `)
 	var limits []string
 	if l.TimeoutDefault > 0 {
@@ -366,6 +378,16 @@ func Format(resp *pyexec.Response) (*mcp.CallToolResult, Output, error) {
 	stream(&text, "stdout", resp.Stdout, resp.StdoutTruncated)
 	stream(&text, "stderr", resp.Stderr, resp.StderrTruncated)
 	files(&text, &out, resp)
+	var images []mcp.Content
+	for i, f := range resp.Figures {
+		out.Figures = append(out.Figures, Figure{MediaType: "image/png", Width: f.Width, Height: f.Height, Omitted: f.Omitted})
+		if f.Omitted != "" {
+			fmt.Fprintf(&text, "figure %d: not drawn: %s\n", i+1, f.Omitted)
+			continue
+		}
+		fmt.Fprintf(&text, "figure %d: %d x %d PNG, an image of this result\n", i+1, f.Width, f.Height)
+		images = append(images, &mcp.ImageContent{Data: f.PNG, MIMEType: "image/png"})
+	}
 	if e := resp.Error; e != nil {
 		out.Error = &Error{Type: string(e.Code), Message: e.Message, Traceback: e.Traceback}
 		fmt.Fprintf(&text, "error: %s: %s\n", e.Code, e.Message)
@@ -375,7 +397,7 @@ func Format(resp *pyexec.Response) (*mcp.CallToolResult, Output, error) {
 				text.WriteString("\n")
 			}
 		}
-		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: text.String()}}}, out, nil
+		return &mcp.CallToolResult{IsError: true, Content: append([]mcp.Content{&mcp.TextContent{Text: text.String()}}, images...)}, out, nil
 	}
 	result, err := decodeResult(resp.Result)
 	if err != nil {
@@ -383,7 +405,7 @@ func Format(resp *pyexec.Response) (*mcp.CallToolResult, Output, error) {
 	}
 	out.Result = result
 	fmt.Fprintf(&text, "result: %s\n", resp.Result)
-	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text.String()}}}, out, nil
+	return &mcp.CallToolResult{Content: append([]mcp.Content{&mcp.TextContent{Text: text.String()}}, images...)}, out, nil
 }
 
 // files adds the output files to out, and to the text: each one's path,

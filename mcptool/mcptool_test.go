@@ -64,3 +64,23 @@ func TestDepth_CountsOnlyStructure(t *testing.T) {
 		assert.Equal(t, want, depth([]byte(text)), text)
 	}
 }
+
+func TestFormat_FiguresAreImages(t *testing.T) {
+	png := []byte("\x89PNG\r\n\x1a\nfake")
+	res, out, err := Format(&pyexec.Response{Result: json.RawMessage(`1`), Figures: []pyexec.Figure{
+		{PNG: png, Width: 640, Height: 480},
+		{Width: 20000, Height: 20000, Omitted: "over the limit"},
+	}})
+	require.NoError(t, err)
+	require.Len(t, res.Content, 2)
+	assert.Equal(t, "figure 1: 640 x 480 PNG, an image of this result\nfigure 2: not drawn: over the limit\nresult: 1\n",
+		res.Content[0].(*mcp.TextContent).Text)
+	img := res.Content[1].(*mcp.ImageContent)
+	assert.Equal(t, png, img.Data)
+	assert.Equal(t, "image/png", img.MIMEType)
+	data, err := json.Marshal(out)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"result": 1, "stdout": "", "stderr": "", "error": null, "figures": [
+		{"media_type": "image/png", "width": 640, "height": 480},
+		{"media_type": "image/png", "width": 20000, "height": 20000, "omitted": "over the limit"}]}`, string(data))
+}

@@ -1,6 +1,7 @@
 """pyexec harness: the program that runs inside the jail.
 
-It imports numpy and pandas once, announces itself on the protocol channel,
+It imports the modules PYEXEC_PRELOAD lists (numpy and pandas unless the
+service says otherwise) once, announces itself on the protocol channel,
 then serves requests: each request line carries one script, which is
 validated with ``ast`` before any of it runs, then executed with fds 1 and 2
 captured. The reply is one JSON line on the private protocol descriptor.
@@ -32,6 +33,7 @@ import builtins
 import datetime
 import decimal
 import gc
+import importlib
 import inspect
 import io
 import json
@@ -49,6 +51,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 
 PROTOCOL = 1
 SCRIPT_NAME = "<script>"
@@ -889,6 +892,9 @@ def run_script(tree, source, limits, devnull, captures, args=None):
                 }
             else:
                 reply["_result_text"] = text
+        figures = collect_figures(limits)
+        if figures:
+            reply["figures"] = figures
     except MemoryError:
         reply["error"] = {"type": "memory_limit", "message": "script exceeded its memory limit"}
     except BaseException as exc:  # noqa: B902 - SystemExit and friends are script errors too
@@ -907,6 +913,95 @@ def run_script(tree, source, limits, devnull, captures, args=None):
     reply["stdout"], reply["stdout_truncated"] = out.finish(devnull)
     reply["stderr"], reply["stderr_truncated"] = err.finish(devnull)
     return reply
+
+
+# ---------------------------------------------------------------------------
+# Figures
+
+DEFAULT_MAX_FIGURES = 10
+DEFAULT_MAX_FIGURE_PIXELS = 4096 * 4096
+FONT_CACHE_DIR = "pyexec_fontcache"
+
+
+def collect_figures(limits):
+    """The pyplot figures still open, in the order of their numbers (the
+    order they were made, unless the script numbered them itself), as PNG
+    (base64) with their size in pixels; all of them are closed after.
+
+    A figure larger than the pixel cap, or past the byte budget
+    (max_output_bytes of base64 for all figures together) is not drawn: its
+    entry says why instead. The size is checked from figsize and dpi before
+    savefig, so a huge figure costs nothing. Past the count cap, one last
+    entry says how many more there were."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return []
+    import base64
+    max_count = int(limits.get("max_figures") or DEFAULT_MAX_FIGURES)
+    max_pixels = int(limits.get("max_figure_pixels") or DEFAULT_MAX_FIGURE_PIXELS)
+    budget = int(limits.get("max_output_bytes") or 1 << 20)
+    figures = []
+    try:
+        numbers = plt.get_fignums()
+        for n, num in enumerate(numbers):
+            fig = plt.figure(num)
+            w_in, h_in = fig.get_size_inches()
+            dpi = fig.get_dpi()
+            try:
+                width, height = int(round(w_in * dpi)), int(round(h_in * dpi))
+            except (ValueError, OverflowError):  # a NaN or infinite size
+                width = height = 0
+            entry = {"width": width, "height": height}
+            if n >= max_count:
+                more = len(numbers) - max_count
+                figures.append({"width": 0, "height": 0, "omitted": "%d more figure%s over the limit of %d, not drawn" % (
+                    more, "s" if more > 1 else "", max_count)})
+                break
+            if width <= 0 or height <= 0 or width * height > max_pixels:
+                entry["omitted"] = "%d x %d pixels is over the %d-pixel limit: use a smaller figsize or dpi" % (
+                    width, height, max_pixels)
+            else:
+                buf = io.BytesIO()
+                # At figsize x dpi, the size just checked: a tight bounding
+                # box could grow past it.
+                fig.savefig(buf, format="png", dpi=dpi, bbox_inches=None)
+                data = base64.b64encode(buf.getvalue()).decode("ascii")
+                if len(data) > budget:
+                    entry["omitted"] = "the PNG is over the %d bytes left for figures" % budget
+                else:
+                    budget -= len(data)
+                    entry["png"] = data
+            figures.append(entry)
+    finally:
+        plt.close("all")
+    return figures
+
+
+def seed_font_cache():
+    """Put the font list built at install time where matplotlib looks for
+    it (MPLCONFIGDIR, on the jail's tmpfs), so a script importing it does
+    not scan the fonts again. Nothing to do once matplotlib has loaded it,
+    or when the virtualenv has no such list."""
+    if "matplotlib.font_manager" in sys.modules:
+        return
+    dest_dir = os.environ.get("MPLCONFIGDIR")
+    if not dest_dir:
+        return
+    for entry in sys.path:
+        src_dir = os.path.join(entry, FONT_CACHE_DIR)
+        try:
+            names = os.listdir(src_dir)
+        except OSError:
+            continue
+        for name in names:
+            dest = os.path.join(dest_dir, name)
+            if name.endswith(".json") and not os.path.exists(dest):
+                try:
+                    with open(os.path.join(src_dir, name), "rb") as src, open(dest, "wb") as out:
+                        out.write(src.read())
+                except OSError:
+                    pass
+        return
 
 
 # ---------------------------------------------------------------------------
@@ -1008,6 +1103,7 @@ def handle(req, channel, devnull, captures, policy_default="standard", workdir=W
         return
     os.chdir(workdir)
     limits = dict(limits, timeout_ms=req.get("timeout_ms"))
+    seed_font_cache()
     reply = run_script(tree, source, limits, devnull, captures, args)
     try:
         reply["files"], reply["files_left_out"], reply["files_truncated"] = collect_output(
@@ -1157,7 +1253,10 @@ class Zygote:
         a thousand, several milliseconds of copy-on-write faults that would
         otherwise land on the script. It goes in small steps and stops as
         soon as the request is there, so it never delays a script by more
-        than one step."""
+        than one step. Without numpy and pandas preloaded there is nothing
+        to copy, and importing them here would only cost."""
+        if "numpy" not in sys.modules or "pandas" not in sys.modules:
+            return
         try:
             for _ in _data_steps():
                 if self.unread.poll(0):
@@ -1283,6 +1382,18 @@ class Zygote:
                 ready["exit_code"] = os.WEXITSTATUS(status)
 
 
+DEFAULT_PRELOAD = "numpy,pandas"
+
+
+def preload_list(value):
+    """The modules to import before serving, from PYEXEC_PRELOAD: comma
+    separated; unset means the default, "none" nothing."""
+    if value is None:
+        value = DEFAULT_PRELOAD
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    return [] if names == ["none"] else names
+
+
 def main():
     # Move the protocol off fds 0 and 1 before anything can print.
     in_fd = os.dup(0)
@@ -1293,15 +1404,24 @@ def main():
     sys.stdout.reconfigure(encoding="utf-8", errors="backslashreplace")
     sys.stderr.reconfigure(encoding="utf-8", errors="backslashreplace")
 
+    # There is no display (MPLBACKEND=Agg): plt.show() has nothing to do,
+    # and the figures come back in the reply, so its warning is only noise.
+    warnings.filterwarnings("ignore", message="FigureCanvasAgg is non-interactive")
+
     versions = {"python": sys.version.split()[0]}
-    for name in ("numpy", "pandas"):
+    # matplotlib reads its font list on import: put it in place first.
+    seed_font_cache()
+    for name in preload_list(os.environ.get("PYEXEC_PRELOAD")):
         try:
-            module = __import__(name)
-            versions[name] = getattr(module, "__version__", "?")
-        except ImportError as exc:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: B902 - any failure to import ends the start-up
             print("pyexec harness: cannot import %s: %s" % (name, exc), file=sys.stderr)
             sys.stderr.flush()
             sys.exit(3)
+    for name in ("numpy", "pandas"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "?")
 
     # The warm-up leaves fd 2 on /dev/null; the harness's own errors must
     # still reach the service's log of the worker.

@@ -103,8 +103,24 @@ type Response struct {
 	// it); FilesLeftOut those not returned, with the reason.
 	Files        []File        `json:"files,omitempty"`
 	FilesLeftOut []LeftOutFile `json:"files_left_out,omitempty"`
-	Meta         *Meta         `json:"meta,omitempty"`
+	// Figures are the matplotlib figures the script left open, present
+	// only when there are some.
+	Figures []Figure `json:"figures,omitempty"`
+	Meta    *Meta    `json:"meta,omitempty"`
 }
+
+// Figure is one figure of an answer: a PNG, or why it was not drawn.
+type Figure struct {
+	MediaType string `json:"media_type"`
+	Width     int    `json:"width"`
+	Height    int    `json:"height"`
+	// Data is the PNG, base64 in the JSON; left out when Omitted is set.
+	Data    []byte `json:"data,omitempty"`
+	Omitted string `json:"omitted,omitempty"`
+}
+
+// FigureMediaType is the media type of every figure.
+const FigureMediaType = "image/png"
 
 // Error is the error object of an answer.
 type Error struct {
@@ -151,6 +167,11 @@ func NewResponse(resp *pyexec.Response, requestID string) Response {
 	for _, f := range resp.FilesLeftOut {
 		out.FilesLeftOut = append(out.FilesLeftOut, LeftOutFile(f))
 	}
+	for _, f := range resp.Figures {
+		out.Figures = append(out.Figures, Figure{
+			MediaType: FigureMediaType, Width: f.Width, Height: f.Height, Data: f.PNG, Omitted: f.Omitted,
+		})
+	}
 	if resp.Error != nil {
 		out.Result = nil
 		out.Error = NewError(resp.Error)
@@ -172,6 +193,9 @@ func (r *Response) Domain() *pyexec.Response {
 		Result: r.Result,
 		Stdout: r.Stdout,
 		Stderr: r.Stderr,
+	}
+	for _, f := range r.Figures {
+		out.Figures = append(out.Figures, pyexec.Figure{PNG: f.Data, Width: f.Width, Height: f.Height, Omitted: f.Omitted})
 	}
 	if r.Error != nil {
 		out.Result = nil

@@ -149,13 +149,16 @@ func runScript(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv 
 	if ans.StderrTruncated {
 		notes = append(notes, "pyexec: the service truncated the script's stderr (it keeps at most its output limit)")
 	}
+	if n := len(ans.Figures); n > 0 && *out == "" {
+		notes = append(notes, figuresNote(ans.Figures))
+	}
 	if len(notes) > 0 || ans.Error != nil || len(ans.Files) > 0 || len(ans.FilesLeftOut) > 0 {
 		endLine(stderr, ans.Stderr) // what follows is ours, on lines of its own
 	}
 	for _, n := range notes {
 		fmt.Fprintln(stderr, n)
 	}
-	if !reportFiles(stderr, ans.Response, *out) {
+	if !reportFiles(stderr, ans.Response, *out) || !saveFigures(stderr, ans.Figures, *out) {
 		return exitUsage
 	}
 	if ans.Error != nil {
@@ -344,4 +347,45 @@ func writeFiles(dir string, files []pyexec.OutputFile) error {
 		}
 	}
 	return nil
+}
+
+// saveFigures writes the drawn figures under dir, when it is set, as
+// figure-1.png, figure-2.png... (numbered in the answer's order), through
+// os.Root like the output files, and says so; the ones not drawn are named
+// with the reason. It reports false when one could not be written.
+func saveFigures(stderr io.Writer, figs []pyexec.Figure, dir string) bool {
+	if dir == "" || len(figs) == 0 {
+		return true
+	}
+	var files []pyexec.OutputFile
+	for i, f := range figs {
+		if f.Omitted != "" {
+			fmt.Fprintf(stderr, "pyexec: figure %d not drawn: %s\n", i+1, f.Omitted)
+			continue
+		}
+		files = append(files, pyexec.OutputFile{Path: fmt.Sprintf("figure-%d.png", i+1), Content: f.PNG})
+	}
+	if err := writeFiles(dir, files); err != nil {
+		fmt.Fprintln(stderr, "pyexec: --out:", err)
+		return false
+	}
+	fmt.Fprintf(stderr, "pyexec: wrote %d figures to %s\n", len(files), dir)
+	return true
+}
+
+// figuresNote says how many figures came back, and which were not drawn.
+func figuresNote(figs []pyexec.Figure) string {
+	drawn, omitted := 0, 0
+	for _, f := range figs {
+		if f.Omitted != "" {
+			omitted++
+		} else {
+			drawn++
+		}
+	}
+	note := fmt.Sprintf("pyexec: %d figure(s) came back as PNG (--out DIR saves them)", drawn)
+	if omitted > 0 {
+		note += fmt.Sprintf("; %d more not drawn (over a limit)", omitted)
+	}
+	return note
 }

@@ -251,3 +251,29 @@ func TestCLI_RefusesArgsThatAreNotAJSONObject(t *testing.T) {
 	}
 	assert.Nil(t, f.got, "nothing was sent")
 }
+
+func TestCLI_SaysHowManyFiguresCameBack(t *testing.T) {
+	body := `{"result": 1, "stdout": "", "stderr": "", "error": null, "figures": [
+		{"media_type": "image/png", "width": 2, "height": 2, "data": "iVBORw0KGgo="},
+		{"media_type": "image/png", "width": 20000, "height": 20000, "omitted": "too big"}]}`
+	url := (&fakeService{status: 200, body: body}).start(t)
+	code, out, errOut := runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", url)
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "1\n", out)
+	assert.Equal(t, "pyexec: 1 figure(s) came back as PNG (--out DIR saves them); 1 more not drawn (over a limit)\n", errOut)
+
+	// With --out, the drawn ones are written there, numbered in order.
+	dir := filepath.Join(t.TempDir(), "out")
+	code, _, errOut = runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", url, "--out", dir)
+	assert.Equal(t, 0, code, errOut)
+	assert.Contains(t, errOut, "figure 2 not drawn: too big")
+	assert.Contains(t, errOut, "wrote 1 figures to "+dir)
+	png, err := os.ReadFile(filepath.Join(dir, "figure-1.png"))
+	require.NoError(t, err)
+	assert.Equal(t, []byte("\x89PNG\r\n\x1a\n"), png)
+	assert.NoFileExists(t, filepath.Join(dir, "figure-2.png"))
+
+	url = (&fakeService{status: 200, body: `{"result": 1, "stdout": "", "stderr": "", "error": null}`}).start(t)
+	_, _, errOut = runCLI(t, "", nil, "run", writeScript(t, "x"), "--url", url)
+	assert.NotContains(t, errOut, "figure")
+}

@@ -43,6 +43,14 @@ func TestParseEnv_DefaultsAreSafe(t *testing.T) {
 	assert.Empty(t, c.DebugAddr, "the profiler is off")
 	assert.Zero(t, c.RateLimit)
 	assert.False(t, c.GoogleCloud, "no metadata server is asked off Cloud Run")
+	assert.Equal(t, []string{"numpy", "pandas"}, c.Preload)
+}
+
+func TestParseEnv_PreloadNone(t *testing.T) {
+	c := DefaultConfig()
+	require.NoError(t, c.ParseEnv(env(map[string]string{"PYEXEC_PRELOAD": "none"})))
+	assert.NotNil(t, c.Preload)
+	assert.Empty(t, c.Preload)
 }
 
 // everyVariable sets each variable the service reads to a value other than
@@ -91,6 +99,8 @@ func everyVariable() map[string]setting {
 		"K_SERVICE":            {"pyexec", true, func(c Config) any { return c.GoogleCloud }},
 		"CLOUD_RUN_JOB":        {"pyexec-job", true, func(c Config) any { return c.GoogleCloud }},
 		"GCE_METADATA_HOST":    {"127.0.0.1:8999", "127.0.0.1:8999", func(c Config) any { return c.MetadataHost }},
+		"PYEXEC_PRELOAD": {"numpy, pandas,matplotlib.pyplot", []string{"numpy", "pandas", "matplotlib.pyplot"},
+			func(c Config) any { return c.Preload }},
 	}
 }
 
@@ -201,6 +211,9 @@ func TestParseEnv_RefusesBadValues(t *testing.T) {
 		"metadata host with path": {"GCE_METADATA_HOST": "127.0.0.1:80/x"},
 		"metadata host with user": {"GCE_METADATA_HOST": "me@127.0.0.1:80"},
 		"metadata host a URL":     {"GCE_METADATA_HOST": "http://127.0.0.1:80"},
+		"preload not a module":    {"PYEXEC_PRELOAD": "numpy,os; import x"},
+		"preload a path":          {"PYEXEC_PRELOAD": "../evil"},
+		"preload none among":      {"PYEXEC_PRELOAD": "numpy,none-of-it"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := DefaultConfig()

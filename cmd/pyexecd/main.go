@@ -117,6 +117,7 @@ func (m *Main) Run(ctx context.Context) error {
 		SpawnTimeout:        c.SpawnTimeout,
 		Isolation:           c.Isolation,
 		MaxRuns:             c.ForkMaxRuns,
+		Preload:             c.Preload,
 	}, m.Log.Named("jail"))
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
@@ -256,7 +257,10 @@ func (m *Main) health() pyexec.Status {
 	limits := m.spawner.Limits()
 	limits.TimeoutDefault = m.Config.Timeout.Seconds()
 	limits.TimeoutMax = m.Config.MaxTimeout.Seconds()
+	python, packages := m.spawner.Interpreter()
 	return pyexec.Status{
+		Python:     python,
+		Packages:   packages,
 		Ready:      ready,
 		Reason:     reason,
 		Isolation:  m.Config.Isolation.String(),
