@@ -638,17 +638,35 @@ def _open_dir(parent_fd, name, make):
     return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
 
 
-def write_files(top, files):
-    """Make top (a fresh directory) with output/ in it, and write the input
-    files under it: directories made with mkdir, files created with
-    O_EXCL | O_NOFOLLOW, nothing opened through a link."""
+def prepare_workdir(top):
+    """Make top (a fresh directory) with output/ in it. The harness does it
+    before any script has run in this interpreter's /tmp, so nothing there
+    can be a link yet."""
     try:
         os.mkdir(top, 0o755)
+        os.mkdir(os.path.join(top, OUTPUT_DIR), 0o755)
     except OSError as exc:
         raise FileError("the working directory %s cannot be made: %s" % (top, exc.strerror or exc)) from None
+
+
+def ready_workdir(top):
+    """Prepare top ahead of the request, off its path; whether it was done
+    (if not, handle makes it and reports the failure to the request)."""
+    try:
+        prepare_workdir(top)
+    except FileError:
+        return False
+    return True
+
+
+def write_files(top, files, made=False):
+    """Make top with output/ in it unless it is made already, and write the
+    input files under it: directories made with mkdir, files created with
+    O_EXCL | O_NOFOLLOW, nothing opened through a link."""
+    if not made:
+        prepare_workdir(top)
     top_fd = os.open(top, _DIR_FLAGS)
     try:
-        os.mkdir(OUTPUT_DIR, 0o755, dir_fd=top_fd)
         seen = set()
         for f in files or ():
             path = f.get("path") if isinstance(f, dict) else None
@@ -1083,10 +1101,10 @@ def dry_run(source, limits, devnull, captures):
     return reply
 
 
-def handle(req, channel, devnull, captures, policy_default="standard", workdir=WORKDIR):
-    """Validate and run one request in workdir (made here, with the
-    request's input files in it), answering on channel with what the
-    script left under output/ there."""
+def handle(req, channel, devnull, captures, policy_default="standard", workdir=WORKDIR, made=False):
+    """Validate and run one request in workdir (made here unless made is
+    set, with the request's input files in it), answering on channel with
+    what the script left under output/ there."""
     req_id = req.get("id")
     limits = req.get("limits") or {}
     source = req.get("script")
@@ -1094,7 +1112,7 @@ def handle(req, channel, devnull, captures, policy_default="standard", workdir=W
     args = req.get("args")
     try:
         tree = validate(source, policy, limits.get("max_script_bytes"), args)
-        write_files(workdir, req.get("files"))
+        write_files(workdir, req.get("files"), made)
     except (ValidationError, FileError) as exc:
         channel.write({
             "result": None, "id": req_id, "stdout": "", "stderr": "",
@@ -1103,7 +1121,8 @@ def handle(req, channel, devnull, captures, policy_default="standard", workdir=W
         return
     os.chdir(workdir)
     limits = dict(limits, timeout_ms=req.get("timeout_ms"))
-    seed_font_cache()
+    if not made:
+        seed_font_cache()
     reply = run_script(tree, source, limits, devnull, captures, args)
     try:
         reply["files"], reply["files_left_out"], reply["files_truncated"] = collect_output(
@@ -1119,9 +1138,13 @@ def handle(req, channel, devnull, captures, policy_default="standard", workdir=W
 def serve(channel, devnull, policy_default="standard"):
     """Strict isolation: answer one request (if input does not end first)."""
     captures = (Capture(1, 1 << 20), Capture(2, 1 << 20))
+    # The working directory and matplotlib's font list are put in place
+    # while waiting, off the request's path.
+    made = ready_workdir(WORKDIR)
+    seed_font_cache()
     req = channel.read()
     if req is not None:
-        handle(req, channel, devnull, captures, policy_default)
+        handle(req, channel, devnull, captures, policy_default, made=made)
 
 
 # ---------------------------------------------------------------------------
@@ -1228,9 +1251,13 @@ class Zygote:
         # The service keeps the waiting child in the SCHED_IDLE class until
         # the request comes: this only uses otherwise idle time.
         self._prefault_data()
+        # The zygote has just emptied /tmp: the working directory and the
+        # font list go back in place before the request, off its path.
+        made = ready_workdir(WORKDIR)
+        seed_font_cache()
         req = self.channel.read()
         if req is not None:
-            handle(req, self.channel, self.devnull, captures)
+            handle(req, self.channel, self.devnull, captures, made=made)
             # Leave a moment after answering: the teardown of this address
             # space, and the zygote's reset and next fork behind it, would
             # otherwise take a CPU while the service is sending the answer.
