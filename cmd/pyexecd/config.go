@@ -97,7 +97,7 @@ func DefaultConfig() Config {
 		// PYEXEC_TMPFS_MB; 10 MiB leaves most of the default 64 MB to
 		// the script.
 		MaxInputFiles:       100,
-		MaxInputBytes:       10 << 20,
+		MaxInputBytes:       1 << 20,
 		MaxOutputFiles:      100,
 		MaxOutputFilesBytes: 10 << 20,
 		QueueTimeout:        10 * time.Second,
