@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -11,16 +12,10 @@ import (
 	"github.com/pyexec/pyexec/jail"
 )
 
-// forger finds the ids the harness holds for the request it is running
-// (the service's message id, and in fork isolation the nonce of the
-// zygote's last ready line) in the frames below main, writes every reply
-// shape the protocol knows with them on every descriptor, the chosen one
-// first, and then stays alive reading every descriptor, answering any
-// script it reads there. It raises when it cannot find an id, so a probe
-// that stops working fails the test instead of passing it.
-const forger = `import os, sys, json, time
-FIRST = %q
-NO_NONCE_YET = "no nonce yet"
+// forgeKit finds the ids the harness holds for the request it is running
+// in the frames below main, and writes bytes on every descriptor a reply
+// could go out on.
+const forgeKit = `import base64, os, sys, json, time
 
 def harness_locals():
     f = sys._getframe(1)
@@ -41,6 +36,25 @@ def real_ids():
             nonces.add(names["nonce"])
     return msg_id, sorted(nonces)
 
+def write_everywhere(data):
+    for fd in range(3, 64):
+        try:
+            os.write(fd, data)
+        except OSError:
+            pass
+
+`
+
+// forger finds the ids the harness holds for the request it is running
+// (the service's message id, and in fork isolation the nonce of the
+// zygote's last ready line), writes every reply
+// shape the protocol knows with them on every descriptor, the chosen one
+// first, and then stays alive reading every descriptor, answering any
+// script it reads there. It raises when it cannot find an id, so a probe
+// that stops working fails the test instead of passing it.
+const forger = forgeKit + `FIRST = %q
+NO_NONCE_YET = "no nonce yet"
+
 def shapes(msg_id, nonces):
     out = {"ok": {"id": msg_id, "result": "forged", "stdout": "forged", "stderr": "", "error": None}}
     for kind in ("validation_error", "runtime_error", "invalid_result", "timeout",
@@ -53,13 +67,6 @@ def shapes(msg_id, nonces):
         out["restored-%%d" %% i] = {"ready": True, "protocol": 1, "pid": 1, "zygote": True,
                                   "done": n, "nonce": "forged", "signal": 0, "exit_code": 0}
     return out
-
-def write_everywhere(data):
-    for fd in range(3, 64):
-        try:
-            os.write(fd, data)
-        except OSError:
-            pass
 
 def answer_what_comes(seconds):
     for fd in range(0, 64):
@@ -137,5 +144,62 @@ func TestAttacks_ForgedRepliesCannotServeTheNextScript(t *testing.T) {
 				}
 			})
 		}
+	})
+}
+
+// fileForger answers its own request, with the real message id, by a reply
+// that claims output files outside output/, twice the same path, content
+// that is not base64, and a figure that is no PNG, then leaves before the
+// harness can answer.
+const fileForger = forgeKit + `def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+def main():
+    msg_id, _ = real_ids()
+    if msg_id is None:
+        raise RuntimeError("probe failed: the message id is not in the harness's frames")
+    reply = {"id": msg_id, "result": "forged", "stdout": "", "stderr": "", "error": None,
+             "files": [{"path": "../../etc/passwd", "content": b64("root:x:0:0")},
+                       {"path": "/etc/shadow", "content": b64("root:!")},
+                       {"path": "ok.txt", "content": b64("fine")},
+                       {"path": "ok.txt", "content": b64("twice")},
+                       {"path": "raw.bin", "content": "not base64!"}],
+             "files_left_out": [], "files_truncated": False,
+             "figures": [{"png": b64("not a png"), "width": 1, "height": 1, "omitted": ""}]}
+    write_everywhere(json.dumps(reply).encode() + b"\n")
+    os._exit(0)
+`
+
+// TestAttacks_ForgedFilesAndFiguresAreChecked: a reply forged with the
+// real id can only speak for its own script, and what it claims about
+// files and figures is checked again by the service: no path outside
+// output/, no path twice, no content that is not what it says, no figure
+// that is not a PNG.
+func TestAttacks_ForgedFilesAndFiguresAreChecked(t *testing.T) {
+	inEveryMode(t, func(t *testing.T, iso jail.Isolation) {
+		s := startService(t, iso, func(c *Config) { c.PoolSize = 1; c.Validation = jail.ValidationMinimal })
+		r := s.run(fileForger, 10)
+		require.Equal(t, 200, r.Status)
+		if r.Body.Error != nil {
+			require.NotContains(t, r.Body.Error.Message, "probe failed")
+		}
+		require.JSONEq(t, `"forged"`, string(r.Body.Result), "the forged reply is the answer: %+v", r.Body)
+		returned := map[string]string{}
+		for _, f := range r.Body.Files {
+			returned[f.Path] = string(f.Content)
+		}
+		assert.Equal(t, map[string]string{"ok.txt": "fine"}, returned, "only a plain path under output/ is returned, once")
+		left := map[string]bool{}
+		for _, f := range r.Body.FilesLeftOut {
+			left[f.Path] = true
+		}
+		for _, p := range []string{"../../etc/passwd", "/etc/shadow", "ok.txt", "raw.bin"} {
+			// A path the service refuses is named quoted, as it came.
+			assert.True(t, left[p] || left[strconv.Quote(p)], "%s is named as left out, not dropped silently", p)
+		}
+		require.Len(t, r.Body.Figures, 1)
+		assert.Empty(t, r.Body.Figures[0].PNG, "a figure that is no PNG is not passed on")
+		assert.NotEmpty(t, r.Body.Figures[0].Omitted)
+		s.healthy()
 	})
 }
