@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pyexec/pyexec"
+	"github.com/pyexec/pyexec/internal/mcptest"
 	"github.com/pyexec/pyexec/mcptool"
 )
 
@@ -101,17 +102,7 @@ func connectMCP(t *testing.T, l *listening, key string) (*mcp.ClientSession, err
 
 func callRunPython(t *testing.T, cs *mcp.ClientSession, args map[string]any) (*mcp.CallToolResult, mcptool.Output) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: mcptool.ToolName, Arguments: args})
-	require.NoError(t, err)
-	var out mcptool.Output
-	if res.StructuredContent != nil {
-		data, err := json.Marshal(res.StructuredContent)
-		require.NoError(t, err)
-		require.NoError(t, json.Unmarshal(data, &out))
-	}
-	return res, out
+	return mcptest.Call(t, cs, args, 30*time.Second)
 }
 
 func resultText(t *testing.T, res *mcp.CallToolResult) string {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/api"
+	"github.com/pyexec/pyexec/internal/mcptest"
 	"github.com/pyexec/pyexec/mcptool"
 )
 
@@ -78,18 +79,8 @@ func startMCP(t *testing.T, url, key string) *mcp.ClientSession {
 
 func call(t *testing.T, cs *mcp.ClientSession, args map[string]any) (*mcp.CallToolResult, string, mcptool.Output) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: mcptool.ToolName, Arguments: args})
-	require.NoError(t, err)
-	require.Len(t, res.Content, 1)
-	text, ok := res.Content[0].(*mcp.TextContent)
-	require.True(t, ok, "content is %T", res.Content[0])
-	var out mcptool.Output
-	data, err := json.Marshal(res.StructuredContent)
-	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal(data, &out))
-	return res, text.Text, out
+	res, out := mcptest.Call(t, cs, args, 30*time.Second)
+	return res, mcptest.OnlyText(t, res), out
 }
 
 func TestMCP_StdioServerForwardsToTheService(t *testing.T) {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pyexec/pyexec"
-	"github.com/pyexec/pyexec/client"
 	"github.com/pyexec/pyexec/jail"
 	"github.com/pyexec/pyexec/wire"
 )
@@ -25,14 +22,7 @@ func (s *service) runArgs(script, args string) (int, *pyexec.Response) {
 	if args != "" {
 		req.Args = json.RawMessage(args)
 	}
-	a, err := s.client().Execute(context.Background(), req)
-	if err == nil {
-		return a.Status, a.Response
-	}
-	var se *client.StatusError
-	var pe *pyexec.Error
-	require.True(s.t, errors.As(err, &se) && errors.As(err, &pe), "no answer: %v", err)
-	return se.Status, &pyexec.Response{Error: pe}
+	return s.runRequest(req)
 }
 
 func TestE2E_Args(t *testing.T) { inEveryMode(t, testE2EArgs) }

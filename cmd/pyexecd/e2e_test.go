@@ -101,9 +101,14 @@ func (s *service) client() *client.Client {
 
 func (s *service) run(script string, timeout float64) result {
 	s.t.Helper()
+	return s.send(pyexec.Request{Script: script, Timeout: time.Duration(timeout * float64(time.Second))})
+}
+
+// send posts req and reads the answer as run does.
+func (s *service) send(req pyexec.Request) result {
+	s.t.Helper()
 	start := time.Now()
-	a, err := s.client().Execute(context.Background(),
-		pyexec.Request{Script: script, Timeout: time.Duration(timeout * float64(time.Second))})
+	a, err := s.client().Execute(context.Background(), req)
 	r := result{Elapsed: time.Since(start)}
 	if err == nil {
 		r.Status, r.RequestID, r.Body = a.Status, a.RequestID, a.Response

@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -17,23 +15,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pyexec/pyexec"
-	"github.com/pyexec/pyexec/client"
 	"github.com/pyexec/pyexec/jail"
 	"github.com/pyexec/pyexec/mcptool"
 )
 
-// runFiles runs req and returns its status and outcome, a refusal as an
+// runRequest runs req and returns its status and outcome, a refusal as an
 // outcome whose Error is the refusal.
-func (s *service) runFiles(req pyexec.Request) (int, *pyexec.Response) {
+func (s *service) runRequest(req pyexec.Request) (int, *pyexec.Response) {
 	s.t.Helper()
-	a, err := s.client().Execute(context.Background(), req)
-	if err == nil {
-		return a.Status, a.Response
-	}
-	var se *client.StatusError
-	var pe *pyexec.Error
-	require.True(s.t, errors.As(err, &se) && errors.As(err, &pe), "no answer: %v", err)
-	return se.Status, &pyexec.Response{Error: pe}
+	r := s.send(req)
+	return r.Status, r.Body
 }
 
 func TestE2E_Files(t *testing.T) { inEveryMode(t, testE2EFiles) }
@@ -72,7 +63,7 @@ func testE2EFiles(t *testing.T, iso jail.Isolation) {
 			data[i] = byte(rng.UintN(256))
 		}
 		sum := sha256.Sum256(data)
-		status, r := s.runFiles(pyexec.Request{
+		status, r := s.runRequest(pyexec.Request{
 			Script: "import hashlib, shutil\ndef main():\n    b = open('in/blob.bin', 'rb').read()\n" +
 				"    shutil.copy('in/blob.bin', 'output/copy.bin')\n    open('output/small.bin', 'wb').write(bytes([0, 255, 10]))\n" +
 				"    return hashlib.sha256(b).hexdigest()\n",
@@ -89,7 +80,7 @@ func testE2EFiles(t *testing.T, iso jail.Isolation) {
 
 	t.Run("paths that escape or are not plain are refused, naming them", func(t *testing.T) {
 		for _, p := range []string{"../x", "/etc/passwd", "a/../../x", "./a", "a//b", `a\b`, "output"} {
-			status, r := s.runFiles(pyexec.Request{Script: "def main():\n    return 1\n", Files: []pyexec.File{{Path: p}}})
+			status, r := s.runRequest(pyexec.Request{Script: "def main():\n    return 1\n", Files: []pyexec.File{{Path: p}}})
 			assert.Equal(t, 400, status, p)
 			require.NotNil(t, r.Error, p)
 			assert.Equal(t, pyexec.CodeInvalidRequest, r.Error.Code, p)
@@ -104,12 +95,12 @@ func testE2EFiles(t *testing.T, iso jail.Isolation) {
 		for i := range 4 {
 			four = append(four, pyexec.File{Path: fmt.Sprintf("f%d", i)})
 		}
-		status, r := s.runFiles(pyexec.Request{Script: "def main():\n    return 1\n", Files: four})
+		status, r := s.runRequest(pyexec.Request{Script: "def main():\n    return 1\n", Files: four})
 		assert.Equal(t, 400, status)
 		require.NotNil(t, r.Error)
 		assert.Equal(t, "4 input files, over the 3-file limit", r.Error.Message)
 
-		status, r = s.runFiles(pyexec.Request{Script: "def main():\n    return 1\n", Files: []pyexec.File{
+		status, r = s.runRequest(pyexec.Request{Script: "def main():\n    return 1\n", Files: []pyexec.File{
 			{Path: "a", Content: bytes.Repeat([]byte("a"), 2<<20)}, {Path: "b", Content: bytes.Repeat([]byte("b"), 2<<20+1)}}})
 		assert.Equal(t, 400, status)
 		require.NotNil(t, r.Error)
@@ -118,7 +109,7 @@ func testE2EFiles(t *testing.T, iso jail.Isolation) {
 	})
 
 	t.Run("links in output/ are not followed", func(t *testing.T) {
-		status, r := s.runFiles(pyexec.Request{Script: "import os\ndef main():\n" +
+		status, r := s.runRequest(pyexec.Request{Script: "import os\ndef main():\n" +
 			"    os.symlink('/etc/passwd', 'output/passwd')\n" +
 			"    os.symlink('/harness/harness.py', 'output/harness.py')\n" +
 			"    os.symlink('/etc', 'output/etc')\n" +
@@ -143,7 +134,7 @@ func testE2EFiles(t *testing.T, iso jail.Isolation) {
 	})
 
 	t.Run("output/ itself a link is not followed", func(t *testing.T) {
-		status, r := s.runFiles(pyexec.Request{Script: "import os\ndef main():\n" +
+		status, r := s.runRequest(pyexec.Request{Script: "import os\ndef main():\n" +
 			"    os.rmdir('output')\n    os.symlink('/harness', 'output')\n    return 1\n"})
 		assert.Equal(t, 200, status)
 		require.Nil(t, r.Error)
@@ -153,7 +144,7 @@ func testE2EFiles(t *testing.T, iso jail.Isolation) {
 	})
 
 	t.Run("10,000 files in output/ give a bounded answer that says what was left out", func(t *testing.T) {
-		status, r := s.runFiles(pyexec.Request{Script: "def main():\n" +
+		status, r := s.runRequest(pyexec.Request{Script: "def main():\n" +
 			"    for i in range(10000):\n        open('output/f%05d.txt' % i, 'w').write('x')\n    return 'written'\n",
 			Timeout: 30e9})
 		assert.Equal(t, 200, status)
@@ -190,12 +181,12 @@ func testE2EFiles(t *testing.T, iso jail.Isolation) {
 	})
 
 	t.Run("the next script sees none of the previous one's files", func(t *testing.T) {
-		status, r := s.runFiles(pyexec.Request{Script: "def main():\n" +
+		status, r := s.runRequest(pyexec.Request{Script: "def main():\n" +
 			"    open('output/left.txt', 'w').write('x')\n    open('scratch.txt', 'w').write('x')\n    open('/tmp/t.txt', 'w').write('x')\n    return 1\n",
 			Files: []pyexec.File{{Path: "data/in.txt", Content: []byte("secret")}}})
 		require.Equal(t, 200, status)
 		require.Nil(t, r.Error)
-		status, r = s.runFiles(pyexec.Request{Script: "import os\ndef main():\n" +
+		status, r = s.runRequest(pyexec.Request{Script: "import os\ndef main():\n" +
 			"    return {'cwd': os.getcwd(), 'work': sorted(os.path.relpath(os.path.join(d, n), '.') for d, ds, fs in os.walk('.') for n in ds + fs),\n" +
 			"            'tmp_files': [n for n in os.listdir('/tmp') if n.endswith('.txt')]}\n"})
 		require.Equal(t, 200, status)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pyexec/pyexec/internal/mcptest"
 	"github.com/pyexec/pyexec/jail"
 	"github.com/pyexec/pyexec/mcptool"
 )
@@ -38,18 +38,8 @@ func (s *service) connectMCP(key string) (*mcp.ClientSession, error) {
 
 func callTool(t *testing.T, cs *mcp.ClientSession, args map[string]any) (*mcp.CallToolResult, string, mcptool.Output) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: mcptool.ToolName, Arguments: args})
-	require.NoError(t, err)
-	require.Len(t, res.Content, 1)
-	text, ok := res.Content[0].(*mcp.TextContent)
-	require.True(t, ok, "content is %T", res.Content[0])
-	var out mcptool.Output
-	data, err := json.Marshal(res.StructuredContent)
-	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal(data, &out))
-	return res, text.Text, out
+	res, out := mcptest.Call(t, cs, args, time.Minute)
+	return res, mcptest.OnlyText(t, res), out
 }
 
 // TestE2E_MCP drives /mcp of the real service, with the real jail, with
