@@ -41,6 +41,11 @@ const (
 	CodeInternal             Code = "internal_error"
 )
 
+// ErrNotRun is wrapped by a worker's Run error when the script never
+// reached the worker (it had died while idle, or its start was not
+// complete): the script may be tried on another worker.
+var ErrNotRun = errors.New("the script did not reach the worker")
+
 // Codes lists every Code, in the order of the constants above. Tests that
 // must cover each code (its HTTP status, its documentation) iterate it, and
 // a test of this package checks it against the constants, so a new code

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 
 	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/internal/fakesandbox"
@@ -73,7 +72,6 @@ func TestFakeWorker_AnswersAndIsUsedOnce(t *testing.T) {
 			assert.Equal(t, tc.code, resp.Error.Code)
 			assert.Nil(t, resp.Result)
 		}
-		assert.False(t, w.Reusable(), "%q: a strict worker serves one script", tc.script)
 		assert.Panics(t, func() { _, _ = w.Run(context.Background(), pyexec.Request{Script: "result 1", Timeout: time.Second}) },
 			"a used strict worker must never be given a second script")
 	}
@@ -128,7 +126,6 @@ func TestFakeWorker_RepliesAreChecked(t *testing.T) {
 			require.NotNil(t, resp.Error)
 			assert.Equal(t, tc.code, resp.Error.Code)
 			assert.Contains(t, resp.Error.Message, tc.message)
-			assert.False(t, w.Reusable())
 			if tc.killed {
 				// The harness lingers: only the worker's kill ends it.
 				assert.False(t, w.Alive(), "the worker is killed with its answer")
@@ -245,7 +242,6 @@ func TestFakeSpawn_FailuresAreReportedAndLeaveNothing(t *testing.T) {
 		{"exit", IsolationStrict, "broken harness"},
 		{"garbage", IsolationStrict, "decode ready line"},
 		{"protocol2", IsolationStrict, "protocol 2"},
-		{"nononce", IsolationFork, "no nonce"},
 		{"silent", IsolationStrict, "not ready after"},
 	} {
 		t.Run(tc.startup, func(t *testing.T) {
@@ -258,7 +254,7 @@ func TestFakeSpawn_FailuresAreReportedAndLeaveNothing(t *testing.T) {
 			if tc.startup == "silent" {
 				assert.ErrorIs(t, err, ErrSpawnTimeout)
 			}
-			requireGone(t, append(sb.Pids("harness"), sb.Pids("zygote")...))
+			requireGone(t, sb.Pids("harness"))
 		})
 	}
 
@@ -268,122 +264,6 @@ func TestFakeSpawn_FailuresAreReportedAndLeaveNothing(t *testing.T) {
 	cancel()
 	_, err := s.Spawn(ctx)
 	require.ErrorIs(t, err, context.Canceled)
-}
-
-// Fork isolation: one zygote, a fresh child per script, reused until its
-// run limit, and ready again only after the zygote's nonce'd ready line.
-func TestFakeFork_OneJailServesManyScripts(t *testing.T) {
-	s, sb := fakeSpawner(t, Config{Isolation: IsolationFork, MaxRuns: 3})
-	w := spawn(t, s)
-	assert.True(t, w.ready.Zygote)
-	zygote := sb.Pids("zygote")
-	require.Len(t, zygote, 1)
-	for i := 0; i < 3; i++ {
-		child := childOf(zygote[0])
-		require.NotZero(t, child, "a child is started ahead of the script")
-		resp := fakeRun(t, w, "ppid")
-		require.Nil(t, resp.Error, "%+v", resp.Error)
-		assert.Equal(t, strconv.Itoa(zygote[0]), string(resp.Result), "run %d: the zygote's child answers", i)
-		if i < 2 {
-			require.True(t, w.Reusable(), "run %d", i)
-			require.NoError(t, w.AwaitReady(context.Background()))
-		}
-	}
-	assert.False(t, w.Reusable(), "recycled after MaxRuns")
-	require.Eventually(t, func() bool { return len(sb.Pids("child")) == 4 }, 5*time.Second, 5*time.Millisecond,
-		"three children ran a script, a fourth waits")
-}
-
-// How a child ended decides the answer and whether the jail serves again.
-func TestFakeFork_ChildOutcomes(t *testing.T) {
-	s, _ := fakeSpawner(t, Config{Isolation: IsolationFork})
-	for _, tc := range []struct {
-		script   string
-		code     pyexec.Code
-		message  string
-		reusable bool
-	}{
-		{"result 1", "", "", true},
-		{"error runtime_error boom", pyexec.CodeRuntime, "boom", true},
-		{"error memory_limit x", pyexec.CodeMemoryLimit, "memory limit", false},
-		{"exit 3", pyexec.CodeSandbox, "exited before answering (exit status 3)", false},
-		{"signal 9", pyexec.CodeSandbox, "killed (possibly out of memory)", false},
-		{"signal 24", pyexec.CodeTimeout, "CPU time limit", false},
-		{"signal 11", pyexec.CodeSandbox, "died of signal 11", false},
-	} {
-		w := spawn(t, s)
-		resp := fakeRun(t, w, tc.script)
-		if tc.code == "" {
-			require.Nil(t, resp.Error, "%+v", resp.Error)
-		} else {
-			require.NotNil(t, resp.Error, tc.script)
-			assert.Equal(t, tc.code, resp.Error.Code, tc.script)
-			assert.Contains(t, resp.Error.Message, tc.message, tc.script)
-		}
-		assert.Equal(t, tc.reusable, w.Reusable(), tc.script)
-		if tc.reusable {
-			require.NoError(t, w.AwaitReady(context.Background()), tc.script)
-			resp = fakeRun(t, w, "result 2")
-			require.Nil(t, resp.Error, "%s: the next script: %+v", tc.script, resp.Error)
-		}
-	}
-}
-
-// A child cannot forge the zygote's ready line: it does not know the nonce.
-func TestFakeFork_ForgedReadyLinesAreRefused(t *testing.T) {
-	s, sb := fakeSpawner(t, Config{Isolation: IsolationFork})
-	// Instead of its answer.
-	w := spawn(t, s)
-	resp := fakeRun(t, w, "ready\nlinger")
-	require.NotNil(t, resp.Error)
-	assert.Equal(t, pyexec.CodeSandbox, resp.Error.Code)
-	assert.Contains(t, resp.Error.Message, "invalid reply")
-	assert.False(t, w.Alive())
-
-	// After its answer, to have the jail taken as restored while it lives.
-	w = spawn(t, s)
-	resp = fakeRun(t, w, "result 1\nanswer\nready\nlinger")
-	require.Nil(t, resp.Error, "%+v", resp.Error)
-	err := w.AwaitReady(context.Background())
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "out of step")
-	assert.False(t, w.Alive())
-	requireGone(t, sb.Pids("child"))
-}
-
-// A child still alive after its answer is killed, so the zygote restores
-// the jail without waiting for it.
-func TestFakeFork_LingeringChildIsKilled(t *testing.T) {
-	s, sb := fakeSpawner(t, Config{Isolation: IsolationFork})
-	w := spawn(t, s)
-	resp := fakeRun(t, w, "pid\nlinger")
-	require.Nil(t, resp.Error, "%+v", resp.Error)
-	child, err := strconv.Atoi(string(resp.Result))
-	require.NoError(t, err)
-	require.True(t, w.Reusable())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	require.NoError(t, w.AwaitReady(ctx), "the jail is restored without waiting for the lingering child")
-	assert.False(t, testenv.Alive(child))
-	resp = fakeRun(t, w, "ppid")
-	require.Nil(t, resp.Error, "%+v", resp.Error)
-	assert.Equal(t, strconv.Itoa(sb.Pids("zygote")[0]), string(resp.Result))
-}
-
-// The child started ahead of a script waits in the idle scheduling class.
-func TestFakeFork_WaitingChildIsIdleClass(t *testing.T) {
-	s, sb := fakeSpawner(t, Config{Isolation: IsolationFork})
-	w := spawn(t, s)
-	for i := 0; i < 2; i++ {
-		child := childOf(sb.Pids("zygote")[0])
-		require.NotZero(t, child)
-		attr, err := unix.SchedGetAttr(child, 0)
-		require.NoError(t, err)
-		assert.EqualValues(t, unix.SCHED_IDLE, attr.Policy, "run %d", i)
-		resp := fakeRun(t, w, "result 1")
-		require.Nil(t, resp.Error, "%+v", resp.Error)
-		require.NoError(t, w.AwaitReady(context.Background()))
-	}
 }
 
 // fakeOOMCounter stands in for the worker cgroup's memory.events: the
@@ -400,8 +280,7 @@ func fakeOOMCounter(t *testing.T, w *Worker, kills int) string {
 	return path
 }
 
-// A worker killed by the OOM killer is reported as over its memory limit;
-// in a fork jail only if the kill came during this script.
+// A worker killed by the OOM killer is reported as over its memory limit.
 func TestFakeWorker_OOMKillIsMemoryLimit(t *testing.T) {
 	s, _ := fakeSpawner(t, Config{MemoryMB: 256})
 	w := spawn(t, s)
@@ -411,17 +290,4 @@ func TestFakeWorker_OOMKillIsMemoryLimit(t *testing.T) {
 	assert.Equal(t, pyexec.CodeMemoryLimit, resp.Error.Code)
 	assert.Equal(t, "script exceeded the memory limit (256 MB)", resp.Error.Message)
 
-	f, _ := fakeSpawner(t, Config{MemoryMB: 256, Isolation: IsolationFork})
-	w = spawn(t, f)
-	events = fakeOOMCounter(t, w, 1)
-	resp = fakeRun(t, w, "write "+events+" oom_kill 2\nsignal 9")
-	require.NotNil(t, resp.Error)
-	assert.Equal(t, pyexec.CodeMemoryLimit, resp.Error.Code, resp.Error.Message)
-
-	// An earlier kill in the jail is not this script's.
-	w = spawn(t, f)
-	fakeOOMCounter(t, w, 1)
-	resp = fakeRun(t, w, "signal 9")
-	require.NotNil(t, resp.Error)
-	assert.Equal(t, pyexec.CodeSandbox, resp.Error.Code, resp.Error.Message)
 }

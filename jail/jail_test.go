@@ -30,7 +30,7 @@ func withLimits(cfg Config) Config {
 		value int
 	}{
 		{&cfg.MemoryMB, 512}, {&cfg.PidsMax, 64}, {&cfg.TmpfsMB, 64},
-		{&cfg.MaxOutputBytes, 1 << 20}, {&cfg.MaxScriptBytes, 200 << 10}, {&cfg.MaxRuns, 10000},
+		{&cfg.MaxOutputBytes, 1 << 20}, {&cfg.MaxScriptBytes, 200 << 10},
 	} {
 		if *f.field == 0 {
 			*f.field = f.value
@@ -59,7 +59,21 @@ func spawn(t *testing.T, s *Spawner) *Worker {
 	return w
 }
 
-func run(t *testing.T, w *Worker, script string, timeout time.Duration) *pyexec.Response {
+// fork makes a fork-isolation child of s.
+func fork(t *testing.T, s *Spawner) *Child {
+	t.Helper()
+	c, err := s.Fork(context.Background())
+	require.NoError(t, err)
+	t.Cleanup(c.Kill)
+	return c
+}
+
+// runner is a strict worker or a fork child.
+type runner interface {
+	Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, error)
+}
+
+func run(t *testing.T, w runner, script string, timeout time.Duration) *pyexec.Response {
 	t.Helper()
 	resp, err := w.Run(context.Background(), pyexec.Request{ID: "t", Script: script, Timeout: timeout})
 	require.NoError(t, err)
@@ -140,8 +154,7 @@ func TestWorker_IsUsedOnceWhateverItAnswers(t *testing.T) {
 		"def main():\n    raise ValueError\n", // runtime error
 	} {
 		w := spawn(t, s)
-		resp := run(t, w, script, 5*time.Second)
-		assert.False(t, w.Reusable(), "%q: %+v", script, resp)
+		run(t, w, script, 5*time.Second)
 		assert.Panics(t, func() { _, _ = w.Run(context.Background(), pyexec.Request{Script: script, Timeout: time.Second}) },
 			"a used strict worker must never be given a second script")
 	}
@@ -182,7 +195,7 @@ func TestWorker_ClosedChannelEndsTheWorkerAtOnce(t *testing.T) {
 	w.watchHarness(w.cmd.Process.Pid)
 	require.NotNil(t, w.pidfd)
 	lr, ok := <-w.lines
-	resp := w.reply(lr, ok, "m1", 0)
+	resp := w.reply(lr, ok, "m1")
 	require.NotNil(t, resp.Error)
 	assert.Equal(t, pyexec.CodeSandbox, resp.Error.Code)
 	assert.Contains(t, resp.Error.Message, "closed its channel")
@@ -212,7 +225,7 @@ func TestWorker_HarnessFailsToStartIsReportedWithStderr(t *testing.T) {
 	// A harness that dies at once: spawn must fail with its stderr, not hang.
 	bad := &Spawner{cfg: s.cfg, log: s.log, nsjail: s.nsjail, cg: s.cg, env: s.env, harnessDir: openTempDir(t), emptyDir: s.emptyDir}
 	require.NoError(t, os.WriteFile(filepath.Join(bad.harnessDir, "harness.py"), []byte("import sys\nprint('broken harness', file=sys.stderr)\nsys.exit(3)\n"), 0o644))
-	bad.args = bad.buildArgs(mustPlan(t, s))
+	bad.args = bad.buildArgs(mustPlan(t, s), false)
 	_, err := bad.Spawn(context.Background())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "broken harness")
@@ -256,8 +269,6 @@ func TestNewSpawner_RefusesBadConfig(t *testing.T) {
 	assert.ErrorContains(t, err, "PythonPath must be set")
 	_, err = NewSpawner(Config{PythonPath: "/bin/true", MemoryMB: 512}, zap.NewNop())
 	assert.ErrorContains(t, err, "PidsMax, TmpfsMB, MaxOutputBytes, MaxScriptBytes, SpawnTimeout must be set")
-	_, err = NewSpawner(withLimits(Config{PythonPath: "/bin/true", Isolation: IsolationFork, MaxRuns: -1}), zap.NewNop())
-	assert.ErrorContains(t, err, "MaxRuns must be set")
 	_, err = NewSpawner(withLimits(Config{PythonPath: "/nonexistent/python"}), zap.NewNop())
 	assert.ErrorContains(t, err, "/nonexistent/python")
 }

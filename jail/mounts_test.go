@@ -507,9 +507,9 @@ func TestFollowLinks(t *testing.T) {
 }
 
 // A virtualenv under /tmp (a checkout there) puts the links leading to the
-// interpreter in the jail's /tmp, which the zygote empties after every
-// script: it makes them again, and a link a script replaced does not reach
-// the next script.
+// interpreter in the jail's /tmp, which every fork child mounts afresh: it
+// makes them again, and a link a script replaced does not reach the next
+// script.
 func TestFork_LinksUnderTmpAreMadeAgain(t *testing.T) {
 	python := testenv.Python(t)
 	facts, err := probePython(python)
@@ -530,8 +530,7 @@ func TestFork_LinksUnderTmpAreMadeAgain(t *testing.T) {
 	s, err := NewSpawner(withLimits(Config{PythonPath: filepath.Join(venv, "bin", "python"), Isolation: IsolationFork, Validation: ValidationMinimal}), zap.NewNop())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
-	w := spawn(t, s)
-	resp := run(t, w, `import os, sys
+	resp := run(t, fork(t, s), `import os, sys
 def main():
     open("/tmp/evil", "w").write("print('evil')\n")
     os.unlink(sys.executable)
@@ -540,8 +539,7 @@ def main():
 `, 10*time.Second)
 	require.Nil(t, resp.Error, "%+v", resp.Error)
 	assert.JSONEq(t, `[`+strconv.Quote(venv)+`, "/tmp/evil"]`, string(resp.Result), "the script replaced the link")
-	require.NoError(t, w.AwaitReady(context.Background()))
-	resp = run(t, w, `import os, subprocess, sys
+	resp = run(t, fork(t, s), `import os, subprocess, sys
 def main():
     child = subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True, text=True, timeout=30)
     return [os.readlink(sys.executable), child.stdout, os.path.exists("/tmp/evil")]

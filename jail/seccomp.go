@@ -37,3 +37,20 @@ func seccompPolicy() string {
 		", clone(flags) { (flags & " + namespaceCloneFlags + ") != 0 } }, ERRNO(38) { clone3 } } " +
 		"USE pyexec DEFAULT ALLOW"
 }
+
+// zygotePolicy renders the kafel policy of the fork-isolation zygote: a
+// worker's, except that mount and namespace-creating clones are allowed
+// (a child needs them before it installs the worker's own filter).
+func zygotePolicy() string {
+	var denied []string
+	for _, name := range deniedSyscalls() {
+		if name != "mount" {
+			denied = append(denied, name)
+		}
+	}
+	return "POLICY pyexec { ERRNO(1) { " + strings.Join(denied, ", ") + " }, ERRNO(38) { clone3 } } " +
+		"USE pyexec DEFAULT ALLOW"
+}
+
+// seccompFilter is the compiled worker filter a fork child installs.
+func seccompFilter() []byte { return nil }

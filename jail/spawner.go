@@ -76,11 +76,6 @@ type Config struct {
 	MaxLifetime time.Duration
 	// Isolation is how scripts are separated from one another.
 	Isolation Isolation
-	// MaxRuns recycles a fork-isolation jail after this many scripts
-	// (required with IsolationFork); each jail's own limit is drawn
-	// between four fifths of it and all of it, so jails started together
-	// are not all replaced together.
-	MaxRuns int
 	// Preload are the modules the harness imports before its ready line
 	// (nil: numpy and pandas; empty: none).
 	Preload []string
@@ -101,7 +96,6 @@ func (c *Config) check() error {
 		{"MaxOutputBytes", c.MaxOutputBytes > 0},
 		{"MaxScriptBytes", c.MaxScriptBytes > 0},
 		{"SpawnTimeout", c.SpawnTimeout > 0},
-		{"MaxRuns", c.MaxRuns > 0 || c.Isolation != IsolationFork},
 	} {
 		if !f.ok {
 			missing = append(missing, f.name)
@@ -188,6 +182,10 @@ type Spawner struct {
 	env      []string
 	limits   pyexec.Limits
 	seq      atomic.Uint64
+	// zygoteArgs is the nsjail command line of the fork-isolation zygote,
+	// and zygote the one jail of fork isolation (nil in strict isolation).
+	zygoteArgs []string
+	zygote     *Zygote
 	// python and packages are what the interpreter said of itself at
 	// start-up; never changed after.
 	python   string
@@ -235,7 +233,7 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 		return nil, fmt.Errorf("new spawner: %w", err)
 	}
 	removeStaleTemp(os.TempDir())
-	if s.harnessDir, err = writeHarness(); err != nil {
+	if s.harnessDir, err = writeHarness(seccompFilter()); err != nil {
 		s.cg.close()
 		return nil, fmt.Errorf("new spawner: %w", err)
 	}
@@ -261,9 +259,6 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 		}
 		s.env = append(s.env, "PYEXEC_PRELOAD="+preload)
 	}
-	if cfg.Isolation == IsolationFork {
-		s.env = append(s.env, "PYEXEC_ROLE=zygote")
-	}
 	// Hosts whose CPU needs an OpenBLAS kernel override set these; they
 	// carry no secrets, so they are the only variables passed through.
 	for _, name := range []string{"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"} {
@@ -272,7 +267,11 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 		}
 	}
 	s.python, s.packages = facts.Python, facts.Packages
-	s.args = s.buildArgs(plan)
+	s.args = s.buildArgs(plan, false)
+	s.zygoteArgs = s.buildArgs(plan, true)
+	if cfg.Isolation == IsolationFork {
+		s.zygote = newZygote(s)
+	}
 	s.limits = s.describeLimits()
 	log.Info("jail ready",
 		zap.String("nsjail", nsjail), zap.String("python", python),
@@ -361,7 +360,11 @@ func removeStaleTemp(dir string) {
 	}
 }
 
-func writeHarness() (string, error) {
+// seccompFile is the compiled seccomp filter a fork child installs, in
+// the harness directory.
+const seccompFile = "seccomp.bpf"
+
+func writeHarness(filter []byte) (string, error) {
 	dir, err := os.MkdirTemp("", tempPrefix("harness"))
 	if err != nil {
 		return "", fmt.Errorf("write harness: %w", err)
@@ -371,6 +374,9 @@ func writeHarness() (string, error) {
 	}
 	path := filepath.Join(dir, pyharness.FileName)
 	if err := os.WriteFile(path, []byte(pyharness.Source()), 0o644); err != nil {
+		return "", fmt.Errorf("write harness: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, seccompFile), filter, 0o644); err != nil {
 		return "", fmt.Errorf("write harness: %w", err)
 	}
 	return dir, nil
@@ -389,8 +395,16 @@ func makeEmptyDir() (string, error) {
 	return dir, nil
 }
 
-// buildArgs assembles the nsjail command line shared by every worker.
-func (s *Spawner) buildArgs(plan *mountPlan) []string {
+// buildArgs assembles the nsjail command line of a strict worker, or of
+// the fork-isolation zygote.
+//
+// The zygote keeps, in the jail's user namespace, the capabilities it
+// needs to make a child's namespaces and mounts (CAP_SYS_ADMIN), to bring
+// up its loopback interface (CAP_NET_ADMIN) and to empty its bounding set
+// (CAP_SETPCAP); its seccomp policy allows mount and namespace-creating
+// clones on top of what a worker may do. It never runs a script, and every
+// child drops all of it before saying hello.
+func (s *Spawner) buildArgs(plan *mountPlan, zygote bool) []string {
 	c := s.cfg
 	asMB := c.MemoryMB
 	if s.cg.mode != CgroupNone {
@@ -400,6 +414,11 @@ func (s *Spawner) buildArgs(plan *mountPlan) []string {
 		asMB += 512
 	}
 	uid := strconv.Itoa(JailUID)
+	// A zygote lives as long as the service; its children are single-use.
+	lifetime := int(c.MaxLifetime / time.Second)
+	if zygote {
+		lifetime = 0
+	}
 	a := []string{
 		"--mode", "o",
 		"--quiet",
@@ -407,7 +426,7 @@ func (s *Spawner) buildArgs(plan *mountPlan) []string {
 		"--cwd", "/tmp",
 		"--user", uid + ":" + uid + ":1",
 		"--group", uid + ":" + uid + ":1",
-		"--time_limit", strconv.Itoa(int(c.MaxLifetime / time.Second)),
+		"--time_limit", strconv.Itoa(lifetime),
 		"--rlimit_as", strconv.Itoa(asMB),
 		"--rlimit_fsize", strconv.Itoa(c.TmpfsMB),
 		"--rlimit_nofile", "256",
@@ -415,7 +434,13 @@ func (s *Spawner) buildArgs(plan *mountPlan) []string {
 	}
 
 	if s.cg.mode == CgroupNone {
-		a = append(a, "--rlimit_nproc", strconv.Itoa(c.PidsMax))
+		// Without cgroups, the process count is per user: in fork isolation
+		// every child of the zygote shares it.
+		nproc := c.PidsMax
+		if zygote {
+			nproc *= 4
+		}
+		a = append(a, "--rlimit_nproc", strconv.Itoa(nproc))
 	}
 	// /tmp first: anything mounted later under /tmp (a checkout in /tmp, the
 	// harness directory) stays visible on top of it.
@@ -444,7 +469,19 @@ func (s *Spawner) buildArgs(plan *mountPlan) []string {
 	for _, e := range s.env {
 		a = append(a, "--env", e)
 	}
-	a = append(a, "--seccomp_string", seccompPolicy())
+	if zygote {
+		a = append(a,
+			// A child mounts its own /dev/shm here.
+			"--mount", "none:/dev/shm:tmpfs:size=1m",
+			"--pass_fd", "3",
+			"--cap", "CAP_SYS_ADMIN", "--cap", "CAP_NET_ADMIN", "--cap", "CAP_SETPCAP",
+			"--env", "PYEXEC_ROLE=zygote",
+			"--env", "PYEXEC_SECCOMP_FILTER="+harnessDir+"/"+seccompFile,
+			"--env", "PYEXEC_TMP_MB="+strconv.Itoa(c.TmpfsMB),
+			"--seccomp_string", zygotePolicy())
+	} else {
+		a = append(a, "--seccomp_string", seccompPolicy())
+	}
 	return append(a, "--", s.cfg.PythonPath, "-I", "-B", harnessDir+"/"+pyharness.FileName)
 }
 
@@ -495,6 +532,9 @@ func (s *Spawner) Interpreter() (python string, packages map[string]string) {
 // Close removes the harness directory and this instance's cgroups. Call it
 // after every worker has been killed.
 func (s *Spawner) Close() {
+	if s.zygote != nil {
+		s.zygote.Close()
+	}
 	s.cg.close()
 	_ = os.RemoveAll(s.harnessDir)
 	if s.emptyDir != "" {

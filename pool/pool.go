@@ -19,12 +19,6 @@ import (
 	"github.com/pyexec/pyexec"
 )
 
-// readier is implemented by workers that need time to get ready again
-// after a script before they can serve the next (fork isolation).
-type readier interface {
-	AwaitReady(ctx context.Context) error
-}
-
 // Config configures a Pool. Size, Spawn, QueueTimeout, SpawnTimeout and
 // MaxAge are required; the other fields have defaults.
 type Config struct {
@@ -279,14 +273,9 @@ func (p *Pool) Execute(ctx context.Context, req pyexec.Request) (*pyexec.Respons
 		}
 		wait := time.Since(start)
 		resp, err := w.Run(ctx, req)
-		switch {
-		case err != nil || !w.Reusable():
-			p.retire(res)
-		default:
-			p.release(res)
-		}
+		p.retire(res)
 		if err != nil {
-			if ctx.Err() == nil && attempt < 3 {
+			if errors.Is(err, pyexec.ErrNotRun) && ctx.Err() == nil && attempt < 3 {
 				p.log.Warn("worker failed before running the script; retrying", zap.Error(err))
 				continue
 			}
@@ -304,28 +293,6 @@ func (p *Pool) retire(res *puddle.Resource[Worker]) {
 		res.Destroy()
 		p.nudge()
 	})
-}
-
-// release returns a reusable worker to the pool. A worker that needs time
-// to get ready again is returned only once it is, in the background, so an
-// idle worker in the pool is always one that can start a script at once.
-func (p *Pool) release(res *puddle.Resource[Worker]) {
-	r, ok := res.Value().(readier)
-	if !ok {
-		res.Release()
-		return
-	}
-	// Close waits for this goroutine too: the worker counts as acquired
-	// until it is released or destroyed.
-	go func() {
-		if err := r.AwaitReady(context.Background()); err != nil {
-			p.log.Warn("worker did not get ready again; replacing it", zap.Error(err))
-			res.Destroy()
-			p.nudge()
-			return
-		}
-		res.Release()
-	}()
 }
 
 // Status reports the pool's state. Ready is false while no worker exists

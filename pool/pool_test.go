@@ -23,7 +23,6 @@ import (
 type fakeWorker struct {
 	id       int64
 	run      func(ctx context.Context, req pyexec.Request) (*pyexec.Response, error)
-	reusable bool
 	runs     atomic.Int64
 	killed   atomic.Bool
 	dead     atomic.Bool
@@ -37,7 +36,6 @@ func (w *fakeWorker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Respo
 	}
 	return &pyexec.Response{Result: []byte(fmt.Sprintf("%d", w.id))}, nil
 }
-func (w *fakeWorker) Reusable() bool { return w.reusable }
 func (w *fakeWorker) Alive() bool    { return !w.dead.Load() && !w.killed.Load() }
 func (w *fakeWorker) Kill() {
 	if w.killed.CompareAndSwap(false, true) && w.onKill != nil {
@@ -139,20 +137,6 @@ func TestPool_EachWorkerRunsOneScriptAndIsReplaced(t *testing.T) {
 	}
 }
 
-func TestPool_WorkerThatRanNoUserCodeServesAgain(t *testing.T) {
-	f := &factory{make: func(w *fakeWorker) { w.reusable = true }}
-	p := newPool(t, Config{Size: 1, Spawn: f.spawn})
-	require.NoError(t, p.WaitReady(context.Background()))
-	for i := 0; i < 3; i++ {
-		_, err := p.Execute(context.Background(), req())
-		require.NoError(t, err)
-	}
-	ws := f.all()
-	require.Len(t, ws, 1)
-	assert.EqualValues(t, 3, ws[0].runs.Load())
-	assert.False(t, ws[0].killed.Load())
-}
-
 func TestPool_OverloadedWhenNoWorkerFreesUp(t *testing.T) {
 	release := make(chan struct{})
 	f := &factory{make: func(w *fakeWorker) {
@@ -207,10 +191,9 @@ func TestPool_QueuedRequestsAreServedWhenWorkersFree(t *testing.T) {
 }
 
 func TestPool_CancelledRequestKillsItsWorker(t *testing.T) {
-	// Reusable, and it does not kill itself: only the pool's handling of
-	// the failed run can end it.
+	// It does not kill itself: only the pool's handling of the failed run
+	// can end it.
 	f := &factory{make: func(w *fakeWorker) {
-		w.reusable = true
 		w.run = func(ctx context.Context, _ pyexec.Request) (*pyexec.Response, error) {
 			<-ctx.Done()
 			return nil, ctx.Err()
@@ -303,7 +286,6 @@ func TestPool_QueuedRequestsAreServedInOrder(t *testing.T) {
 	var mu sync.Mutex
 	var order []string
 	f := &factory{make: func(w *fakeWorker) {
-		w.reusable = true // one worker serves everything, in turn
 		w.run = func(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
 			if req.ID == "first" {
 				<-gate
@@ -338,50 +320,6 @@ func TestPool_QueuedRequestsAreServedInOrder(t *testing.T) {
 	close(gate)
 	wg.Wait()
 	assert.Equal(t, []string{"q0", "q1", "q2", "q3", "q4"}, order)
-}
-
-// readyWorker needs a pause after each script before it can serve again.
-type readyWorker struct {
-	fakeWorker
-	mu    sync.Mutex
-	ready bool
-}
-
-func (w *readyWorker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
-	w.mu.Lock()
-	ready := w.ready
-	w.ready = false
-	w.mu.Unlock()
-	if !ready {
-		return nil, errors.New("run on a worker that is not ready")
-	}
-	return w.fakeWorker.Run(ctx, req)
-}
-
-func (w *readyWorker) AwaitReady(ctx context.Context) error {
-	time.Sleep(50 * time.Millisecond)
-	w.mu.Lock()
-	w.ready = true
-	w.mu.Unlock()
-	return nil
-}
-
-func TestPool_ReusableWorkerReturnsOnlyWhenReady(t *testing.T) {
-	var made atomic.Int64
-	spawn := func(ctx context.Context) (Worker, error) {
-		w := &readyWorker{ready: true}
-		w.id = made.Add(1)
-		w.reusable = true
-		return w, nil
-	}
-	p := newPool(t, Config{Size: 2, Spawn: spawn})
-	require.NoError(t, p.WaitReady(context.Background()))
-	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Idle == 2 }, time.Second, time.Millisecond)
-	for i := 0; i < 10; i++ {
-		_, err := p.Execute(context.Background(), req())
-		require.NoError(t, err, "request %d reached a worker that was not ready", i)
-	}
-	assert.EqualValues(t, 2, made.Load(), "reusable workers are kept, not replaced")
 }
 
 func TestPool_RetiresOldWorkersOneAtATime(t *testing.T) {

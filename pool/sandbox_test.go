@@ -36,7 +36,7 @@ func newJailWorkers(t *testing.T, isolation jail.Isolation) *jailWorkers {
 	sb := fakesandbox.New(t)
 	s, err := jail.NewSpawner(jail.Config{PythonPath: sb.Python, NsjailPath: sb.Nsjail, Cgroup: jail.CgroupNone,
 		Isolation: isolation, SpawnTimeout: 10 * time.Second,
-		MemoryMB: 256, PidsMax: 16, TmpfsMB: 16, MaxOutputBytes: 1 << 16, MaxScriptBytes: 1 << 16, MaxRuns: 100}, zap.NewNop())
+		MemoryMB: 256, PidsMax: 16, TmpfsMB: 16, MaxOutputBytes: 1 << 16, MaxScriptBytes: 1 << 16}, zap.NewNop())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	return &jailWorkers{sb: sb, s: s}
@@ -96,34 +96,6 @@ func TestPoolOnJail_StrictWorkerServesOnceAndIsKilled(t *testing.T) {
 		require.Eventually(t, func() bool { return !testenv.Alive(n) }, 5*time.Second, time.Millisecond, "used harness %d not killed", n)
 	}
 	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Idle == 2 }, 10*time.Second, 5*time.Millisecond)
-	p.Close()
-	j.requireAllGone(t)
-}
-
-// A fork jail serves script after script, each in a new child of the same
-// zygote, until a child dies; the pool then replaces the jail.
-func TestPoolOnJail_ForkJailServesUntilAChildDies(t *testing.T) {
-	j := newJailWorkers(t, jail.IsolationFork)
-	p := newPool(t, Config{Size: 1, Spawn: j.spawn})
-	require.NoError(t, p.WaitReady(context.Background()))
-	zygote := ""
-	for i := 0; i < 3; i++ {
-		resp := execute(t, p, "ppid")
-		require.Nil(t, resp.Error, "%+v", resp.Error)
-		if i == 0 {
-			zygote = string(resp.Result)
-		}
-		assert.Equal(t, zygote, string(resp.Result), "run %d: the same jail serves", i)
-	}
-	resp := execute(t, p, "exit 3")
-	require.NotNil(t, resp.Error)
-	assert.Equal(t, pyexec.CodeSandbox, resp.Error.Code)
-	resp = execute(t, p, "ppid")
-	require.Nil(t, resp.Error, "%+v", resp.Error)
-	assert.NotEqual(t, zygote, string(resp.Result), "the jail whose child died is replaced")
-	n, err := strconv.Atoi(zygote)
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return !testenv.Alive(n) }, 5*time.Second, time.Millisecond, "the old jail is killed")
 	p.Close()
 	j.requireAllGone(t)
 }

@@ -13,14 +13,14 @@ import (
 	"github.com/pyexec/pyexec"
 )
 
-// Worker is one sandboxed interpreter, as package jail provides it.
+// Worker is one sandboxed interpreter, as package jail provides it. It
+// runs one script: once a script has reached it, its process may be the
+// script's, so it is never given another.
 type Worker interface {
-	// Run executes one script; see jail.Worker.Run. A non-nil error means
-	// the script never reached the worker (unless ctx ended), so it may be
-	// tried on another.
+	// Run executes one script; see jail.Worker.Run. An error wrapping
+	// pyexec.ErrNotRun means the script never reached the worker, so it may
+	// be tried on another.
 	Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, error)
-	// Reusable is true when the worker may run another script.
-	Reusable() bool
 	// Alive is false once the worker's process has exited.
 	Alive() bool
 	// Kill ends the worker; safe to call twice.

@@ -881,10 +881,11 @@ def run_script(tree, source, limits, devnull, captures, args=None):
 
     sys.stdout.flush()
     sys.stderr.flush()
-    out, err = captures
-    out.cap = err.cap = cap
-    out.attach()
-    err.attach()
+    if captures is not None:
+        out, err = captures
+        out.cap = err.cap = cap
+        out.attach()
+        err.attach()
     reply = {"result": None, "error": None}
     _set_cpu_limit(limits.get("timeout_ms"))
     try:
@@ -928,8 +929,12 @@ def run_script(tree, source, limits, devnull, captures, args=None):
                 stream.flush()
             except BaseException:  # noqa: B902 - a broken stream must not lose the reply
                 pass
-    reply["stdout"], reply["stdout_truncated"] = out.finish(devnull)
-    reply["stderr"], reply["stderr_truncated"] = err.finish(devnull)
+    if captures is None:
+        # A forked child's output went to pipes the service reads.
+        reply["stdout"] = reply["stderr"] = ""
+    else:
+        reply["stdout"], reply["stdout_truncated"] = out.finish(devnull)
+        reply["stderr"], reply["stderr_truncated"] = err.finish(devnull)
     return reply
 
 
@@ -1147,14 +1152,41 @@ def serve(channel, devnull, policy_default="standard"):
         handle(req, channel, devnull, captures, policy_default, made=made)
 
 
+def install_seccomp(blob):  # TEMPORARY
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "no_new_privs")
+    if not blob:
+        return
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    buf = ctypes.create_string_buffer(blob, len(blob))
+    prog = Prog(len(blob) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    if libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp")
+
+
 # ---------------------------------------------------------------------------
 # Fork isolation
 
 
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CHILD_NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
 PR_SET_DUMPABLE = 4
-CHILD_LINGER_S = 0.002
-IPC_RMID = 0
-MAX_TMP_ENTRIES = 100000
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+SYS_CLONE = {"x86_64": 56, "aarch64": 220}
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+# Exit status of a child whose set-up failed before any script reached it.
+CHILD_SETUP_FAILED = 71
 
 
 def _data_steps():
@@ -1175,238 +1207,365 @@ def _data_steps():
     encode_result([np.arange(60.0).mean(), np.arange(60.0).reshape(6, 10).sum(axis=0)])
 
 
-class Zygote:
-    """Fork isolation: one jail serves many scripts, each in a child forked
-    from this pre-imported process and used once.
+class Kernel:
+    """The system calls the zygote and its children make through ctypes."""
 
-    The zygote is pid 1 of the jail's pid namespace. The next child is
-    forked ahead of its request: it reads the request from the protocol
-    descriptor and answers on it itself, exactly as a strict worker does,
-    while the zygote waits for it to end. Then the zygote restores a
-    pristine jail (every other process in the namespace is killed, /tmp is
-    emptied and System V IPC objects are removed), forks the next child and
-    says so with a ready line. A child's environment, cwd, signal handlers,
-    rlimits and modules die with it.
-
-    Each ready line carries a fresh random nonce drawn after the fork, and
-    the next one repeats it as "done": a child (or anything it started)
-    cannot know the nonce, so it cannot forge the line that tells the
-    service the jail is restored."""
-
-    def __init__(self, channel, devnull):
+    def __init__(self):
         import ctypes
-        if os.getpid() != 1:
-            # kill(-1) is only confined to the jail when we are its init.
-            raise SystemExit("pyexec harness: the zygote must be pid 1 of its own pid namespace")
-        self.channel = channel
-        self.devnull = devnull
-        self.runs = 0
+        import platform
+        self.ctypes = ctypes
         self.libc = ctypes.CDLL(None, use_errno=True)
-        # Children cannot ptrace or read the zygote's memory, and as the
-        # namespace's init it ignores signals it has no handler for.
-        self.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self.mounts, self.keep = self._jail_mounts("/tmp")
-        self.links = self._jail_links("/tmp")
-        self.unread = select.poll()
-        self.unread.register(channel.reader.fileno(), select.POLLIN)
+        # The clone is made with the GIL held (PyDLL), as os.fork does, and
+        # framed by the interpreter's own before/after-fork steps.
+        self.raw_syscall = ctypes.PyDLL(None, use_errno=True).syscall
+        self.raw_syscall.restype = ctypes.c_long
+        self.api = ctypes.pythonapi
+        self.clone_nr = SYS_CLONE.get(platform.machine())
+        if self.clone_nr is None:
+            raise SystemExit("pyexec harness: no clone number known for %s" % platform.machine())
+        self.last_cap = int(read_small("/proc/sys/kernel/cap_last_cap"))
 
-    def prefork(self):
-        # Objects that exist now are shared with the child; freezing them
-        # keeps the child's garbage collector from touching (and so
-        # copying) every page of the imported libraries.
-        gc.freeze()
-        # Every child would otherwise replay one random sequence. Seeding
-        # here, while no child lives, is far cheaper than in the child,
-        # where the generators' pages are shared and copied on first
-        # write; the previous child is gone and cannot know the new seed.
-        # (Python's random is also reseeded in the child by its own
-        # at-fork hook.)
-        random.seed()
-        numpy = sys.modules.get("numpy")
-        if numpy is not None:
-            numpy.random.seed()
-        pid = os.fork()
+    def fail(self, what):
+        err = self.ctypes.get_errno()
+        raise OSError(err, "%s: %s" % (what, os.strerror(err)))
+
+    def clone(self, flags):
+        """fork() into new namespaces: 0 in the child, its pid in the parent."""
+        ctypes = self.ctypes
+        self.api.PyOS_BeforeFork()
+        pid = self.raw_syscall(ctypes.c_long(self.clone_nr), ctypes.c_ulong(flags | signal.SIGCHLD),
+                               ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
         if pid == 0:
-            try:
-                self._child()
-            finally:
-                os._exit(0)
+            self.api.PyOS_AfterFork_Child()
+            return 0
+        err = ctypes.get_errno()
+        self.api.PyOS_AfterFork_Parent()
+        if pid < 0:
+            raise OSError(err, "clone: %s" % os.strerror(err))
         return pid
 
-    def _child(self):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        # Under memory pressure, the child goes first. (Plain descriptors:
-        # a file object costs dozens of page copies in a fresh child.)
+    def mount(self, source, target, fstype, flags, data=None):
+        enc = lambda v: None if v is None else v.encode()
+        if self.libc.mount(enc(source), enc(target), enc(fstype), self.ctypes.c_ulong(flags), enc(data)) != 0:
+            self.fail("mount %s" % target)
+
+    def drop_capabilities(self):
+        """Leave no capability in any set: ambient, bounding, effective,
+        permitted, inheritable."""
+        ctypes = self.ctypes
+        if self.libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0:
+            self.fail("clear ambient capabilities")
+        for cap in range(self.last_cap + 1):
+            if self.libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                self.fail("drop capability %d from the bounding set" % cap)
+        header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+        data = (ctypes.c_uint32 * 6)()
+        if self.libc.capset(header, data) != 0:
+            self.fail("capset")
+        status = read_small("/proc/self/status").decode()
+        for line in status.splitlines():
+            name, _, value = line.partition(":")
+            if name in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb") and int(value, 16) != 0:
+                raise OSError("capabilities left after dropping them: %s" % line)
+
+    def loopback_up(self):
+        import fcntl
+        import socket
+        import struct
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-            try:
-                os.write(fd, b"1000")
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
-        captures = (Capture(1, 1 << 20), Capture(2, 1 << 20))
-        self._prefault(captures)
-        # The service keeps the waiting child in the SCHED_IDLE class until
-        # the request comes: this only uses otherwise idle time.
-        self._prefault_data()
-        # The zygote has just emptied /tmp: the working directory and the
-        # font list go back in place before the request, off its path.
-        made = ready_workdir(WORKDIR)
-        seed_font_cache()
-        req = self.channel.read()
-        if req is not None:
-            handle(req, self.channel, self.devnull, captures, made=made)
-            # Leave a moment after answering: the teardown of this address
-            # space, and the zygote's reset and next fork behind it, would
-            # otherwise take a CPU while the service is sending the answer.
-            time.sleep(CHILD_LINGER_S)
+            req = struct.pack("16sh", b"lo", 0)
+            flags = struct.unpack("16sh", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
+        finally:
+            s.close()
 
-    def _prefault(self, captures):
-        """Walk the request path once before the request arrives, output
-        capture included. Pages the child shares with the zygote are copied
-        on first write (reference counts count as writes); doing it now
-        keeps those copies off the script's latency."""
-        source = "import sys\ndef main():\n    print('x')\n    print('y', file=sys.stderr)\n    return {'ok': [1, 2.5, None]}\n"
-        # With a timeout, so the CPU-limit code runs too (the script's own
-        # request sets the limit again).
-        limits = {"max_output_bytes": 1 << 20, "timeout_ms": 1000}
-        reply = dry_run(source, limits, self.devnull, captures)
-        json.dumps(dict(reply, id="x"))
 
-    def _prefault_data(self):
-        """Copy ahead the pages a small numpy/pandas script touches: about
-        a thousand, several milliseconds of copy-on-write faults that would
-        otherwise land on the script. It goes in small steps and stops as
-        soon as the request is there, so it never delays a script by more
-        than one step. Without numpy and pandas preloaded there is nothing
-        to copy, and importing them here would only cost."""
-        if "numpy" not in sys.modules or "pandas" not in sys.modules:
-            return
-        try:
-            for _ in _data_steps():
-                if self.unread.poll(0):
-                    return
-        except Exception:  # a warm-up must never fail the child
-            pass
+class Zygote:
+    """Fork isolation: one process per service, which never runs a script.
 
-    def _reset(self):
-        """Kill every other process in the namespace, reap them, empty /tmp
-        and remove IPC objects."""
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        while True:
-            try:
-                os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-        self._wipe("/tmp")
-        self._remove_ipc()
+    On the service's word (a "fork" message on the control socket) it makes
+    a child in new mount, PID, IPC, UTS and network namespaces. The child
+    mounts a fresh /tmp, /dev/shm and /proc of its own, drops every
+    capability, sets no_new_privs, installs the worker's seccomp filter and
+    only then says hello on its own channel; everything it does after that
+    is the script's and dies with its namespaces. Nothing is swept between
+    scripts.
 
-    def _wipe(self, top):
-        """Empty top, except what the jail itself mounted or linked there (a
-        checkout under /tmp puts the virtualenv inside it) and the
-        directories leading to those. Modes the child set (a
-        directory without x, say) are opened up first; a tree too large or
-        too deep to clear ends the zygote, and the service replaces the
-        whole jail."""
-        self._removed = 0
-        self._clear(top)
-        # The jail's own links are made again rather than spared: a child
-        # may have replaced one with its own.
-        for path, target in self.links.items():
-            os.symlink(target, path)
+    The child's channel (a socket pair) and its stdout and stderr (pipes)
+    go to the service with the reply to the fork message, over the control
+    socket, which no child can reach: the zygote closes every descriptor of
+    another child before the next clone, and each child closes the control
+    socket before anything else. The service learns a child's host pid from
+    the kernel (the credentials of its hello), never from this process.
 
-    def _clear(self, path):
-        for entry in list(os.scandir(path)):
-            target = entry.path
-            if target in self.mounts:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                try:
-                    os.chmod(target, 0o700)
-                except OSError:
-                    pass
-                self._clear(target)
-                if target not in self.keep:
-                    os.rmdir(target)
-            else:
-                os.unlink(target)
-            self._removed += 1
-            if self._removed > MAX_TMP_ENTRIES:
-                raise RuntimeError("too much left in %s" % path)
+    The zygote also reports how each child ended (waitpid's status), which
+    the service uses to explain a child that died without answering."""
 
-    def _jail_mounts(self, top):
-        """Mount points under top, and the directories that lead to them."""
-        mounts, keep = set(), set()
+    def __init__(self, control_fd, devnull, seccomp_filter, tmp_mb):
+        if os.getpid() != 1:
+            # Its children must die with it, as the jail's pid namespace
+            # ensures when it is the namespace's init.
+            raise SystemExit("pyexec harness: the zygote must be pid 1 of its own pid namespace")
+        self.kernel = Kernel()
+        self.control = control_fd
+        self.devnull = devnull
+        self.filter = seccomp_filter
+        self.tmp_size = "size=%dm,mode=1777" % tmp_mb
+        # A child's ptrace or memory reads cannot reach the zygote.
+        self.kernel.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.binds = self._tmp_binds("/tmp")
+        self.links = self._tmp_links("/tmp")
+
+    # -- what a fresh /tmp must show again ---------------------------------
+
+    def _tmp_binds(self, top):
+        """The jail's own outermost mounts under top (a checkout in /tmp
+        puts the virtualenv there), which a child binds again on its fresh
+        /tmp."""
+        binds = []
         with open("/proc/self/mountinfo") as f:
-            for line in f:
-                point = line.split()[4]
-                if point.startswith(top + "/"):
-                    mounts.add(point)
-                    parent = os.path.dirname(point)
-                    while parent != top:
-                        keep.add(parent)
-                        parent = os.path.dirname(parent)
-        return mounts, keep
+            points = [line.split()[4] for line in f]
+        for point in points:
+            if point.startswith(top + "/") and not any(point.startswith(p + "/") for p in binds):
+                binds.append(point)
+        return binds
 
-    def _jail_links(self, top):
-        """Symlinks under top as the jail starts (the links from the
-        virtualenv's python to the interpreter), by path; the directories
-        leading to them join self.keep."""
+    def _tmp_links(self, top):
+        """Symlinks under top as the jail starts, path to target."""
         links = {}
+        skip = set(self.binds)
         for root, dirs, files in os.walk(top):
-            dirs[:] = [d for d in dirs if os.path.join(root, d) not in self.mounts]
+            dirs[:] = [d for d in dirs if os.path.join(root, d) not in skip]
             for name in dirs + files:
                 path = os.path.join(root, name)
                 if os.path.islink(path):
                     links[path] = os.readlink(path)
-                    parent = root
-                    while parent != top:
-                        self.keep.add(parent)
-                        parent = os.path.dirname(parent)
         return links
 
-    def _remove_ipc(self):
-        for kind, remove in (
-            ("shm", lambda i: self.libc.shmctl(i, IPC_RMID, None)),
-            ("sem", lambda i: self.libc.semctl(i, 0, IPC_RMID)),
-            ("msg", lambda i: self.libc.msgctl(i, IPC_RMID, None)),
-        ):
-            try:
-                ids = [int(line.split()[1]) for line in read_small("/proc/sysvipc/" + kind).splitlines()[1:] if line.strip()]
-            except (OSError, ValueError, IndexError):
-                continue
-            for ipc_id in ids:
-                remove(ipc_id)
+    # -- the zygote's loop -------------------------------------------------
 
     def serve(self, versions):
-        ready = dict(versions, ready=True, protocol=PROTOCOL, pid=os.getpid(), zygote=True)
+        import socket
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.send(dict(versions, ready=True, protocol=PROTOCOL, zygote=True))
+        poller = select.poll()
+        poller.register(self.control, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        # Objects that exist now are shared with every child; freezing them
+        # keeps a child's garbage collector from copying their pages.
+        gc.freeze()
         while True:
-            child = self.prefork()
-            # Drawn after the fork, so the child cannot know it.
-            nonce = os.urandom(16).hex()
-            ready.update(runs=self.runs, nonce=nonce)
-            self.channel.write(ready)
-            # Nothing runs here while the child lives: the zygote's pages
-            # stay shared instead of being copied by its own writes.
-            _, status = os.waitpid(child, 0)
-            self._reset()
-            self.runs += 1
-            if self.unread.poll(0):
-                # Input the child left unread, or the service closed the
-                # protocol: nothing is sent before a ready line, so the
-                # jail is out of step or unwanted. Leave.
+            for fd, _ in poller.poll():
+                if fd == wake_r:
+                    while True:
+                        try:
+                            if not os.read(wake_r, 256):
+                                break
+                        except BlockingIOError:
+                            break
+                    self.reap()
+                    continue
+                try:
+                    data = os.read(self.control, 65536)
+                except InterruptedError:
+                    continue
+                if not data:
+                    return  # the service is gone
+                msg = json.loads(data)
+                if "fork" in msg:
+                    self.fork(msg["fork"], socket)
+
+    def send(self, obj, fds=()):
+        """One message on the control socket, with descriptors if given."""
+        import array
+        import socket
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        s = socket.socket(fileno=self.control)
+        try:
+            s.sendmsg([json.dumps(obj).encode()], anc)
+        finally:
+            s.detach()
+
+    def reap(self):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
                 return
-            ready = {"ready": True, "protocol": PROTOCOL, "pid": 1, "zygote": True,
-                     "done": nonce, "signal": 0, "exit_code": 0}
+            if pid == 0:
+                return
+            report = {"exited": pid, "signal": 0, "code": 0}
             if os.WIFSIGNALED(status):
-                ready["signal"] = os.WTERMSIG(status)
+                report["signal"] = os.WTERMSIG(status)
             elif os.WIFEXITED(status):
-                ready["exit_code"] = os.WEXITSTATUS(status)
+                report["code"] = os.WEXITSTATUS(status)
+            self.send(report)
+
+    def fork(self, tag, socket):
+        # Every child would otherwise replay one random sequence; seeding
+        # here, before the clone, is cheaper than in the child.
+        random.seed()
+        numpy = sys.modules.get("numpy")
+        if numpy is not None:
+            numpy.random.seed()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The service reads the child's pid from the credentials the kernel
+        # attaches to its hello.
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        ours_fd, theirs_fd = ours.detach(), theirs.detach()
+        try:
+            pid = self.kernel.clone(CHILD_NAMESPACES)
+        except OSError as exc:
+            for fd in (ours_fd, theirs_fd, out_r, out_w, err_r, err_w):
+                os.close(fd)
+            self.send({"forked": tag, "error": str(exc)})
+            return
+        if pid == 0:
+            code = CHILD_SETUP_FAILED
+            try:
+                code = Child(self, theirs_fd, out_w, err_w, (ours_fd, out_r, err_r)).run()
+            finally:
+                os._exit(code)
+        for fd in (theirs_fd, out_w, err_w):
+            os.close(fd)
+        try:
+            self.send({"forked": tag, "pid": pid}, (ours_fd, out_r, err_r))
+        finally:
+            for fd in (ours_fd, out_r, err_r):
+                os.close(fd)
+
+
+class Child:
+    """One script's process, made by the zygote in namespaces of its own."""
+
+    def __init__(self, zygote, channel_fd, out_fd, err_fd, theirs):
+        self.z = zygote
+        self.channel_fd = channel_fd
+        self.out_fd, self.err_fd = out_fd, err_fd
+        self.theirs = theirs
+
+    def run(self):
+        z, k = self.z, self.z.kernel
+        # First the descriptors the service keeps, the control socket among
+        # them: nothing of the zygote's or of other children stays open.
+        for fd in self.theirs + (z.control,):
+            os.close(fd)
+        # A session of its own: kill(0) reaches the zygote's process group,
+        # and the kernel lets a signal from a sibling pid namespace through
+        # to the init of another (the next child).
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Until the pipes take over, an error here reaches the zygote's
+        # stderr, which the service logs.
+        try:
+            self.namespaces()
+            try:
+                write_all_path("/proc/self/oom_score_adj", b"1000")
+            except OSError:
+                pass
+            k.drop_capabilities()
+            install_seccomp(z.filter)
+        except Exception as exc:  # noqa: B902 - any failure ends this child only
+            print("pyexec harness: child set-up failed: %s" % exc, file=sys.stderr, flush=True)
+            return CHILD_SETUP_FAILED
+        os.dup2(self.out_fd, 1)
+        os.dup2(self.err_fd, 2)
+        os.close(self.out_fd)
+        os.close(self.err_fd)
+        # Every write reaches the pipe at once: output printed before a
+        # timeout or a kill is the service's to keep.
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", write_through=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", write_through=True)
+        channel = Channel(self.channel_fd, self.channel_fd)
+        # The hello's only content is its credentials, which the kernel
+        # writes: this process's pid as the service sees it.
+        write_all(self.channel_fd, b'{"hello": true}\n')
+        # Placed in its own cgroup by the service: what it copies from now
+        # on is charged to this script alone.
+        placed = channel.read()
+        if not placed or not placed.get("placed"):
+            return 0
+        self.warm(channel)
+        made = ready_workdir(WORKDIR)
+        seed_font_cache()
+        req = channel.read()
+        if req is not None:
+            handle(req, channel, z.devnull, None, made=made)
+            # The service ends this process: waiting here keeps the
+            # teardown off the answer's path.
+            channel.read_line()
+        return 0
+
+    def namespaces(self):
+        k, z = self.z.kernel, self.z
+        k.mount(None, "/", None, MS_REC | MS_PRIVATE)
+        # The jail's mounts under /tmp are held open in this namespace
+        # before the fresh /tmp hides them, then bound again on top of it.
+        held = [(point, os.open(point, os.O_PATH | os.O_CLOEXEC)) for point in z.binds]
+        k.mount("none", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, z.tmp_size)
+        for point, fd in held:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                os.makedirs(point, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(point), exist_ok=True)
+                os.close(os.open(point, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+            k.mount("/proc/self/fd/%d" % fd, point, None, MS_BIND | MS_REC)
+            os.close(fd)
+        for path, target in z.links.items():
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.symlink(target, path)
+        k.mount("none", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, z.tmp_size)
+        k.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+        k.loopback_up()
+        os.chdir("/tmp")
+
+    def warm(self, channel):
+        """Walk the request path once, then copy ahead the pages a small
+        numpy/pandas script touches, stopping as soon as the request is
+        there. Pages shared with the zygote are copied on first write
+        (reference counts count as writes); doing it now keeps those
+        copies off the script's latency. The service keeps the waiting
+        child in the SCHED_IDLE class: this only uses idle time."""
+        source = "import sys\ndef main():\n    print('x', end='')\n    return {'ok': [1, 2.5, None]}\n"
+        err = os.dup(1)
+        try:
+            # Its output goes nowhere: the pipe is the script's alone.
+            os.dup2(self.z.devnull, 1)
+            reply = run_script(validate(source, "standard", None), source,
+                               {"max_output_bytes": 1 << 20, "timeout_ms": 1000}, self.z.devnull, None)
+            json.dumps(dict(reply, id="x"))
+        finally:
+            os.dup2(err, 1)
+            os.close(err)
+        linecache.cache.pop(SCRIPT_NAME, None)
+        if "numpy" not in sys.modules or "pandas" not in sys.modules:
+            return
+        unread = select.poll()
+        unread.register(self.channel_fd, select.POLLIN)
+        try:
+            for _ in _data_steps():
+                if unread.poll(0):
+                    return
+        except Exception:  # a warm-up must never fail the child
+            pass
+
+
+def write_all_path(path, data):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
 
 
 DEFAULT_PRELOAD = "numpy,pandas"
@@ -1459,7 +1618,11 @@ def main():
     max_line = int(os.environ.get("PYEXEC_MAX_LINE", DEFAULT_MAX_LINE))
     channel = Channel(in_fd, out_fd, max_line)
     if os.environ.get("PYEXEC_ROLE") == "zygote":
-        Zygote(channel, devnull).serve(versions)
+        # The control socket is descriptor 3; the seccomp filter every child
+        # installs was compiled by the service.
+        with open(os.environ["PYEXEC_SECCOMP_FILTER"], "rb") as f:
+            seccomp_filter = f.read()
+        Zygote(3, devnull, seccomp_filter, int(os.environ.get("PYEXEC_TMP_MB", "64"))).serve(versions)
         os._exit(0)
     channel.write(dict({"ready": True, "protocol": PROTOCOL, "pid": os.getpid()}, **versions))
     serve(channel, devnull)

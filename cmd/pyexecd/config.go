@@ -49,7 +49,6 @@ type Config struct {
 	StartupTimeout      time.Duration
 	SpawnTimeout        time.Duration
 	ShutdownTimeout     time.Duration
-	ForkMaxRuns         int
 	RateLimit           int
 	TraceProject        string
 	// GoogleCloud is set when the platform's variables say the service
@@ -109,7 +108,6 @@ func DefaultConfig() Config {
 		SpawnTimeout:        30 * time.Second,
 		// Cloud Run allows 10 s between SIGTERM and SIGKILL.
 		ShutdownTimeout: 9 * time.Second,
-		ForkMaxRuns:     10000,
 		// An address: on a host off Google Cloud, the name
 		// metadata.google.internal could wait on a slow DNS.
 		MetadataHost: "169.254.169.254",
@@ -150,7 +148,6 @@ func (c *Config) ParseEnv(getenv func(string) string) error {
 	p.seconds("PYEXEC_SPAWN_TIMEOUT", &c.SpawnTimeout)
 	p.seconds("PYEXEC_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	p.integer("PYEXEC_RATE_LIMIT", &c.RateLimit, 0, 1<<30)
-	p.integer("PYEXEC_FORK_MAX_RUNS", &c.ForkMaxRuns, 1, 1<<20)
 	p.str("GOOGLE_CLOUD_PROJECT", &c.TraceProject)
 	p.str("PYEXEC_TRACE_PROJECT", &c.TraceProject)
 	p.present("K_SERVICE", &c.GoogleCloud)

@@ -116,7 +116,6 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxLifetime:         c.WorkerMaxAge + 5*time.Minute,
 		SpawnTimeout:        c.SpawnTimeout,
 		Isolation:           c.Isolation,
-		MaxRuns:             c.ForkMaxRuns,
 		Preload:             c.Preload,
 	}, m.Log.Named("jail"))
 	if err != nil {
@@ -195,14 +194,17 @@ func (m *Main) Run(ctx context.Context) error {
 // size is 0.
 func newExecutor(c Config, sp *jail.Spawner, onSpawn func(time.Duration, error), log *zap.Logger) (executor, error) {
 	spawn := func(ctx context.Context) (pool.Worker, error) {
-		w, err := sp.Spawn(ctx)
+		var w pool.Worker
+		var err error
+		if c.Isolation == jail.IsolationFork {
+			w, err = forked(sp.Fork(ctx))
+		} else {
+			w, err = spawned(sp.Spawn(ctx))
+		}
 		if errors.Is(err, jail.ErrSpawnTimeout) {
 			return nil, fmt.Errorf("%w (PYEXEC_SPAWN_TIMEOUT; a slow or busy host needs more)", err)
 		}
-		if err != nil {
-			return nil, err
-		}
-		return w, nil
+		return w, err
 	}
 	// The spawn enforces its own timeout and says so; the pool's is a
 	// backstop behind it.
@@ -235,6 +237,21 @@ func newExecutor(c Config, sp *jail.Spawner, onSpawn func(time.Duration, error),
 		return nil, err
 	}
 	return warm, nil
+}
+
+// spawned and forked keep a nil worker from becoming a non-nil interface.
+func spawned(w *jail.Worker, err error) (pool.Worker, error) {
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func forked(c *jail.Child, err error) (pool.Worker, error) {
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Execute runs a script on the pool, unless the service is shutting down.
