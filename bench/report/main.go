@@ -66,13 +66,7 @@ func run() error {
 	ctx := context.Background()
 
 	facts := machineFacts()
-	plans := []plan{
-		{"hello", "latency", 0}, {"pandas", "latency", 0}, {"cpu", "latency", 0},
-		{"hello", "throughput", 0}, {"pandas", "throughput", 0},
-		// Fork isolation's latency targets hold while sustaining a rate.
-		{"hello", "rate", forkHelloRate}, {"pandas", "rate", forkPandasRate},
-		{"cpu", "throughput", 0}, {"mixed", "throughput", 0}, {"abuse", "throughput", 0},
-	}
+	plans := benchPlans()
 	res := &results{facts: facts, settings: s, runs: map[string]map[string]*load.Report{}, rates: map[string][]*load.Report{}}
 	if s.spawnBench != "" {
 		data, err := os.ReadFile(s.spawnBench)
@@ -165,6 +159,19 @@ func run() error {
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s and %s\n", s.out, s.chart)
 	return nil
+}
+
+// benchPlans are the runs made in every mode, in order.
+func benchPlans() []plan {
+	return []plan{
+		{"hello", "latency", 0}, {"pandas", "latency", 0}, {"cpu", "latency", 0},
+		// Data in (args) and out (a figure): what each adds to a request.
+		{"args", "latency", 0}, {"plot", "latency", 0},
+		{"hello", "throughput", 0}, {"pandas", "throughput", 0},
+		// Fork isolation's latency targets hold while sustaining a rate.
+		{"hello", "rate", forkHelloRate}, {"pandas", "rate", forkPandasRate},
+		{"cpu", "throughput", 0}, {"mixed", "throughput", 0}, {"abuse", "throughput", 0},
+	}
 }
 
 // The rates at which fork isolation's p99 target is checked: its
