@@ -6,6 +6,9 @@
 // speaks only HTTP to the service; what one spawn costs alone comes from
 // package jail's BenchmarkSpawn, whose output `make bench` passes in with
 // -spawn-bench. `make bench` runs it.
+//
+// `go run ./bench/report idle-memory BIN...` only measures the idle
+// workers' memory of one or more binaries, alternating them (see memory.go).
 package main
 
 import (
@@ -29,6 +32,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "idle-memory" {
+		if err := idleMemory(os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "report:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
@@ -233,6 +243,9 @@ type footprint struct {
 	ChildKB   int // total RSS of pre-forked children (fork isolation)
 	PoolPssKB int // proportional set size of the whole pool: shared pages split among sharers
 	ServiceKB int
+	// WorkerPssKB is each worker's proportional set size: its nsjail, the
+	// interpreter and any pre-forked child.
+	WorkerPssKB []int
 }
 
 func idleFootprint(ctx context.Context, s *service.Service) (int, footprint, error) {
@@ -257,20 +270,22 @@ func idleFootprint(ctx context.Context, s *service.Service) (int, footprint, err
 	for pid, p := range procs {
 		if p.ppid == root && strings.Contains(p.name, "nsjail") {
 			nsjail = append(nsjail, p.rssKB)
-			fp.PoolPssKB += p.pssKB
+			worker := p.pssKB
 			for hpid, h := range procs {
 				if h.ppid != pid {
 					continue
 				}
 				harness = append(harness, h.rssKB)
-				fp.PoolPssKB += h.pssKB
+				worker += h.pssKB
 				for _, c := range procs {
 					if c.ppid == hpid {
 						fp.ChildKB += c.rssKB
-						fp.PoolPssKB += c.pssKB
+						worker += c.pssKB
 					}
 				}
 			}
+			fp.WorkerPssKB = append(fp.WorkerPssKB, worker)
+			fp.PoolPssKB += worker
 		}
 	}
 	fp.Workers = len(nsjail)
