@@ -38,3 +38,14 @@ func TestReport_MeasuresArgsAndPlotAtOneClient(t *testing.T) {
 	}
 	assert.Equal(t, 1, strings.Count(out, "## `plot`, "), "plot has only its one-client table")
 }
+
+// TestReport_ShowsOneWorkersPss checks the idle pool's line names the
+// median worker's PSS, the figure idle-memory compares between builds.
+func TestReport_ShowsOneWorkersPss(t *testing.T) {
+	res := &results{facts: map[string]string{}, runs: map[string]map[string]*load.Report{},
+		footprints: map[string]footprint{"warm": {Workers: 3, HarnessKB: 70 << 10, NsjailKB: 8 << 10,
+			PoolPssKB: 180 << 10, ServiceKB: 22 << 10, WorkerPssKB: []int{61 << 10, 59 << 10, 60 << 10}}}}
+	out := renderReport(res)
+	assert.Contains(t, out, "- Idle pool, strict isolation, 3 workers:")
+	assert.Contains(t, out, "the whole pool **180 MiB** (proportional set size: pages shared between processes counted once), one worker 60.0 MiB of it (median), the service 22 MiB.\n")
+}
