@@ -1,8 +1,10 @@
 package load
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"os"
 	"sort"
 	"strings"
@@ -112,6 +114,71 @@ def main():
 	return Case{Kind: "normal", Request: request(script, 0), Check: expect(200, "ok", want)}
 }
 
+// argsScript is the README's args example.
+const argsScript = "def main(city, days=7):\n    return {\"city\": city, \"days\": days}"
+
+// argsCase calls the README's args example: every other request passes
+// only city, so main's default is used, and the others pass days too,
+// distinct per request, so a mixed-up answer is caught.
+func argsCase(i int) Case {
+	city := fmt.Sprintf("Oslo %d", i)
+	args := fmt.Sprintf(`{"city": %q}`, city)
+	want := fmt.Sprintf(`{"city": %q, "days": 7}`, city)
+	if i%2 == 1 {
+		args = fmt.Sprintf(`{"city": %q, "days": %d}`, city, i)
+		want = fmt.Sprintf(`{"city": %q, "days": %d}`, city, i)
+	}
+	req := request(argsScript, 0)
+	req.Args = json.RawMessage(args)
+	return Case{Kind: "normal", Request: req, Check: expect(200, "ok", want)}
+}
+
+// The plot scenario's figure, in pixels: figsize (3, 2) at 50 dpi.
+const plotWidth, plotHeight = 150, 100
+
+// plotCase draws a small bar chart and leaves it open, so it comes back
+// as a PNG; the bars' total, returned too, differs per request.
+func plotCase(i int) Case {
+	script := fmt.Sprintf(`import matplotlib.pyplot as plt
+def main():
+    values = [3, 5, %d]
+    fig, ax = plt.subplots(figsize=(3, 2), dpi=50)
+    ax.bar(["Oslo", "Bergen", "Tromsø"], values)
+    ax.set_title("sales")
+    return sum(values)
+`, i%100)
+	check := expect(200, "ok", fmt.Sprint(8+i%100))
+	return Case{Kind: "normal", Request: request(script, 0), Check: func(s int, a *pyexec.Response) error {
+		if err := check(s, a); err != nil {
+			return err
+		}
+		return checkFigure(a.Figures, plotWidth, plotHeight)
+	}}
+}
+
+// checkFigure wants exactly one figure, drawn, whose PNG decodes at the
+// given size.
+func checkFigure(figs []pyexec.Figure, width, height int) error {
+	if len(figs) != 1 {
+		return fmt.Errorf("%d figures, want 1", len(figs))
+	}
+	f := figs[0]
+	if f.Omitted != "" {
+		return fmt.Errorf("figure omitted: %s", f.Omitted)
+	}
+	if f.Width != width || f.Height != height {
+		return fmt.Errorf("figure said to be %d x %d, want %d x %d", f.Width, f.Height, width, height)
+	}
+	cfg, err := png.DecodeConfig(bytes.NewReader(f.PNG))
+	if err != nil {
+		return fmt.Errorf("figure: %w", err)
+	}
+	if cfg.Width != width || cfg.Height != height {
+		return fmt.Errorf("figure's PNG is %d x %d, want %d x %d", cfg.Width, cfg.Height, width, height)
+	}
+	return nil
+}
+
 // cpuIterations is about 50 ms of pure-Python work on the reference machine.
 const cpuIterations = 1_200_000
 
@@ -177,7 +244,9 @@ func abuseCase(i int) Case {
 func scenarios() map[string]Scenario {
 	return map[string]Scenario{
 		"hello":  {Name: "hello", Description: "the README example: print a line, return a dict", Next: hello},
+		"args":   {Name: "args", Description: "the README's args example: `main(city, days=7)` called with `args`, `days` left to its default every other request", Next: argsCase},
 		"pandas": {Name: "pandas", Description: "build a 30-row DataFrame, group and sum, return a dict", Next: pandasCase},
+		"plot":   {Name: "plot", Description: "import matplotlib's pyplot, draw a 150 × 100 bar chart and leave it open: it comes back as a PNG", Next: plotCase},
 		"cpu":    {Name: "cpu", Description: "about 50 ms of pure-Python arithmetic", Next: cpuCase},
 		"mixed":  {Name: "mixed", Description: "80% normal, 10% validation errors, 5% runtime errors, 5% timeouts (0.5 s)", Next: mixedCase},
 		"abuse":  {Name: "abuse", Description: "70% normal, 10% each of 8 GiB allocations, fork bombs (1 s) and 10 MiB of output", Next: abuseCase},

@@ -6,6 +6,9 @@
 // speaks only HTTP to the service; what one spawn costs alone comes from
 // package jail's BenchmarkSpawn, whose output `make bench` passes in with
 // -spawn-bench. `make bench` runs it.
+//
+// `go run ./bench/report idle-memory BIN...` only measures the idle
+// workers' memory of one or more binaries, alternating them (see memory.go).
 package main
 
 import (
@@ -29,6 +32,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "idle-memory" {
+		if err := idleMemory(os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "report:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
@@ -66,13 +76,7 @@ func run() error {
 	ctx := context.Background()
 
 	facts := machineFacts()
-	plans := []plan{
-		{"hello", "latency", 0}, {"pandas", "latency", 0}, {"cpu", "latency", 0},
-		{"hello", "throughput", 0}, {"pandas", "throughput", 0},
-		// Fork isolation's latency targets hold while sustaining a rate.
-		{"hello", "rate", forkHelloRate}, {"pandas", "rate", forkPandasRate},
-		{"cpu", "throughput", 0}, {"mixed", "throughput", 0}, {"abuse", "throughput", 0},
-	}
+	plans := benchPlans()
 	res := &results{facts: facts, settings: s, runs: map[string]map[string]*load.Report{}, rates: map[string][]*load.Report{}}
 	if s.spawnBench != "" {
 		data, err := os.ReadFile(s.spawnBench)
@@ -167,6 +171,19 @@ func run() error {
 	return nil
 }
 
+// benchPlans are the runs made in every mode, in order.
+func benchPlans() []plan {
+	return []plan{
+		{"hello", "latency", 0}, {"pandas", "latency", 0}, {"cpu", "latency", 0},
+		// Data in (args) and out (a figure): what each adds to a request.
+		{"args", "latency", 0}, {"plot", "latency", 0},
+		{"hello", "throughput", 0}, {"pandas", "throughput", 0},
+		// Fork isolation's latency targets hold while sustaining a rate.
+		{"hello", "rate", forkHelloRate}, {"pandas", "rate", forkPandasRate},
+		{"cpu", "throughput", 0}, {"mixed", "throughput", 0}, {"abuse", "throughput", 0},
+	}
+}
+
 // The rates at which fork isolation's p99 target is checked: its
 // throughput targets for the two scenarios.
 const (
@@ -226,6 +243,9 @@ type footprint struct {
 	ChildKB   int // total RSS of pre-forked children (fork isolation)
 	PoolPssKB int // proportional set size of the whole pool: shared pages split among sharers
 	ServiceKB int
+	// WorkerPssKB is each worker's proportional set size: its nsjail, the
+	// interpreter and any pre-forked child.
+	WorkerPssKB []int
 }
 
 func idleFootprint(ctx context.Context, s *service.Service) (int, footprint, error) {
@@ -250,20 +270,22 @@ func idleFootprint(ctx context.Context, s *service.Service) (int, footprint, err
 	for pid, p := range procs {
 		if p.ppid == root && strings.Contains(p.name, "nsjail") {
 			nsjail = append(nsjail, p.rssKB)
-			fp.PoolPssKB += p.pssKB
+			worker := p.pssKB
 			for hpid, h := range procs {
 				if h.ppid != pid {
 					continue
 				}
 				harness = append(harness, h.rssKB)
-				fp.PoolPssKB += h.pssKB
+				worker += h.pssKB
 				for _, c := range procs {
 					if c.ppid == hpid {
 						fp.ChildKB += c.rssKB
-						fp.PoolPssKB += c.pssKB
+						worker += c.pssKB
 					}
 				}
 			}
+			fp.WorkerPssKB = append(fp.WorkerPssKB, worker)
+			fp.PoolPssKB += worker
 		}
 	}
 	fp.Workers = len(nsjail)

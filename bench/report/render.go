@@ -236,7 +236,8 @@ func renderReport(r *results) string {
 		if fp.ChildKB > 0 {
 			fmt.Fprintf(&b, ", the pre-forked children %.0f MiB in all (mostly pages shared with their zygote)", float64(fp.ChildKB)/1024)
 		}
-		fmt.Fprintf(&b, "; the whole pool **%.0f MiB** (proportional set size: pages shared between processes counted once), the service %.0f MiB.\n", whole, float64(fp.ServiceKB)/1024)
+		fmt.Fprintf(&b, "; the whole pool **%.0f MiB** (proportional set size: pages shared between processes counted once), ", whole)
+		fmt.Fprintf(&b, "one worker %.1f MiB of it (median), the service %.0f MiB.\n", float64(median(fp.WorkerPssKB))/1024, float64(fp.ServiceKB)/1024)
 	}
 	b.WriteString("\n")
 
