@@ -6,7 +6,7 @@ import (
 )
 
 // Isolation is how scripts are separated from one another. The zero value
-// is IsolationStrict.
+// is IsolationStrict; the service's default is IsolationFork.
 type Isolation uint8
 
 // Isolation modes.
@@ -14,8 +14,9 @@ const (
 	// IsolationStrict gives every script a jail and an interpreter of its
 	// own, started ahead of time and used once.
 	IsolationStrict Isolation = iota
-	// IsolationFork keeps a zygote per jail and runs every script in a
-	// fresh child forked from it.
+	// IsolationFork keeps one jail per service, whose zygote makes a child
+	// per script in fresh mount, PID, IPC, UTS and network namespaces and
+	// a cgroup of its own, used once.
 	IsolationFork
 )
 

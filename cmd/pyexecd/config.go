@@ -82,7 +82,7 @@ func DefaultConfig() Config {
 		Port:           "8080",
 		Host:           "",
 		PoolSize:       size,
-		Isolation:      jail.IsolationStrict,
+		Isolation:      jail.IsolationFork,
 		Validation:     jail.ValidationStandard,
 		Timeout:        5 * time.Second,
 		MaxTimeout:     30 * time.Second,

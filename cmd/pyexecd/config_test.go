@@ -30,7 +30,7 @@ func TestParseEnv_DefaultsAreSafe(t *testing.T) {
 	c := DefaultConfig()
 	require.NoError(t, c.ParseEnv(env(nil)))
 	assert.Equal(t, "8080", c.Port)
-	assert.Equal(t, jail.IsolationStrict, c.Isolation)
+	assert.Equal(t, jail.IsolationFork, c.Isolation)
 	assert.Equal(t, jail.ValidationStandard, c.Validation)
 	assert.Equal(t, jail.CgroupAuto, c.Cgroup)
 	assert.Equal(t, 5*time.Second, c.Timeout)
@@ -66,7 +66,7 @@ func everyVariable() map[string]setting {
 		"PORT":                          {"9000", "9000", func(c Config) any { return c.Port }},
 		"PYEXEC_HOST":                   {"127.0.0.1", "127.0.0.1", func(c Config) any { return c.Host }},
 		"PYEXEC_POOL_SIZE":              {"0", 0, func(c Config) any { return c.PoolSize }},
-		"PYEXEC_ISOLATION":              {"fork", jail.IsolationFork, func(c Config) any { return c.Isolation }},
+		"PYEXEC_ISOLATION":              {"strict", jail.IsolationStrict, func(c Config) any { return c.Isolation }},
 		"PYEXEC_VALIDATION":             {"minimal", jail.ValidationMinimal, func(c Config) any { return c.Validation }},
 		"PYEXEC_TIMEOUT":                {"2.5", 2500 * time.Millisecond, func(c Config) any { return c.Timeout }},
 		"PYEXEC_MAX_TIMEOUT":            {"1m", time.Minute, func(c Config) any { return c.MaxTimeout }},
