@@ -54,11 +54,7 @@ func newChild(ctx context.Context, s *Spawner, p *zygoteProc, id string, m forke
 	c := &Child{
 		id: id, log: s.log.With(zap.String("worker", id)), cfg: &s.cfg,
 		lines: make(chan lineResult, 1), stop: make(chan struct{}), exit: exit,
-		forget: func() {
-			p.mu.Lock()
-			delete(p.exits, m.PID)
-			p.mu.Unlock()
-		},
+		forget: func() { p.forget(m.PID) },
 	}
 	chanFD, outFD, errFD := m.fds[0], m.fds[1], m.fds[2]
 	var err error

@@ -76,6 +76,8 @@ type forkedMsg struct {
 	PID   int
 	Error string
 	fds   []int
+	// exit delivers the zygote's report of how the child ended.
+	exit chan exitMsg
 }
 
 // exitMsg is the zygote's report of a child it reaped.
@@ -98,10 +100,29 @@ type controlMsg struct {
 // pid learnt from the kernel, moved into a cgroup of its own. It starts
 // the zygote first if none is running.
 func (z *Zygote) Fork(ctx context.Context) (*Child, error) {
+	p, m, exit, id, err := z.ask(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fork: %w", err)
+	}
+	// The zygote answers the next fork while this child sets itself up.
+	c, err := newChild(ctx, z.s, p, id, m, exit)
+	if err != nil {
+		p.forget(m.PID)
+		if tail := strings.TrimSpace(p.stderr.String()); tail != "" {
+			err = fmt.Errorf("%w; the zygote's stderr: %s", err, tail)
+		}
+		return nil, fmt.Errorf("fork: %w", err)
+	}
+	return c, nil
+}
+
+// ask has the zygote (started first if none runs) fork one child and
+// returns its answer, with the channel its exit will be reported on.
+func (z *Zygote) ask(ctx context.Context) (*zygoteProc, forkedMsg, <-chan exitMsg, string, error) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	if z.closed {
-		return nil, errors.New("fork: the jail is closed")
+		return nil, forkedMsg{}, nil, "", errors.New("the jail is closed")
 	}
 	if z.proc == nil || !z.proc.alive() {
 		if z.proc != nil {
@@ -111,15 +132,13 @@ func (z *Zygote) Fork(ctx context.Context) (*Child, error) {
 		}
 		p, err := z.start(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("fork: %w", err)
+			return nil, forkedMsg{}, nil, "", err
 		}
 		z.proc = p
 	}
-	c, err := z.fork(ctx, z.proc)
-	if err != nil {
-		return nil, fmt.Errorf("fork: %w", err)
-	}
-	return c, nil
+	id := fmt.Sprintf("c%d", z.s.seq.Add(1))
+	m, exit, err := z.proc.fork(ctx, id, z.s.cfg.SpawnTimeout)
+	return z.proc, m, exit, id, err
 }
 
 // Close kills the zygote and with it every child it made.
@@ -246,7 +265,16 @@ func (p *zygoteProc) read(ready chan<- *readyMsg) {
 			}
 			continue
 		}
-		p.forked <- forkedMsg{Tag: m.Forked, PID: m.PID, Error: m.Error, fds: fds}
+		f := forkedMsg{Tag: m.Forked, PID: m.PID, Error: m.Error, fds: fds}
+		if f.PID > 0 {
+			// Registered here, before the next message is read: the
+			// child's exit report may be that very message.
+			f.exit = make(chan exitMsg, 1)
+			p.mu.Lock()
+			p.exits[f.PID] = f.exit
+			p.mu.Unlock()
+		}
+		p.forked <- f
 	}
 }
 
@@ -271,54 +299,46 @@ func closeFDs(fds []int) {
 	}
 }
 
-// fork asks p for one child and makes it ready.
-func (z *Zygote) fork(ctx context.Context, p *zygoteProc) (*Child, error) {
-	s := z.s
-	id := fmt.Sprintf("c%d", s.seq.Add(1))
+// fork asks the zygote for one child and waits for its answer.
+func (p *zygoteProc) fork(ctx context.Context, id string, timeout time.Duration) (forkedMsg, <-chan exitMsg, error) {
 	if _, err := p.ctl.Write([]byte(`{"fork": "` + id + `"}`)); err != nil {
 		p.kill()
-		return nil, fmt.Errorf("ask the zygote for a child: %w", err)
+		return forkedMsg{}, nil, fmt.Errorf("ask the zygote for a child: %w", err)
 	}
-	timer := time.NewTimer(s.cfg.SpawnTimeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var m forkedMsg
 	select {
 	case got, ok := <-p.forked:
 		if !ok {
-			return nil, fmt.Errorf("the zygote ended: %s", p.describeExit())
+			return forkedMsg{}, nil, fmt.Errorf("the zygote ended: %s", p.describeExit())
 		}
 		m = got
 	case <-timer.C:
 		p.kill()
-		return nil, fmt.Errorf("%w: the zygote made no child within %v", ErrSpawnTimeout, s.cfg.SpawnTimeout)
+		return forkedMsg{}, nil, fmt.Errorf("%w: the zygote made no child within %v", ErrSpawnTimeout, timeout)
 	case <-ctx.Done():
 		// The answer may still come; this zygote is out of step for good.
 		p.kill()
-		return nil, ctx.Err()
+		return forkedMsg{}, nil, ctx.Err()
 	}
 	if m.Tag != id || m.Error != "" || len(m.fds) != 3 || m.PID <= 0 {
 		closeFDs(m.fds)
+		p.forget(m.PID)
 		if m.Error != "" {
-			return nil, fmt.Errorf("the zygote could not fork: %s", m.Error)
+			return forkedMsg{}, nil, fmt.Errorf("the zygote could not fork: %s", m.Error)
 		}
 		p.kill()
-		return nil, fmt.Errorf("the zygote's answer is out of step (%q, %d descriptors)", m.Tag, len(m.fds))
+		return forkedMsg{}, nil, fmt.Errorf("the zygote's answer is out of step (%q, %d descriptors)", m.Tag, len(m.fds))
 	}
-	exit := make(chan exitMsg, 1)
+	return m, m.exit, nil
+}
+
+// forget drops the exit channel of the child pid (0: none).
+func (p *zygoteProc) forget(pid int) {
 	p.mu.Lock()
-	p.exits[m.PID] = exit
+	delete(p.exits, pid)
 	p.mu.Unlock()
-	c, err := newChild(ctx, s, p, id, m, exit)
-	if err != nil {
-		if tail := strings.TrimSpace(p.stderr.String()); tail != "" {
-			err = fmt.Errorf("%w; the zygote's stderr: %s", err, tail)
-		}
-		p.mu.Lock()
-		delete(p.exits, m.PID)
-		p.mu.Unlock()
-		return nil, err
-	}
-	return c, nil
 }
 
 func (p *zygoteProc) alive() bool {

@@ -1356,7 +1356,12 @@ class Zygote:
         poller.register(self.control, select.POLLIN)
         poller.register(wake_r, select.POLLIN)
         # Objects that exist now are shared with every child; freezing them
-        # keeps a child's garbage collector from copying their pages.
+        # keeps a child's garbage collector from copying their pages. What
+        # the imports left as garbage goes first, and the allocator gives
+        # back what it can: every page the zygote holds is one more whose
+        # mapping each fork copies.
+        gc.collect()
+        self.kernel.libc.malloc_trim(0)
         gc.freeze()
         while True:
             for fd, _ in poller.poll():
