@@ -75,8 +75,10 @@ def early():
     out["earlier_thread_unshare"] = outcome(libc.unshare, 0)
 earlier = threading.Thread(target=early)
 earlier.start()
-harness.install_seccomp(blob)
-go.set()
+try:
+    harness.install_seccomp(blob)
+finally:
+    go.set()
 earlier.join(30)
 
 out["seccomp_mode"] = status("Seccomp")
