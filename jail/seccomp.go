@@ -1,6 +1,11 @@
 package jail
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
 
 // deniedSyscalls are refused with EPERM inside the jail: what a data script
 // never needs and an escape attempt often does. Namespace-creating clone
@@ -28,14 +33,15 @@ func deniedSyscalls() []string {
 	}
 }
 
-// namespaceCloneFlags is CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET.
-const namespaceCloneFlags = "0x7e020000"
+// namespaceCloneFlags are the clone flags that create a namespace (0x7e020000).
+const namespaceCloneFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS |
+	unix.CLONE_NEWIPC | unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET
 
 // seccompPolicy renders the kafel policy nsjail compiles for every worker.
 func seccompPolicy() string {
-	return "POLICY pyexec { ERRNO(1) { " + strings.Join(deniedSyscalls(), ", ") +
-		", clone(flags) { (flags & " + namespaceCloneFlags + ") != 0 } }, ERRNO(38) { clone3 } } " +
-		"USE pyexec DEFAULT ALLOW"
+	return fmt.Sprintf("POLICY pyexec { ERRNO(%d) { %s, clone(flags) { (flags & %#x) != 0 } }, "+
+		"ERRNO(%d) { clone3 } } USE pyexec DEFAULT ALLOW",
+		unix.EPERM, strings.Join(deniedSyscalls(), ", "), namespaceCloneFlags, unix.ENOSYS)
 }
 
 // zygotePolicy renders the kafel policy of the fork-isolation zygote: a

@@ -1168,6 +1168,60 @@ def install_seccomp(blob):  # TEMPORARY
 
 
 # ---------------------------------------------------------------------------
+# System call filter
+
+
+PR_SET_NO_NEW_PRIVS = 38
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+SOCK_FILTER_SIZE = 8
+BPF_MAXINSNS = 4096
+# seccomp(2)'s number on the machines the service compiles filters for.
+SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}
+
+
+def install_seccomp(blob):
+    """Confine this process, all its threads and all it starts later to
+    the filter the service compiled: blob is the program's struct
+    sock_filter array (8 bytes an instruction, in native byte order).
+
+    no_new_privs is set first: it lets an unprivileged process install a
+    filter, and an exec can no longer gain privileges. The filter goes on
+    every thread at once (TSYNC), so none started earlier, by a library
+    say, escapes it. Raises OSError if the program is malformed or the
+    kernel refuses."""
+    import ctypes
+    import errno
+    count, rest = divmod(len(blob), SOCK_FILTER_SIZE)
+    if rest or not 0 < count <= BPF_MAXINSNS:
+        raise OSError(errno.EINVAL, "seccomp program of %d bytes is not 1 to %d instructions of %d bytes"
+                      % (len(blob), BPF_MAXINSNS, SOCK_FILTER_SIZE))
+    machine = os.uname().machine
+    if machine not in SYS_SECCOMP:
+        raise OSError(errno.ENOSYS, "no seccomp system call known on " + machine)
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    ulong = ctypes.c_ulong
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, ulong(1), ulong(0), ulong(0), ulong(0)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "prctl(PR_SET_NO_NEW_PRIVS): " + os.strerror(err))
+    program = ctypes.create_string_buffer(bytes(blob), len(blob))
+    fprog = SockFprog(count, ctypes.addressof(program))
+    ret = libc.syscall(ctypes.c_long(SYS_SECCOMP[machine]), ulong(SECCOMP_SET_MODE_FILTER),
+                       ulong(SECCOMP_FILTER_FLAG_TSYNC), ctypes.byref(fprog))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "seccomp(SECCOMP_SET_MODE_FILTER): " + os.strerror(err))
+    if ret > 0:
+        # TSYNC names the thread that could not take the filter.
+        raise OSError(errno.EBUSY, "seccomp: thread %d cannot take the filter" % ret)
+
+
+# ---------------------------------------------------------------------------
 # Fork isolation
 
 
