@@ -45,8 +45,9 @@ func seccompPolicy() string {
 }
 
 // zygotePolicy renders the kafel policy of the fork-isolation zygote: a
-// worker's, except that mount and namespace-creating clones are allowed
-// (a child needs them before it installs the worker's own filter).
+// worker's, except that mount and namespace-creating clones are allowed (a
+// child needs them before it installs the worker's own filter, compiled by
+// seccompProgram).
 func zygotePolicy() string {
 	var denied []string
 	for _, name := range deniedSyscalls() {
@@ -54,9 +55,6 @@ func zygotePolicy() string {
 			denied = append(denied, name)
 		}
 	}
-	return "POLICY pyexec { ERRNO(1) { " + strings.Join(denied, ", ") + " }, ERRNO(38) { clone3 } } " +
-		"USE pyexec DEFAULT ALLOW"
+	return fmt.Sprintf("POLICY pyexec { ERRNO(%d) { %s }, ERRNO(%d) { clone3 } } USE pyexec DEFAULT ALLOW",
+		unix.EPERM, strings.Join(denied, ", "), unix.ENOSYS)
 }
-
-// seccompFilter is the compiled worker filter a fork child installs.
-func seccompFilter() []byte { return nil }

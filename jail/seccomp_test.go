@@ -125,7 +125,7 @@ func TestSeccompFilter_InstalledByTheHarnessRefusesWhatThePolicyRefuses(t *testi
 	python := filterPython(t)
 	blob, err := seccompProgram()
 	require.NoError(t, err)
-	dir, err := writeHarness()
+	dir, err := writeHarness(nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	arch, err := nativeSeccompArch()

@@ -233,7 +233,12 @@ func NewSpawner(cfg Config, log *zap.Logger) (*Spawner, error) {
 		return nil, fmt.Errorf("new spawner: %w", err)
 	}
 	removeStaleTemp(os.TempDir())
-	if s.harnessDir, err = writeHarness(seccompFilter()); err != nil {
+	filter, err := seccompProgram()
+	if err != nil {
+		s.cg.close()
+		return nil, fmt.Errorf("new spawner: %w", err)
+	}
+	if s.harnessDir, err = writeHarness(filter); err != nil {
 		s.cg.close()
 		return nil, fmt.Errorf("new spawner: %w", err)
 	}

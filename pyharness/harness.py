@@ -1152,21 +1152,6 @@ def serve(channel, devnull, policy_default="standard"):
         handle(req, channel, devnull, captures, policy_default, made=made)
 
 
-def install_seccomp(blob):  # TEMPORARY
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(38, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "no_new_privs")
-    if not blob:
-        return
-    class Prog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-    buf = ctypes.create_string_buffer(blob, len(blob))
-    prog = Prog(len(blob) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    if libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "seccomp")
-
-
 # ---------------------------------------------------------------------------
 # System call filter
 
