@@ -1,6 +1,6 @@
 // Command report runs the benchmark behind docs/BENCHMARKS.md: it starts the
 // service on loopback, as the cold baseline (PYEXEC_POOL_SIZE=0, a fresh
-// jail and interpreter per request), in the default warm mode and with fork
+// jail and interpreter per request), in the default strict isolation and in fork
 // isolation, drives each with the same scenarios through bench/load,
 // cross-checks one run with wrk, and writes the report and its chart. It
 // speaks only HTTP to the service; what one spawn costs alone comes from
@@ -88,7 +88,7 @@ func run() error {
 		}
 	}
 	res.footprints = map[string]footprint{}
-	for _, mode := range []string{"cold", "warm", "fork"} {
+	for _, mode := range []string{"cold", "strict", "fork"} {
 		fmt.Fprintf(os.Stderr, "== %s mode\n", mode)
 		res.speed = append(res.speed, speedCheck{mode, referenceWork()})
 		env := []string{}
@@ -360,7 +360,7 @@ var (
 	wrkNon2xx = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
 )
 
-// crossCheck runs the warm hello throughput scenario with wrk and with our
+// crossCheck runs the strict hello throughput scenario with wrk and with our
 // tool, one after the other against the same fresh service.
 func crossCheck(ctx context.Context, s settings, res *results) error {
 	if _, err := exec.LookPath(s.wrk); err != nil {

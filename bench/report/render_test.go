@@ -16,7 +16,7 @@ import (
 // as a table of the three modes.
 func TestReport_MeasuresArgsAndPlotAtOneClient(t *testing.T) {
 	res := &results{facts: map[string]string{}, runs: map[string]map[string]*load.Report{}}
-	for _, mode := range []string{"cold", "warm", "fork"} {
+	for _, mode := range []string{"cold", "strict", "fork"} {
 		res.runs[mode] = map[string]*load.Report{}
 		for _, p := range benchPlans() {
 			if p.Kind == "rate" {
@@ -30,7 +30,7 @@ func TestReport_MeasuresArgsAndPlotAtOneClient(t *testing.T) {
 	}
 	out := renderReport(res)
 	for _, sc := range []string{"args", "plot"} {
-		require.NotNil(t, res.get("warm", "latency/"+sc), "%s measured at one client in strict isolation", sc)
+		require.NotNil(t, res.get("strict", "latency/"+sc), "%s measured at one client in strict isolation", sc)
 		require.NotNil(t, res.get("fork", "latency/"+sc), "%s measured at one client in fork isolation", sc)
 		desc, _ := load.Lookup(sc)
 		heading := fmt.Sprintf("## `%s`, one client, with pauses\n\n%s.\n\n| | cold (pool 0) | strict (warm pool) | fork (warm pool) |", sc, desc.Description)
@@ -43,7 +43,7 @@ func TestReport_MeasuresArgsAndPlotAtOneClient(t *testing.T) {
 // median worker's PSS, the figure idle-memory compares between builds.
 func TestReport_ShowsOneWorkersPss(t *testing.T) {
 	res := &results{facts: map[string]string{}, runs: map[string]map[string]*load.Report{},
-		footprints: map[string]footprint{"warm": {Workers: 3, HarnessKB: 70 << 10, NsjailKB: 8 << 10,
+		footprints: map[string]footprint{"strict": {Workers: 3, HarnessKB: 70 << 10, NsjailKB: 8 << 10,
 			PoolPssKB: 180 << 10, ServiceKB: 22 << 10, WorkerPssKB: []int{61 << 10, 59 << 10, 60 << 10}}}}
 	out := renderReport(res)
 	assert.Contains(t, out, "- Idle pool, strict isolation, 3 workers:")
