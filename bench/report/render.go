@@ -11,11 +11,14 @@ import (
 
 // results is everything the report shows.
 type results struct {
-	facts      map[string]string
-	settings   settings
-	runs       map[string]map[string]*load.Report // mode -> kind/scenario -> report
-	spawnCPU   float64                            // CPU seconds per cold request
-	spawnWall  float64                            // seconds, p50 of a cold request
+	facts    map[string]string
+	settings settings
+	runs     map[string]map[string]*load.Report // mode -> kind/scenario -> report
+	// cpu is the machine's busy CPU-seconds per script of each run, from
+	// its start until the pool was full again: mode -> kind/scenario.
+	cpu        map[string]map[string]float64
+	spawnCPU   float64 // CPU seconds per cold request
+	spawnWall  float64 // seconds, p50 of a cold request
 	poolSize   int
 	footprints map[string]footprint
 	// spawnRate is workers spawned per second, 8 at a time, by package
@@ -167,10 +170,18 @@ func renderReport(r *results) string {
 	b.WriteString("\n")
 
 	b.WriteString("## How each figure is measured\n\n")
-	fmt.Fprintf(&b, "- **Latency runs**: one client, closed loop, a %v pause after each answer (a light load that\n", s.think)
-	fmt.Fprintf(&b, "  lets the warm pool refill); %d requests warm, %d cold. Latency is end to end over HTTP, from\n", s.latN, s.coldLatN)
+	fmt.Fprintf(&b, "- **Latency runs, with pauses**: one client, closed loop, a %v pause after each answer (a light load that\n", s.think)
+	fmt.Fprintf(&b, "  lets the warm pool refill); %d requests with a warm pool, %d cold. Latency is end to end over HTTP, from\n", s.latN, s.coldLatN)
 	b.WriteString("  handing the request to Go's HTTP client to the last byte of the answer (building the request\n")
 	b.WriteString("  and checking the answer are not counted).\n")
+	fmt.Fprintf(&b, "- **Latency runs, back to back**: one client, closed loop, each request sent as the previous answer\n")
+	fmt.Fprintf(&b, "  arrives, after %d unmeasured ones: what a client with steady traffic sees. With a warm pool\n", backToBackWarmup)
+	fmt.Fprintf(&b, "  %s; %d each cold.\n", b2bCounts(s), s.coldLatN)
+	b.WriteString("  In strict isolation every script uses up a worker, so back to back a client soon waits for spawns.\n")
+	b.WriteString("- **CPU per script**: the machine's busy CPU time (`/proc/stat`: everything but idle and iowait, the\n")
+	b.WriteString("  load generator's included) from the start of a run until the pool is full again, divided by the\n")
+	b.WriteString("  scripts the run sent: each script's share of making the worker or child that replaces it included.\n")
+	b.WriteString("  It counts whatever else the machine does, so it is meaningful only on a quiet machine.\n")
 	fmt.Fprintf(&b, "- **Throughput runs**: 8 clients, closed loop, no pause, for %v. In strict isolation every\n", s.thrDur)
 	b.WriteString("  script consumes a worker, so sustained throughput is bounded by how fast workers are spawned.\n")
 	fmt.Fprintf(&b, "- **Rate runs** (fork isolation): requests sent open loop at a fixed rate over 8 connections for\n")
@@ -303,18 +314,17 @@ func renderReport(r *results) string {
 
 	b.WriteString("![latency of one client: cold, strict and fork](bench-latency.svg)\n\n")
 
+	oneClientTable(&b, r)
+	cpuTable(&b, r)
+
 	for _, sc := range load.Names() {
-		for _, kind := range []string{"latency", "throughput"} {
+		for _, kind := range []string{"latency", "backtoback", "throughput"} {
 			cold, strict, fork := r.get("cold", kind+"/"+sc), r.get("strict", kind+"/"+sc), r.get("fork", kind+"/"+sc)
 			if cold == nil || strict == nil || fork == nil {
 				continue
 			}
 			desc, _ := load.Lookup(sc)
-			title := "one client, with pauses"
-			if kind == "throughput" {
-				title = "8 clients, sustained"
-			}
-			fmt.Fprintf(&b, "## `%s`, %s\n\n%s.\n\n", sc, title, desc.Description)
+			fmt.Fprintf(&b, "## `%s`, %s\n\n%s.\n\n", sc, kindTitle[kind], desc.Description)
 			table(&b, cold, strict, fork)
 			b.WriteString("\n")
 		}
@@ -338,6 +348,119 @@ func renderReport(r *results) string {
 	b.WriteString("throughput at 8 clients is the spawn-bound rate, and latency there is queueing for the next worker.\n")
 	b.WriteString("The cold baseline pays the spawn inside every request.\n")
 	return b.String()
+}
+
+// kindTitle names a kind of run in headings.
+var kindTitle = map[string]string{
+	"latency":    "one client, with pauses",
+	"backtoback": "one client, back to back",
+	"throughput": "8 clients, sustained",
+}
+
+// modeTitle names a mode in tables.
+var modeTitle = map[string]string{"cold": "cold (pool 0)", "strict": "strict", "fork": "fork"}
+
+// b2bCounts says how many requests each back-to-back run makes with a warm
+// pool, e.g. "200 requests for `hello` and `pandas`, 40 for `cpu`, `args`
+// and `plot`".
+func b2bCounts(s settings) string {
+	var order []int
+	by := map[int][]string{}
+	for _, p := range benchPlans() {
+		if p.Kind != "backtoback" {
+			continue
+		}
+		n := runOptions(s, "strict", p).Requests
+		if _, ok := by[n]; !ok {
+			order = append(order, n)
+		}
+		by[n] = append(by[n], "`"+p.Scenario+"`")
+	}
+	var parts []string
+	for i, n := range order {
+		names := by[n]
+		list := names[0]
+		if len(names) > 1 {
+			list = strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+		}
+		unit := ""
+		if i == 0 {
+			unit = " requests"
+		}
+		parts = append(parts, fmt.Sprintf("%d%s for %s", n, unit, list))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// oneClientTable puts every one-client latency side by side, with pauses
+// and back to back, in every mode.
+func oneClientTable(b *strings.Builder, r *results) {
+	var rows []string
+	for _, p := range benchPlans() {
+		if p.Kind != "backtoback" {
+			continue
+		}
+		for _, mode := range []string{"cold", "strict", "fork"} {
+			paused, b2b := r.get(mode, "latency/"+p.Scenario), r.get(mode, "backtoback/"+p.Scenario)
+			if paused == nil || b2b == nil {
+				continue
+			}
+			rows = append(rows, fmt.Sprintf("| `%s` | %s | %s | %s | %s | %s | %s | %s | %.1f req/s |\n", p.Scenario, modeTitle[mode],
+				ms(paused.Latency.P50), ms(paused.Latency.P90), ms(paused.Latency.P99),
+				ms(b2b.Latency.P50), ms(b2b.Latency.P90), ms(b2b.Latency.P99), b2b.Throughput))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("## One client, with pauses and back to back\n\n")
+	b.WriteString("Every one-client run both ways: with a pause after each answer, and back to back, as a client with\n")
+	b.WriteString("steady traffic sends. Every figure is in the scenario's tables further down.\n\n")
+	b.WriteString("| scenario | mode | with pauses p50 | p90 | p99 | back to back p50 | p90 | p99 | back to back rate |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	for _, row := range rows {
+		b.WriteString(row)
+	}
+	b.WriteString("\n")
+}
+
+// cpuMs formats CPU-seconds per script.
+func cpuMs(v float64) string {
+	if v <= 0 {
+		return "–"
+	}
+	return ms(v * 1000)
+}
+
+// cpuTable renders the CPU per script of the back-to-back and throughput
+// runs in every mode.
+func cpuTable(b *strings.Builder, r *results) {
+	type line struct{ name, key string }
+	var lines []line
+	for _, p := range benchPlans() {
+		if p.Kind == "backtoback" || p.Kind == "throughput" {
+			lines = append(lines, line{fmt.Sprintf("`%s`, %s", p.Scenario, kindTitle[p.Kind]), p.Kind + "/" + p.Scenario})
+		}
+	}
+	var rows []string
+	for _, l := range lines {
+		c, st, f := r.cpu["cold"][l.key], r.cpu["strict"][l.key], r.cpu["fork"][l.key]
+		if c == 0 && st == 0 && f == 0 {
+			continue
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s |\n", l.name, cpuMs(c), cpuMs(st), cpuMs(f), ratio(st, f)+" less"))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("## CPU per script\n\n")
+	b.WriteString("The machine's busy CPU time per script, from the start of each run until the pool was full again\n")
+	b.WriteString("(see how it is measured above).\n\n")
+	b.WriteString("| run | cold (pool 0) | strict | fork | fork vs strict |\n|---|---|---|---|---|\n")
+	for _, row := range rows {
+		b.WriteString(row)
+	}
+	b.WriteString("\n")
 }
 
 // renderChart draws p50 (bar) and p99 (whisker) latency of the one-client
