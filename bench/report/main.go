@@ -92,6 +92,7 @@ func run() error {
 	plans := benchPlans()
 	res := &results{facts: facts, settings: s, runs: map[string]map[string]*load.Report{},
 		cpu: map[string]map[string]float64{}, rates: map[string][]*load.Report{}}
+	var err error
 	if s.spawnBench != "" {
 		data, err := os.ReadFile(s.spawnBench)
 		if err != nil {
@@ -100,6 +101,16 @@ func run() error {
 		if res.spawnRate, res.spawnCPUConc, err = parseSpawnBench(string(data)); err != nil {
 			return fmt.Errorf("%s: %w", s.spawnBench, err)
 		}
+	}
+	// The floor under fork isolation's CPU per script, measured first,
+	// with no service running.
+	forks := bareForks
+	if *quick {
+		forks = 100
+	}
+	fmt.Fprintf(os.Stderr, "== bare fork\n")
+	if res.bareFork, err = measureBareFork(ctx, s.python, forks, bareForkRounds, "numpy,pandas"); err != nil {
+		return err
 	}
 	res.footprints = map[string]footprint{}
 	for _, mode := range []string{"cold", "strict", "fork"} {
@@ -229,6 +240,13 @@ func runOptions(s settings, mode string, p plan) load.Options {
 	}
 	return opt
 }
+
+// A bare fork is measured in bareForkRounds fresh interpreters of
+// bareForks forks each.
+const (
+	bareForks      = 500
+	bareForkRounds = 3
+)
 
 // The rates at which fork isolation's p99 target is checked: its
 // throughput targets for the two scenarios.

@@ -26,8 +26,10 @@ type results struct {
 	// each.
 	spawnRate    float64
 	spawnCPUConc float64
-	idle         footprint
-	wrk          *wrkResult
+	// bareFork is the floor under fork isolation's CPU per script.
+	bareFork bareFork
+	idle     footprint
+	wrk      *wrkResult
 	// rates holds fork isolation's repeated fixed-rate runs by scenario.
 	rates map[string][]*load.Report
 	speed []speedCheck
@@ -448,19 +450,28 @@ func cpuTable(b *strings.Builder, r *results) {
 		if c == 0 && st == 0 && f == 0 {
 			continue
 		}
-		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s |\n", l.name, cpuMs(c), cpuMs(st), cpuMs(f), ratio(st, f)+" less"))
+		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s |\n", l.name, cpuMs(c), cpuMs(st), cpuMs(f),
+			ratio(st, f)+" less", ratio(f, r.bareFork.CPU)))
 	}
 	if len(rows) == 0 {
 		return
 	}
 	b.WriteString("## CPU per script\n\n")
 	b.WriteString("The machine's busy CPU time per script, from the start of each run until the pool was full again\n")
-	b.WriteString("(see how it is measured above).\n\n")
-	b.WriteString("| run | cold (pool 0) | strict | fork | fork vs strict |\n|---|---|---|---|---|\n")
+	b.WriteString("(see how it is measured above), against the floor: a bare fork of the same interpreter.\n\n")
+	b.WriteString("| run | cold (pool 0) | strict | fork | fork vs strict | fork vs a bare fork |\n|---|---|---|---|---|---|\n")
 	for _, row := range rows {
 		b.WriteString(row)
 	}
 	b.WriteString("\n")
+	if bf := r.bareFork; bf.CPU > 0 {
+		fmt.Fprintf(b, "**The floor.** A bare fork of the jail's interpreter with numpy and pandas imported and its objects\n")
+		fmt.Fprintf(b, "frozen, as the zygote is when it forks, followed by the child's `os._exit(0)` and the parent's `waitpid`,\n")
+		fmt.Fprintf(b, "outside any jail (`bench/report/barefork.py`): **%s CPU** per fork (this process and its children, from\n", cpuMs(bf.CPU))
+		fmt.Fprintf(b, "`getrusage`; the median of %d fresh interpreters forking %d times each), %s wall time. Everything fork\n", bf.Rounds, bf.Forks, ms(bf.Wall*1000))
+		fmt.Fprintf(b, "isolation spends above it goes to the child's namespaces, mounts, cgroup and seccomp filter, the script, the\n")
+		fmt.Fprintf(b, "service and HTTP.\n\n")
+	}
 }
 
 // renderChart draws p50 (bar) and p99 (whisker) latency of the one-client

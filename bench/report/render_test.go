@@ -107,11 +107,14 @@ func TestReport_OneClientBothWays(t *testing.T) {
 // TestReport_CPUPerScript checks the CPU table lists the back-to-back and
 // throughput runs of every mode, and leaves out the runs with pauses.
 func TestReport_CPUPerScript(t *testing.T) {
-	out := renderReport(fabricated())
-	assert.Contains(t, out, "| run | cold (pool 0) | strict | fork | fork vs strict |\n")
-	assert.Contains(t, out, "| `hello`, one client, back to back | 200 ms | 20.00 ms | 10.00 ms | 2.0× less |\n")
-	assert.Contains(t, out, "| `abuse`, 8 clients, sustained | 1.00 s | 100 ms | 50.00 ms | 2.0× less |\n")
+	res := fabricated()
+	res.bareFork = bareFork{Forks: 500, Rounds: 3, CPU: 0.0008, Wall: 0.0011}
+	out := renderReport(res)
+	assert.Contains(t, out, "| run | cold (pool 0) | strict | fork | fork vs strict | fork vs a bare fork |\n")
+	assert.Contains(t, out, "| `hello`, one client, back to back | 200 ms | 20.00 ms | 10.00 ms | 2.0× less | 12.5× |\n")
+	assert.Contains(t, out, "| `abuse`, 8 clients, sustained | 1.00 s | 100 ms | 50.00 ms | 2.0× less | 62.5× |\n")
 	assert.NotContains(t, out, "| `hello`, one client, with pauses |", "a run with pauses measures mostly the idle machine")
+	assert.Contains(t, out, "**0.80 ms CPU** per fork (this process and its children, from\n`getrusage`; the median of 3 fresh interpreters forking 500 times each), 1.10 ms wall time.")
 }
 
 // TestRunOptions checks each kind of plan's load options.
