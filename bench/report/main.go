@@ -15,18 +15,22 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/bench/internal/service"
 	"github.com/pyexec/pyexec/bench/load"
 )
@@ -130,8 +134,7 @@ func run() error {
 		res.runs[mode] = map[string]*load.Report{}
 		res.cpu[mode] = map[string]float64{}
 		if mode != "cold" {
-			var fp footprint
-			res.poolSize, fp, err = idleFootprint(ctx, svc)
+			fp, err := idleFootprint(ctx, svc)
 			if err != nil {
 				svc.Stop()
 				return err
@@ -299,24 +302,89 @@ func rateRuns(ctx context.Context, url string, p plan, d time.Duration, res *res
 	return nil
 }
 
-// footprint is the resident memory of idle warm workers.
+// footprint is the memory of an idle pool: in strict isolation one nsjail
+// and interpreter per worker, in fork isolation the zygote's nsjail, the
+// zygote and its pre-forked children.
 type footprint struct {
-	Workers   int
-	HarnessKB int // mean RSS of one jailed interpreter
+	// Slots is the pool's size (/health): scripts it holds ready, as
+	// workers in strict isolation or pre-forked children in fork.
+	Slots int
+	// Jails are the nsjail processes: one per worker in strict
+	// isolation, the zygote's in fork.
+	Jails     int
+	HarnessKB int // mean RSS of one jailed interpreter (a worker, or the zygote)
 	NsjailKB  int // mean RSS of one nsjail supervisor
-	ChildKB   int // total RSS of pre-forked children (fork isolation)
-	PoolPssKB int // proportional set size of the whole pool: shared pages split among sharers
+	// Children are the processes below the jailed interpreters: the
+	// pre-forked children in fork isolation.
+	Children int
+	ChildKB  int // their RSS in all
+	// NsjailPssKB, HarnessPssKB and ChildPssKB split PoolPssKB by kind
+	// of process.
+	NsjailPssKB, HarnessPssKB, ChildPssKB int
+	// PoolPssKB is the proportional set size of the whole pool, every
+	// process below the service: shared pages split among sharers.
+	PoolPssKB int
 	ServiceKB int
-	// WorkerPssKB is each worker's proportional set size: its nsjail, the
-	// interpreter and any pre-forked child.
+	// WorkerPssKB is the proportional set size of each nsjail with
+	// everything below it: a worker in strict isolation, the whole
+	// zygote in fork.
 	WorkerPssKB []int
 }
 
-func idleFootprint(ctx context.Context, s *service.Service) (int, footprint, error) {
+// idleFootprint measures the idle pool of s once its memory has settled:
+// a pre-forked child warms up (copies ahead the pages scripts touch) after
+// the pool counts it idle.
+func idleFootprint(ctx context.Context, s *service.Service) (footprint, error) {
 	if err := load.WaitIdle(ctx, s.URL, 2*time.Minute); err != nil {
-		return 0, footprint{}, err
+		return footprint{}, err
 	}
+	st, err := poolStatus(ctx, s.URL)
+	if err != nil {
+		return footprint{}, err
+	}
+	root := s.Cmd.Process.Pid
 	time.Sleep(time.Second)
+	fp := poolFootprint(readProcs(), root)
+	for i := 0; i < 20; i++ {
+		time.Sleep(500 * time.Millisecond)
+		next := poolFootprint(readProcs(), root)
+		settled := abs(next.PoolPssKB-fp.PoolPssKB) <= fp.PoolPssKB/100
+		fp = next
+		if settled {
+			break
+		}
+	}
+	fp.Slots = st.Pool.Size
+	return fp, nil
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// poolStatus reads the service's /health.
+func poolStatus(ctx context.Context, url string) (pyexec.Status, error) {
+	var st pyexec.Status
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/health", nil)
+	if err != nil {
+		return st, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer res.Body.Close()
+	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("/health: %w", err)
+	}
+	return st, nil
+}
+
+// readProcs reads every process of the machine.
+func readProcs() map[int]procInfo {
 	procs := map[int]procInfo{}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -328,34 +396,50 @@ func idleFootprint(ctx context.Context, s *service.Service) (int, footprint, err
 			procs[pid] = p
 		}
 	}
-	root := s.Cmd.Process.Pid
+	return procs
+}
+
+// poolFootprint adds up the pool below the service root: each nsjail it
+// started, the interpreter nsjail runs, and every process below that, at
+// any depth (fork isolation's children are the zygote's, each in pid
+// namespaces of its own, but the host sees them all).
+func poolFootprint(procs map[int]procInfo, root int) footprint {
+	children := map[int][]int{}
+	for pid, p := range procs {
+		children[p.ppid] = append(children[p.ppid], pid)
+	}
 	var fp footprint
 	var harness, nsjail []int
-	for pid, p := range procs {
-		if p.ppid == root && strings.Contains(p.name, "nsjail") {
-			nsjail = append(nsjail, p.rssKB)
-			worker := p.pssKB
-			for hpid, h := range procs {
-				if h.ppid != pid {
-					continue
-				}
-				harness = append(harness, h.rssKB)
-				worker += h.pssKB
-				for _, c := range procs {
-					if c.ppid == hpid {
-						fp.ChildKB += c.rssKB
-						worker += c.pssKB
-					}
-				}
-			}
-			fp.WorkerPssKB = append(fp.WorkerPssKB, worker)
-			fp.PoolPssKB += worker
+	for _, jail := range children[root] {
+		j := procs[jail]
+		if !strings.Contains(j.name, "nsjail") {
+			continue
 		}
+		nsjail = append(nsjail, j.rssKB)
+		fp.NsjailPssKB += j.pssKB
+		tree := j.pssKB
+		for _, h := range children[jail] {
+			harness = append(harness, procs[h].rssKB)
+			fp.HarnessPssKB += procs[h].pssKB
+			tree += procs[h].pssKB
+			below := append([]int(nil), children[h]...)
+			for len(below) > 0 {
+				c := below[0]
+				below = append(below[1:], children[c]...)
+				fp.Children++
+				fp.ChildKB += procs[c].rssKB
+				fp.ChildPssKB += procs[c].pssKB
+				tree += procs[c].pssKB
+			}
+		}
+		fp.WorkerPssKB = append(fp.WorkerPssKB, tree)
+		fp.PoolPssKB += tree
 	}
-	fp.Workers = len(nsjail)
+	sort.Ints(fp.WorkerPssKB)
+	fp.Jails = len(nsjail)
 	fp.HarnessKB, fp.NsjailKB = mean(harness), mean(nsjail)
 	fp.ServiceKB = procs[root].rssKB
-	return fp.Workers, fp, nil
+	return fp
 }
 
 type procInfo struct {

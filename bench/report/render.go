@@ -19,7 +19,6 @@ type results struct {
 	cpu        map[string]map[string]float64
 	spawnCPU   float64 // CPU seconds per cold request
 	spawnWall  float64 // seconds, p50 of a cold request
-	poolSize   int
 	footprints map[string]footprint
 	// spawnRate is workers spawned per second, 8 at a time, by package
 	// jail alone (its BenchmarkSpawn); spawnCPUConc their busy CPU-seconds
@@ -242,14 +241,19 @@ func renderReport(r *results) string {
 		if !ok {
 			continue
 		}
-		whole := float64(fp.PoolPssKB) / 1024
-		fmt.Fprintf(&b, "- Idle pool, %s isolation, %d workers: each jailed interpreter (numpy and pandas imported) holds **%.0f MiB** RSS,\n", mode, fp.Workers, float64(fp.HarnessKB)/1024)
-		fmt.Fprintf(&b, "  its nsjail supervisor %.1f MiB", float64(fp.NsjailKB)/1024)
-		if fp.ChildKB > 0 {
-			fmt.Fprintf(&b, ", the pre-forked children %.0f MiB in all (mostly pages shared with their zygote)", float64(fp.ChildKB)/1024)
+		mib := func(kb int) float64 { return float64(kb) / 1024 }
+		if mode == "fork" {
+			fmt.Fprintf(&b, "- Idle pool, fork isolation, %d slots: one zygote (numpy and pandas imported) holds **%.0f MiB** RSS,\n", fp.Slots, mib(fp.HarnessKB))
+			fmt.Fprintf(&b, "  its nsjail supervisor %.1f MiB, the %d pre-forked children %.0f MiB in all (mostly pages shared with the zygote);\n", mib(fp.NsjailKB), fp.Children, mib(fp.ChildKB))
+			fmt.Fprintf(&b, "  the whole pool **%.0f MiB** (proportional set size: pages shared between processes counted once): the nsjail\n", mib(fp.PoolPssKB))
+			fmt.Fprintf(&b, "  %.1f MiB, the zygote %.1f MiB, the children %.1f MiB (%.1f MiB each); the service %.0f MiB.\n", mib(fp.NsjailPssKB), mib(fp.HarnessPssKB), mib(fp.ChildPssKB),
+				mib(fp.ChildPssKB)/math.Max(1, float64(fp.Children)), mib(fp.ServiceKB))
+			continue
 		}
-		fmt.Fprintf(&b, "; the whole pool **%.0f MiB** (proportional set size: pages shared between processes counted once), ", whole)
-		fmt.Fprintf(&b, "one worker %.1f MiB of it (median), the service %.0f MiB.\n", float64(median(fp.WorkerPssKB))/1024, float64(fp.ServiceKB)/1024)
+		fmt.Fprintf(&b, "- Idle pool, %s isolation, %d workers: each jailed interpreter (numpy and pandas imported) holds **%.0f MiB** RSS,\n", mode, fp.Jails, mib(fp.HarnessKB))
+		fmt.Fprintf(&b, "  its nsjail supervisor %.1f MiB", mib(fp.NsjailKB))
+		fmt.Fprintf(&b, "; the whole pool **%.0f MiB** (proportional set size: pages shared between processes counted once), ", mib(fp.PoolPssKB))
+		fmt.Fprintf(&b, "one worker %.1f MiB of it (median), the service %.0f MiB.\n", mib(median(fp.WorkerPssKB)), mib(fp.ServiceKB))
 	}
 	b.WriteString("\n")
 

@@ -44,7 +44,7 @@ func TestReport_MeasuresArgsAndPlotAtOneClient(t *testing.T) {
 // median worker's PSS, the figure idle-memory compares between builds.
 func TestReport_ShowsOneWorkersPss(t *testing.T) {
 	res := &results{facts: map[string]string{}, runs: map[string]map[string]*load.Report{},
-		footprints: map[string]footprint{"strict": {Workers: 3, HarnessKB: 70 << 10, NsjailKB: 8 << 10,
+		footprints: map[string]footprint{"strict": {Slots: 3, Jails: 3, HarnessKB: 70 << 10, NsjailKB: 8 << 10,
 			PoolPssKB: 180 << 10, ServiceKB: 22 << 10, WorkerPssKB: []int{61 << 10, 59 << 10, 60 << 10}}}}
 	out := renderReport(res)
 	assert.Contains(t, out, "- Idle pool, strict isolation, 3 workers:")
@@ -127,4 +127,18 @@ func TestRunOptions(t *testing.T) {
 	assert.Equal(t, load.Options{Concurrency: 8, Duration: 20 * time.Second}, runOptions(s, "strict", plan{Scenario: "hello", Kind: "throughput"}))
 	s.b2bMax = 10
 	assert.Equal(t, 10, runOptions(s, "strict", b2b).Requests, "-quick shortens back-to-back runs")
+}
+
+// TestReport_ForkPoolMemory checks fork isolation's idle pool line names
+// the slots, the children and the whole pool's PSS split by process.
+func TestReport_ForkPoolMemory(t *testing.T) {
+	res := &results{facts: map[string]string{}, runs: map[string]map[string]*load.Report{},
+		footprints: map[string]footprint{"fork": {Slots: 8, Jails: 1, HarnessKB: 70 << 10, NsjailKB: 8 << 10,
+			Children: 8, ChildKB: 8 * 68 << 10, NsjailPssKB: 2 << 10, HarnessPssKB: 40 << 10, ChildPssKB: 80 << 10,
+			PoolPssKB: 122 << 10, ServiceKB: 23 << 10, WorkerPssKB: []int{122 << 10}}}}
+	out := renderReport(res)
+	assert.Contains(t, out, "- Idle pool, fork isolation, 8 slots: one zygote (numpy and pandas imported) holds **70 MiB** RSS,\n"+
+		"  its nsjail supervisor 8.0 MiB, the 8 pre-forked children 544 MiB in all (mostly pages shared with the zygote);\n"+
+		"  the whole pool **122 MiB** (proportional set size: pages shared between processes counted once): the nsjail\n"+
+		"  2.0 MiB, the zygote 40.0 MiB, the children 80.0 MiB (10.0 MiB each); the service 23 MiB.\n")
 }
