@@ -166,11 +166,14 @@ func run() error {
 			}
 			// Every script uses up a worker (a child in fork isolation),
 			// so a script's CPU includes making its replacement: the
-			// machine's busy time counts until the pool is full again.
+			// machine's busy time counts until the pool is full again and
+			// what follows (a child's warm-up, the kernel tearing down
+			// namespaces) is done.
 			if err := load.WaitIdle(ctx, svc.URL, 2*time.Minute); err != nil {
 				svc.Stop()
 				return err
 			}
+			settle(service.BusySeconds, time.Sleep)
 			key := p.Kind + "/" + p.Scenario
 			res.cpu[mode][key] = (service.BusySeconds() - cpu0) / float64(rep.Requests+int64(opt.Warmup))
 			if mode == "cold" && key == "latency/hello" {
@@ -200,6 +203,24 @@ func run() error {
 	fmt.Fprintf(os.Stderr, "wrote %s and %s\n", s.out, s.chart)
 	return nil
 }
+
+// settle waits until the machine is nearly idle: under settleBusy of a
+// CPU-second busy in a settleStep, at most settleMax.
+func settle(busy func() float64, sleep func(time.Duration)) {
+	for waited := time.Duration(0); waited < settleMax; waited += settleStep {
+		b0 := busy()
+		sleep(settleStep)
+		if busy()-b0 < settleBusy {
+			return
+		}
+	}
+}
+
+const (
+	settleStep = 100 * time.Millisecond
+	settleBusy = 0.02 // CPU-seconds in a step: a tenth of two cores
+	settleMax  = 3 * time.Second
+)
 
 // benchPlans are the runs made in every mode, in order.
 func benchPlans() []plan {

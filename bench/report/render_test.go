@@ -142,3 +142,26 @@ func TestReport_ForkPoolMemory(t *testing.T) {
 		"  the whole pool **122 MiB** (proportional set size: pages shared between processes counted once): the nsjail\n"+
 		"  2.0 MiB, the zygote 40.0 MiB, the children 80.0 MiB (10.0 MiB each); the service 23 MiB.\n")
 }
+
+// TestSettle checks settle waits while the machine is busy, and no longer
+// than settleMax.
+func TestSettle(t *testing.T) {
+	// Busy 0.05 CPU-s per step for three steps, then idle.
+	var cpu float64
+	steps := 0
+	busy := func() float64 { return cpu }
+	sleep := func(time.Duration) {
+		steps++
+		if steps <= 3 {
+			cpu += 0.05
+		} else {
+			cpu += 0.001
+		}
+	}
+	settle(busy, sleep)
+	assert.Equal(t, 4, steps, "three busy steps, then one idle one")
+
+	steps = 0
+	settle(busy, func(time.Duration) { steps++; cpu += 1 })
+	assert.Equal(t, int(settleMax/settleStep), steps, "a machine that stays busy is waited for settleMax at most")
+}
