@@ -180,8 +180,9 @@ func renderReport(r *results) string {
 	fmt.Fprintf(&b, "  %s; %d each cold.\n", b2bCounts(s), s.coldLatN)
 	b.WriteString("  In strict isolation every script uses up a worker, so back to back a client soon waits for spawns.\n")
 	b.WriteString("- **CPU per script**: the machine's busy CPU time (`/proc/stat`: everything but idle and iowait, the\n")
-	b.WriteString("  load generator's included) from the start of a run until the pool is full again, divided by the\n")
-	b.WriteString("  scripts the run sent: each script's share of making the worker or child that replaces it included.\n")
+	b.WriteString("  load generator's included) from the start of a run until the pool is full again and the machine\n")
+	fmt.Fprintf(&b, "  quiet (at most %v more), divided by the scripts the run sent: each script's share of making the\n", settleMax)
+	b.WriteString("  worker or child that replaces it included.\n")
 	b.WriteString("  It counts whatever else the machine does, so it is meaningful only on a quiet machine. Its floor,\n")
 	b.WriteString("  a bare fork of the jail's interpreter, is timed before any service starts.\n")
 	fmt.Fprintf(&b, "- **Throughput runs**: 8 clients, closed loop, no pause, for %v. In strict isolation every\n", s.thrDur)
@@ -443,8 +444,8 @@ func cpuTable(b *strings.Builder, r *results) {
 		return
 	}
 	b.WriteString("## CPU per script\n\n")
-	b.WriteString("The machine's busy CPU time per script, from the start of each run until the pool was full again\n")
-	b.WriteString("(see how it is measured above), against the floor: a bare fork of the same interpreter.\n\n")
+	b.WriteString("The machine's busy CPU time per script, from the start of each run until the pool was full again and\n")
+	b.WriteString("the machine quiet (see how it is measured above), against the floor: a bare fork of the same interpreter.\n\n")
 	b.WriteString("| run | cold (pool 0) | strict | fork | fork vs strict | fork vs a bare fork |\n|---|---|---|---|---|---|\n")
 	for _, row := range rows {
 		b.WriteString(row)
