@@ -350,6 +350,8 @@ type footprint struct {
 	// everything below it: a worker in strict isolation, the whole
 	// zygote in fork.
 	WorkerPssKB []int
+	// Unread counts the pool's processes whose PSS could not be read.
+	Unread int
 }
 
 // idleFootprint measures the idle pool of s once its memory has settled:
@@ -374,6 +376,9 @@ func idleFootprint(ctx context.Context, s *service.Service) (footprint, error) {
 		if settled {
 			break
 		}
+	}
+	if fp.Unread > 0 {
+		return footprint{}, fmt.Errorf("idle pool: the PSS of %d of its processes cannot be read (the zygote and its children are not dumpable: run as root)", fp.Unread)
 	}
 	fp.Slots = st.Pool.Size
 	return fp, nil
@@ -431,26 +436,34 @@ func poolFootprint(procs map[int]procInfo, root int) footprint {
 	}
 	var fp footprint
 	var harness, nsjail []int
+	pss := func(pid int) int {
+		if !procs[pid].pssRead {
+			fp.Unread++
+		}
+		return procs[pid].pssKB
+	}
 	for _, jail := range children[root] {
 		j := procs[jail]
 		if !strings.Contains(j.name, "nsjail") {
 			continue
 		}
 		nsjail = append(nsjail, j.rssKB)
-		fp.NsjailPssKB += j.pssKB
-		tree := j.pssKB
+		tree := pss(jail)
+		fp.NsjailPssKB += tree
 		for _, h := range children[jail] {
 			harness = append(harness, procs[h].rssKB)
-			fp.HarnessPssKB += procs[h].pssKB
-			tree += procs[h].pssKB
+			hp := pss(h)
+			fp.HarnessPssKB += hp
+			tree += hp
 			below := append([]int(nil), children[h]...)
 			for len(below) > 0 {
 				c := below[0]
 				below = append(below[1:], children[c]...)
 				fp.Children++
 				fp.ChildKB += procs[c].rssKB
-				fp.ChildPssKB += procs[c].pssKB
-				tree += procs[c].pssKB
+				cp := pss(c)
+				fp.ChildPssKB += cp
+				tree += cp
 			}
 		}
 		fp.WorkerPssKB = append(fp.WorkerPssKB, tree)
@@ -468,6 +481,9 @@ type procInfo struct {
 	name  string
 	rssKB int
 	pssKB int
+	// pssRead is false when smaps_rollup could not be read: the zygote
+	// and its children are not dumpable, so only root can.
+	pssRead bool
 }
 
 func readProc(pid int) (procInfo, bool) {
@@ -496,7 +512,10 @@ func readProc(pid int) (procInfo, bool) {
 	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid)); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
 			if v, ok := strings.CutPrefix(line, "Pss:"); ok {
-				p.pssKB, _ = strconv.Atoi(strings.Fields(v)[0])
+				if fields := strings.Fields(v); len(fields) > 0 {
+					p.pssKB, err = strconv.Atoi(fields[0])
+					p.pssRead = err == nil
+				}
 			}
 		}
 	}
