@@ -1,7 +1,10 @@
-// Command report runs the benchmark behind docs/BENCHMARKS.md: it starts the
-// service on loopback, as the cold baseline (PYEXEC_POOL_SIZE=0, a fresh
-// jail and interpreter per request), in the default strict isolation and in fork
-// isolation, drives each with the same scenarios through bench/load,
+// Command report runs the benchmark behind docs/BENCHMARKS.md: it times a
+// bare fork of the jail's interpreter (the floor under fork isolation's CPU
+// per script), starts the service on loopback, as the cold baseline
+// (PYEXEC_POOL_SIZE=0, a fresh jail and interpreter per request), in the
+// default strict isolation and in fork isolation, measures each idle pool,
+// drives each with the same scenarios through bench/load (one client with
+// pauses and back to back, 8 clients, open-loop rates in fork isolation),
 // cross-checks one run with wrk, and writes the report and its chart. It
 // speaks only HTTP to the service; what one spawn costs alone comes from
 // package jail's BenchmarkSpawn, whose output `make bench` passes in with
