@@ -123,9 +123,9 @@ fuzz:
 test: venv vet lint-openapi test-py test-compose test-go fuzz-brief
 
 # Regenerates docs/BENCHMARKS.md and its chart: what spawning alone costs
-# (package jail's BenchmarkSpawn, 8 at a time for SPAWN_BENCHTIME), then cold
-# baseline and warm pool side by side on loopback, cross-checked with wrk
-# (from Debian).
+# (package jail's BenchmarkSpawn, 8 at a time for SPAWN_BENCHTIME), a bare
+# fork of the interpreter, then the cold baseline, strict and fork isolation
+# side by side on loopback, cross-checked with wrk (from Debian).
 SPAWN_BENCHTIME ?= 20s
 bench: venv build
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }

@@ -1,7 +1,10 @@
-// Command report runs the benchmark behind docs/BENCHMARKS.md: it starts the
-// service on loopback, as the cold baseline (PYEXEC_POOL_SIZE=0, a fresh
-// jail and interpreter per request), in the default warm mode and with fork
-// isolation, drives each with the same scenarios through bench/load,
+// Command report runs the benchmark behind docs/BENCHMARKS.md: it times a
+// bare fork of the jail's interpreter (the floor under fork isolation's CPU
+// per script), starts the service on loopback, as the cold baseline
+// (PYEXEC_POOL_SIZE=0, a fresh jail and interpreter per request), in the
+// default strict isolation and in fork isolation, measures each idle pool,
+// drives each with the same scenarios through bench/load (one client with
+// pauses and back to back, 8 clients, open-loop rates in fork isolation),
 // cross-checks one run with wrk, and writes the report and its chart. It
 // speaks only HTTP to the service; what one spawn costs alone comes from
 // package jail's BenchmarkSpawn, whose output `make bench` passes in with
@@ -15,18 +18,22 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/bench/internal/service"
 	"github.com/pyexec/pyexec/bench/load"
 )
@@ -48,16 +55,28 @@ func main() {
 // plan is one measured run of a scenario.
 type plan struct {
 	Scenario string
-	Kind     string  // "latency", "throughput" or "rate"
-	Rate     float64 // "rate": open loop at this many requests/s (fork mode only)
+	// Kind is "latency" (one client with a pause after each answer),
+	// "backtoback" (one client, no pause), "throughput" (8 clients) or
+	// "rate" (open loop, fork mode only).
+	Kind string
+	Rate float64 // "rate": open loop at this many requests/s
+	// Requests is a back-to-back run's length with a warm pool (cold
+	// runs make settings.coldLatN).
+	Requests int
 }
 
 type settings struct {
 	bin, python, out, chart, wrk, spawnBench string
 	latN, coldLatN                           int
-	think                                    time.Duration
-	thrDur, rateDur                          time.Duration
+	// b2bMax caps the back-to-back runs' length (0: as planned).
+	b2bMax          int
+	think           time.Duration
+	thrDur, rateDur time.Duration
 }
+
+// backToBackWarmup requests open each back-to-back run, unmeasured, as
+// the README's `go run ./bench -c 1 -n 200 -d 0 -warmup 3` does.
+const backToBackWarmup = 3
 
 func run() error {
 	var s settings
@@ -72,12 +91,15 @@ func run() error {
 	s.latN, s.coldLatN, s.think, s.thrDur, s.rateDur = 40, 12, 500*time.Millisecond, 20*time.Second, 10*time.Second
 	if *quick {
 		s.latN, s.coldLatN, s.think, s.thrDur, s.rateDur = 5, 3, 300*time.Millisecond, 3*time.Second, 3*time.Second
+		s.b2bMax = 10
 	}
 	ctx := context.Background()
 
 	facts := machineFacts()
 	plans := benchPlans()
-	res := &results{facts: facts, settings: s, runs: map[string]map[string]*load.Report{}, rates: map[string][]*load.Report{}}
+	res := &results{facts: facts, settings: s, runs: map[string]map[string]*load.Report{},
+		cpu: map[string]map[string]float64{}, rates: map[string][]*load.Report{}}
+	var err error
 	if s.spawnBench != "" {
 		data, err := os.ReadFile(s.spawnBench)
 		if err != nil {
@@ -87,8 +109,18 @@ func run() error {
 			return fmt.Errorf("%s: %w", s.spawnBench, err)
 		}
 	}
+	// The floor under fork isolation's CPU per script, measured first,
+	// with no service running.
+	forks := bareForks
+	if *quick {
+		forks = 100
+	}
+	fmt.Fprintf(os.Stderr, "== bare fork\n")
+	if res.bareFork, err = measureBareFork(ctx, s.python, forks, bareForkRounds, "numpy,pandas"); err != nil {
+		return err
+	}
 	res.footprints = map[string]footprint{}
-	for _, mode := range []string{"cold", "warm", "fork"} {
+	for _, mode := range []string{"cold", "strict", "fork"} {
 		fmt.Fprintf(os.Stderr, "== %s mode\n", mode)
 		res.speed = append(res.speed, speedCheck{mode, referenceWork()})
 		env := []string{}
@@ -103,9 +135,9 @@ func run() error {
 			return err
 		}
 		res.runs[mode] = map[string]*load.Report{}
+		res.cpu[mode] = map[string]float64{}
 		if mode != "cold" {
-			var fp footprint
-			res.poolSize, fp, err = idleFootprint(ctx, svc)
+			fp, err := idleFootprint(ctx, svc)
 			if err != nil {
 				svc.Stop()
 				return err
@@ -122,16 +154,8 @@ func run() error {
 				}
 				continue
 			}
-			opt := load.Options{URL: svc.URL, Progress: os.Stderr}
-			switch p.Kind {
-			case "latency":
-				opt.Concurrency, opt.Think, opt.Requests = 1, s.think, s.latN
-				if mode == "cold" {
-					opt.Requests = s.coldLatN
-				}
-			default:
-				opt.Concurrency, opt.Duration = 8, s.thrDur
-			}
+			opt := runOptions(s, mode, p)
+			opt.URL, opt.Progress = svc.URL, os.Stderr
 			sc, _ := load.Lookup(p.Scenario)
 			if err := load.WaitIdle(ctx, svc.URL, 2*time.Minute); err != nil {
 				svc.Stop()
@@ -143,12 +167,24 @@ func run() error {
 				svc.Stop()
 				return err
 			}
-			if mode == "cold" && p == (plan{"hello", "latency", 0}) {
-				res.spawnCPU = (service.BusySeconds() - cpu0) / float64(rep.Requests)
+			// Every script uses up a worker (a child in fork isolation),
+			// so a script's CPU includes making its replacement: the
+			// machine's busy time counts until the pool is full again and
+			// what follows (a child's warm-up, the kernel tearing down
+			// namespaces) is done.
+			if err := load.WaitIdle(ctx, svc.URL, 2*time.Minute); err != nil {
+				svc.Stop()
+				return err
+			}
+			settle(service.BusySeconds, time.Sleep)
+			key := p.Kind + "/" + p.Scenario
+			res.cpu[mode][key] = (service.BusySeconds() - cpu0) / float64(rep.Requests+int64(opt.Warmup))
+			if mode == "cold" && key == "latency/hello" {
+				res.spawnCPU = res.cpu[mode][key]
 				res.spawnWall = rep.Latency.P50 / 1000
 			}
 			fmt.Fprintf(os.Stderr, "%s %s: %s", mode, p.Kind, rep.Format())
-			res.runs[mode][p.Kind+"/"+p.Scenario] = rep
+			res.runs[mode][key] = rep
 		}
 		svc.Stop()
 	}
@@ -171,18 +207,73 @@ func run() error {
 	return nil
 }
 
+// settle waits until the machine is nearly idle: under settleBusy of a
+// CPU-second busy in a settleStep, at most settleMax.
+func settle(busy func() float64, sleep func(time.Duration)) {
+	for waited := time.Duration(0); waited < settleMax; waited += settleStep {
+		b0 := busy()
+		sleep(settleStep)
+		if busy()-b0 < settleBusy {
+			return
+		}
+	}
+}
+
+const (
+	settleStep = 100 * time.Millisecond
+	settleBusy = 0.02 // CPU-seconds in a step: a tenth of two cores
+	settleMax  = 3 * time.Second
+)
+
 // benchPlans are the runs made in every mode, in order.
 func benchPlans() []plan {
 	return []plan{
-		{"hello", "latency", 0}, {"pandas", "latency", 0}, {"cpu", "latency", 0},
+		{Scenario: "hello", Kind: "latency"}, {Scenario: "pandas", Kind: "latency"}, {Scenario: "cpu", Kind: "latency"},
 		// Data in (args) and out (a figure): what each adds to a request.
-		{"args", "latency", 0}, {"plot", "latency", 0},
-		{"hello", "throughput", 0}, {"pandas", "throughput", 0},
+		{Scenario: "args", Kind: "latency"}, {Scenario: "plot", Kind: "latency"},
+		// Back to back: what a client with steady traffic sees, where
+		// strict isolation waits for spawns. The scripts that take tens
+		// of milliseconds or more each get shorter runs.
+		{Scenario: "hello", Kind: "backtoback", Requests: 200}, {Scenario: "pandas", Kind: "backtoback", Requests: 200},
+		{Scenario: "cpu", Kind: "backtoback", Requests: 40},
+		{Scenario: "args", Kind: "backtoback", Requests: 40}, {Scenario: "plot", Kind: "backtoback", Requests: 40},
+		{Scenario: "hello", Kind: "throughput"}, {Scenario: "pandas", Kind: "throughput"},
 		// Fork isolation's latency targets hold while sustaining a rate.
-		{"hello", "rate", forkHelloRate}, {"pandas", "rate", forkPandasRate},
-		{"cpu", "throughput", 0}, {"mixed", "throughput", 0}, {"abuse", "throughput", 0},
+		{Scenario: "hello", Kind: "rate", Rate: forkHelloRate}, {Scenario: "pandas", Kind: "rate", Rate: forkPandasRate},
+		{Scenario: "cpu", Kind: "throughput"}, {Scenario: "mixed", Kind: "throughput"}, {Scenario: "abuse", Kind: "throughput"},
 	}
 }
+
+// runOptions are the load options of a closed-loop plan in a mode, URL
+// and progress aside.
+func runOptions(s settings, mode string, p plan) load.Options {
+	var opt load.Options
+	switch p.Kind {
+	case "latency":
+		opt.Concurrency, opt.Think, opt.Requests = 1, s.think, s.latN
+		if mode == "cold" {
+			opt.Requests = s.coldLatN
+		}
+	case "backtoback":
+		opt.Concurrency, opt.Requests, opt.Warmup = 1, p.Requests, backToBackWarmup
+		if mode == "cold" {
+			opt.Requests = s.coldLatN
+		}
+		if s.b2bMax > 0 && opt.Requests > s.b2bMax {
+			opt.Requests = s.b2bMax
+		}
+	default:
+		opt.Concurrency, opt.Duration = 8, s.thrDur
+	}
+	return opt
+}
+
+// A bare fork is measured in bareForkRounds fresh interpreters of
+// bareForks forks each.
+const (
+	bareForks      = 500
+	bareForkRounds = 3
+)
 
 // The rates at which fork isolation's p99 target is checked: its
 // throughput targets for the two scenarios.
@@ -235,24 +326,94 @@ func rateRuns(ctx context.Context, url string, p plan, d time.Duration, res *res
 	return nil
 }
 
-// footprint is the resident memory of idle warm workers.
+// footprint is the memory of an idle pool: in strict isolation one nsjail
+// and interpreter per worker, in fork isolation the zygote's nsjail, the
+// zygote and its pre-forked children.
 type footprint struct {
-	Workers   int
-	HarnessKB int // mean RSS of one jailed interpreter
+	// Slots is the pool's size (/health): scripts it holds ready, as
+	// workers in strict isolation or pre-forked children in fork.
+	Slots int
+	// Jails are the nsjail processes: one per worker in strict
+	// isolation, the zygote's in fork.
+	Jails     int
+	HarnessKB int // mean RSS of one jailed interpreter (a worker, or the zygote)
 	NsjailKB  int // mean RSS of one nsjail supervisor
-	ChildKB   int // total RSS of pre-forked children (fork isolation)
-	PoolPssKB int // proportional set size of the whole pool: shared pages split among sharers
+	// Children are the processes below the jailed interpreters: the
+	// pre-forked children in fork isolation.
+	Children int
+	ChildKB  int // their RSS in all
+	// NsjailPssKB, HarnessPssKB and ChildPssKB split PoolPssKB by kind
+	// of process.
+	NsjailPssKB, HarnessPssKB, ChildPssKB int
+	// PoolPssKB is the proportional set size of the whole pool, every
+	// process below the service: shared pages split among sharers.
+	PoolPssKB int
 	ServiceKB int
-	// WorkerPssKB is each worker's proportional set size: its nsjail, the
-	// interpreter and any pre-forked child.
+	// WorkerPssKB is the proportional set size of each nsjail with
+	// everything below it: a worker in strict isolation, the whole
+	// zygote in fork.
 	WorkerPssKB []int
+	// Unread counts the pool's processes whose PSS could not be read.
+	Unread int
 }
 
-func idleFootprint(ctx context.Context, s *service.Service) (int, footprint, error) {
+// idleFootprint measures the idle pool of s once its memory has settled:
+// a pre-forked child warms up (copies ahead the pages scripts touch) after
+// the pool counts it idle.
+func idleFootprint(ctx context.Context, s *service.Service) (footprint, error) {
 	if err := load.WaitIdle(ctx, s.URL, 2*time.Minute); err != nil {
-		return 0, footprint{}, err
+		return footprint{}, err
 	}
+	st, err := poolStatus(ctx, s.URL)
+	if err != nil {
+		return footprint{}, err
+	}
+	root := s.Cmd.Process.Pid
 	time.Sleep(time.Second)
+	fp := poolFootprint(readProcs(), root)
+	for i := 0; i < 20; i++ {
+		time.Sleep(500 * time.Millisecond)
+		next := poolFootprint(readProcs(), root)
+		settled := abs(next.PoolPssKB-fp.PoolPssKB) <= fp.PoolPssKB/100
+		fp = next
+		if settled {
+			break
+		}
+	}
+	if fp.Unread > 0 {
+		return footprint{}, fmt.Errorf("idle pool: the PSS of %d of its processes cannot be read (the zygote and its children are not dumpable: run as root)", fp.Unread)
+	}
+	fp.Slots = st.Pool.Size
+	return fp, nil
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// poolStatus reads the service's /health.
+func poolStatus(ctx context.Context, url string) (pyexec.Status, error) {
+	var st pyexec.Status
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/health", nil)
+	if err != nil {
+		return st, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer res.Body.Close()
+	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("/health: %w", err)
+	}
+	return st, nil
+}
+
+// readProcs reads every process of the machine.
+func readProcs() map[int]procInfo {
 	procs := map[int]procInfo{}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -264,34 +425,58 @@ func idleFootprint(ctx context.Context, s *service.Service) (int, footprint, err
 			procs[pid] = p
 		}
 	}
-	root := s.Cmd.Process.Pid
+	return procs
+}
+
+// poolFootprint adds up the pool below the service root: each nsjail it
+// started, the interpreter nsjail runs, and every process below that, at
+// any depth (fork isolation's children are the zygote's, each in pid
+// namespaces of its own, but the host sees them all).
+func poolFootprint(procs map[int]procInfo, root int) footprint {
+	children := map[int][]int{}
+	for pid, p := range procs {
+		children[p.ppid] = append(children[p.ppid], pid)
+	}
 	var fp footprint
 	var harness, nsjail []int
-	for pid, p := range procs {
-		if p.ppid == root && strings.Contains(p.name, "nsjail") {
-			nsjail = append(nsjail, p.rssKB)
-			worker := p.pssKB
-			for hpid, h := range procs {
-				if h.ppid != pid {
-					continue
-				}
-				harness = append(harness, h.rssKB)
-				worker += h.pssKB
-				for _, c := range procs {
-					if c.ppid == hpid {
-						fp.ChildKB += c.rssKB
-						worker += c.pssKB
-					}
-				}
-			}
-			fp.WorkerPssKB = append(fp.WorkerPssKB, worker)
-			fp.PoolPssKB += worker
+	pss := func(pid int) int {
+		if !procs[pid].pssRead {
+			fp.Unread++
 		}
+		return procs[pid].pssKB
 	}
-	fp.Workers = len(nsjail)
+	for _, jail := range children[root] {
+		j := procs[jail]
+		if !strings.Contains(j.name, "nsjail") {
+			continue
+		}
+		nsjail = append(nsjail, j.rssKB)
+		tree := pss(jail)
+		fp.NsjailPssKB += tree
+		for _, h := range children[jail] {
+			harness = append(harness, procs[h].rssKB)
+			hp := pss(h)
+			fp.HarnessPssKB += hp
+			tree += hp
+			below := append([]int(nil), children[h]...)
+			for len(below) > 0 {
+				c := below[0]
+				below = append(below[1:], children[c]...)
+				fp.Children++
+				fp.ChildKB += procs[c].rssKB
+				cp := pss(c)
+				fp.ChildPssKB += cp
+				tree += cp
+			}
+		}
+		fp.WorkerPssKB = append(fp.WorkerPssKB, tree)
+		fp.PoolPssKB += tree
+	}
+	sort.Ints(fp.WorkerPssKB)
+	fp.Jails = len(nsjail)
 	fp.HarnessKB, fp.NsjailKB = mean(harness), mean(nsjail)
 	fp.ServiceKB = procs[root].rssKB
-	return fp.Workers, fp, nil
+	return fp
 }
 
 type procInfo struct {
@@ -299,6 +484,9 @@ type procInfo struct {
 	name  string
 	rssKB int
 	pssKB int
+	// pssRead is false when smaps_rollup could not be read: the zygote
+	// and its children are not dumpable, so only root can.
+	pssRead bool
 }
 
 func readProc(pid int) (procInfo, bool) {
@@ -327,7 +515,10 @@ func readProc(pid int) (procInfo, bool) {
 	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid)); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
 			if v, ok := strings.CutPrefix(line, "Pss:"); ok {
-				p.pssKB, _ = strconv.Atoi(strings.Fields(v)[0])
+				if fields := strings.Fields(v); len(fields) > 0 {
+					p.pssKB, err = strconv.Atoi(fields[0])
+					p.pssRead = err == nil
+				}
 			}
 		}
 	}
@@ -360,7 +551,7 @@ var (
 	wrkNon2xx = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
 )
 
-// crossCheck runs the warm hello throughput scenario with wrk and with our
+// crossCheck runs the strict hello throughput scenario with wrk and with our
 // tool, one after the other against the same fresh service.
 func crossCheck(ctx context.Context, s settings, res *results) error {
 	if _, err := exec.LookPath(s.wrk); err != nil {

@@ -46,7 +46,7 @@ func idleMemory(args []string, stdout io.Writer) error {
 	perRun := make([][]int, len(bins))
 	for r := 0; r < *runs; r++ {
 		for i, bin := range bins {
-			kb, err := idleWorkerPss(bin, *python, env, *pool)
+			kb, err := idleWorkerPss(bin, *python, env, *pool, *isolation)
 			if err != nil {
 				return fmt.Errorf("idle-memory: %s, run %d: %w", bin, r+1, err)
 			}
@@ -58,21 +58,27 @@ func idleMemory(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// idleWorkerPss starts bin, measures its idle workers and stops it.
-func idleWorkerPss(bin, python string, env []string, pool int) ([]int, error) {
+// idleWorkerPss starts bin, measures its idle workers and stops it. In
+// fork isolation the one "worker" is the zygote's nsjail with the zygote
+// and its pool of children.
+func idleWorkerPss(bin, python string, env []string, pool int, isolation string) ([]int, error) {
 	svc, err := service.Start(bin, python, env)
 	if err != nil {
 		return nil, err
 	}
-	_, fp, err := idleFootprint(context.Background(), svc)
+	fp, err := idleFootprint(context.Background(), svc)
 	if stopErr := svc.Stop(); err == nil && stopErr != nil {
 		err = fmt.Errorf("stop: %w", stopErr)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if len(fp.WorkerPssKB) != pool {
-		return nil, fmt.Errorf("found %d workers, want %d", len(fp.WorkerPssKB), pool)
+	jails, children := pool, 0
+	if isolation == "fork" {
+		jails, children = 1, pool
+	}
+	if len(fp.WorkerPssKB) != jails || fp.Children != children {
+		return nil, fmt.Errorf("found %d jails and %d children below them, want %d and %d", len(fp.WorkerPssKB), fp.Children, jails, children)
 	}
 	return fp.WorkerPssKB, nil
 }
@@ -95,7 +101,11 @@ func memoryTable(bins []string, perRun [][]int, pool int, isolation string) stri
 	if len(perRun) > 0 {
 		runs = len(perRun[0])
 	}
-	fmt.Fprintf(&b, "Idle worker PSS (MiB; median of the %d workers; %s isolation)\n\n| binary |", pool, isolation)
+	if isolation == "fork" {
+		fmt.Fprintf(&b, "Idle pool PSS (MiB; the zygote's nsjail, the zygote and its %d children; fork isolation)\n\n| binary |", pool)
+	} else {
+		fmt.Fprintf(&b, "Idle worker PSS (MiB; median of the %d workers; %s isolation)\n\n| binary |", pool, isolation)
+	}
 	for r := 1; r <= runs; r++ {
 		fmt.Fprintf(&b, " run %d |", r)
 	}

@@ -40,3 +40,66 @@ func TestIdleMemory_RefusesBadArguments(t *testing.T) {
 		require.Error(t, idleMemory(args, io.Discard), "%v", args)
 	}
 }
+
+// TestPoolFootprint_Fork checks the whole zygote counts: its nsjail, the
+// zygote and every pre-forked child below it, at any depth, and nothing
+// outside the service's tree.
+func TestPoolFootprint_Fork(t *testing.T) {
+	procs := map[int]procInfo{
+		1:   {ppid: 0, name: "init", rssKB: 9000, pssRead: true, pssKB: 9000},
+		100: {ppid: 1, name: "pyexecd", rssKB: 22 << 10, pssRead: true, pssKB: 20 << 10},
+		101: {ppid: 100, name: "nsjail", rssKB: 8 << 10, pssRead: true, pssKB: 2 << 10},
+		102: {ppid: 101, name: "python3", rssKB: 70 << 10, pssRead: true, pssKB: 40 << 10},
+		// Another service's jail: not this pool's.
+		200: {ppid: 1, name: "nsjail", rssKB: 8 << 10, pssRead: true, pssKB: 5 << 10},
+		201: {ppid: 200, name: "python3", rssKB: 70 << 10, pssRead: true, pssKB: 60 << 10},
+	}
+	for i := 0; i < 8; i++ {
+		procs[110+i] = procInfo{ppid: 102, name: "python3", rssKB: 68 << 10, pssRead: true, pssKB: 9 << 10}
+	}
+	// A process one of the children started counts too.
+	procs[130] = procInfo{ppid: 110, name: "sh", rssKB: 2 << 10, pssRead: true, pssKB: 1 << 10}
+	fp := poolFootprint(procs, 100)
+	assert.Equal(t, 1, fp.Jails)
+	assert.Equal(t, 9, fp.Children)
+	assert.Equal(t, 70<<10, fp.HarnessKB)
+	assert.Equal(t, 8<<10, fp.NsjailKB)
+	assert.Equal(t, 8*(68<<10)+2<<10, fp.ChildKB)
+	assert.Equal(t, 2<<10, fp.NsjailPssKB)
+	assert.Equal(t, 40<<10, fp.HarnessPssKB)
+	assert.Equal(t, 8*(9<<10)+1<<10, fp.ChildPssKB)
+	assert.Equal(t, (2+40+72+1)<<10, fp.PoolPssKB)
+	assert.Equal(t, []int{(2 + 40 + 72 + 1) << 10}, fp.WorkerPssKB)
+	assert.Equal(t, 22<<10, fp.ServiceKB)
+	assert.Zero(t, fp.Unread)
+
+	// A child whose PSS cannot be read is counted as such, not as 0 KiB
+	// quietly under the bound.
+	c := procs[111]
+	c.pssRead, c.pssKB = false, 0
+	procs[111] = c
+	assert.Equal(t, 1, poolFootprint(procs, 100).Unread)
+}
+
+// TestPoolFootprint_Strict checks one tree per worker.
+func TestPoolFootprint_Strict(t *testing.T) {
+	procs := map[int]procInfo{100: {ppid: 1, name: "pyexecd", rssKB: 22 << 10, pssRead: true}}
+	for i := 0; i < 3; i++ {
+		procs[101+2*i] = procInfo{ppid: 100, name: "nsjail", rssKB: 8 << 10, pssRead: true, pssKB: 2 << 10}
+		procs[102+2*i] = procInfo{ppid: 101 + 2*i, name: "python3", rssKB: 70 << 10, pssRead: true, pssKB: (58 + i) << 10}
+	}
+	// A child of the service that is not a jail (a probe, say) is no worker.
+	procs[120] = procInfo{ppid: 100, name: "python3", rssKB: 30 << 10, pssRead: true, pssKB: 30 << 10}
+	fp := poolFootprint(procs, 100)
+	assert.Equal(t, 3, fp.Jails)
+	assert.Equal(t, 0, fp.Children)
+	assert.Equal(t, []int{60 << 10, 61 << 10, 62 << 10}, fp.WorkerPssKB)
+	assert.Equal(t, 183<<10, fp.PoolPssKB)
+}
+
+func TestMemoryTable_Fork(t *testing.T) {
+	got := memoryTable([]string{"bin/pyexecd"}, [][]int{{122880}}, 8, "fork")
+	assert.Equal(t, "Idle pool PSS (MiB; the zygote's nsjail, the zygote and its 8 children; fork isolation)\n\n"+
+		"| binary | run 1 | median |\n|---|---|---|\n"+
+		"| bin/pyexecd | 120.0 | **120.0** |\n", got)
+}
