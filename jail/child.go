@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -44,7 +45,9 @@ type Child struct {
 	exit   <-chan exitMsg
 	forget func()
 
-	used     bool
+	// used is set by the first Run, which from then on owns the output
+	// pipes and closes them when it returns; Kill closes them otherwise.
+	used     atomic.Bool
 	killOnce sync.Once
 }
 
@@ -180,10 +183,10 @@ func (c *Child) readLines(max int) {
 // once the script has reached it is a Response, with the output the child
 // printed up to then.
 func (c *Child) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
-	if c.used {
+	if c.used.Swap(true) {
 		panic("jail: Run on a child that has run a script")
 	}
-	c.used = true
+	defer c.closePipes()
 	if !c.Alive() {
 		c.Kill()
 		return nil, fmt.Errorf("run: %w: the child had exited", pyexec.ErrNotRun)
@@ -308,6 +311,11 @@ func (c *Child) drain() {
 	c.errOut.settle()
 }
 
+func (c *Child) closePipes() {
+	c.out.close()
+	c.errOut.close()
+}
+
 // Alive reports whether the child's process is still running, as the
 // kernel says through its pidfd.
 func (c *Child) Alive() bool { return pidfdAlive(c.pidfd, 0) }
@@ -326,6 +334,9 @@ func (c *Child) Kill() {
 		}
 		if c.conn != nil {
 			c.conn.Close()
+		}
+		if !c.used.Load() {
+			c.closePipes()
 		}
 		if c.cg != nil {
 			c.cg.remove()
