@@ -98,7 +98,7 @@ func newChild(ctx context.Context, s *Spawner, p *zygoteProc, id string, m forke
 	// touch), which must not slow down running scripts; Run puts it back
 	// in the normal class with the request.
 	setPolicy(c.pid, unix.SCHED_IDLE)
-	go c.readLines(s.cfg.maxReplyLine())
+	go readLines(c.conn, c.lines, c.stop, s.cfg.maxReplyLine())
 	if _, err := c.conn.Write([]byte("{\"placed\": true}\n")); err != nil {
 		return fail(fmt.Errorf("child channel: %w", err))
 	}
@@ -157,23 +157,6 @@ func (c *Child) hello(ctx context.Context, p *zygoteProc, zygotePID int, timeout
 		return fmt.Errorf("pidfd on the child %d", pid)
 	}
 	return check()
-}
-
-// readLines delivers protocol lines until the first error, then closes lines.
-func (c *Child) readLines(max int) {
-	defer close(c.lines)
-	lr := newLineReader(c.conn, max)
-	for {
-		line, err := lr.next()
-		select {
-		case c.lines <- lineResult{line: line, err: err}:
-		case <-c.stop:
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
 }
 
 // Run sends one script and waits for its answer, at most req.Timeout. If

@@ -28,7 +28,9 @@ func TestFork_ChildrenShareAZygoteButNothingElse(t *testing.T) {
 		require.Nil(t, resp.Error, "%+v", resp.Error)
 		assert.Equal(t, "1", string(resp.Result), "child %d saw an earlier script's /tmp", i)
 		assert.Equal(t, "pid 1\n", resp.Stdout, "each script is pid 1 of its own namespace")
-		assert.Panics(t, func() { _, _ = c.Run(context.Background(), pyexec.Request{Script: "def main():\n    pass\n", Timeout: time.Second}) },
+		assert.Panics(t, func() {
+			_, _ = c.Run(context.Background(), pyexec.Request{Script: "def main():\n    pass\n", Timeout: time.Second})
+		},
 			"a used child must never be given a second script")
 	}
 }

@@ -1,8 +1,15 @@
 package jail
 
 import (
+	crand "crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -63,4 +70,93 @@ func pidfdAlive(pidfd *os.File, wait time.Duration) bool {
 func setPolicy(pid int, policy uint32) {
 	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy}
 	_ = unix.SchedSetAttr(pid, &attr, 0)
+}
+
+// childOf returns the first child of pid, read from /proc, or 0.
+func childOf(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	return firstPID(data)
+}
+
+// firstPID parses the first pid of a /proc children list.
+func firstPID(data []byte) int {
+	fields := strings.Fields(string(data))
+	if len(fields) == 0 {
+		return 0
+	}
+	child, err := strconv.Atoi(fields[0])
+	if err != nil {
+		return 0
+	}
+	return child
+}
+
+func exitText(st *os.ProcessState) string {
+	if st == nil {
+		return "unknown status"
+	}
+	return st.String()
+}
+
+// newMessageID draws a fresh random id for one protocol message.
+func newMessageID() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// formatSeconds renders a duration as seconds without trailing zeros.
+func formatSeconds(d time.Duration) string {
+	s := fmt.Sprintf("%.3f", d.Seconds())
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s + "s"
+}
+
+// tailBuffer keeps the last max bytes written to it. Safe for concurrent use.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+type lineResult struct {
+	line []byte
+	err  error
+}
+
+// readLines delivers the protocol lines read from r until the first error
+// (delivered too), then closes lines; it gives up when stop is closed.
+func readLines(r io.Reader, lines chan<- lineResult, stop <-chan struct{}, max int) {
+	defer close(lines)
+	lr := newLineReader(r, max)
+	for {
+		line, err := lr.next()
+		select {
+		case lines <- lineResult{line: line, err: err}:
+		case <-stop:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
 }

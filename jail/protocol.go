@@ -2,10 +2,14 @@ package jail
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"unicode/utf8"
+
+	"github.com/pyexec/pyexec"
 )
 
 // ProtocolVersion is the version of the line protocol spoken with the
@@ -24,14 +28,6 @@ type readyMsg struct {
 	Numpy    string `json:"numpy"`
 	Pandas   string `json:"pandas"`
 	Zygote   bool   `json:"zygote"`
-	Runs     int    `json:"runs"`
-	// Fork isolation: every ready line carries a nonce the zygote drew
-	// after forking the next child; the following one repeats it as Done
-	// and tells how the previous child ended. A child cannot forge it.
-	Nonce    string `json:"nonce"`
-	Done     string `json:"done"`
-	Signal   int    `json:"signal"`
-	ExitCode int    `json:"exit_code"`
 }
 
 // requestLimits travel with each request so the harness applies the same
@@ -196,4 +192,111 @@ func decodeReply(line []byte, id string) (*replyMsg, error) {
 		return nil, errors.New("decode reply: neither result nor error")
 	}
 	return &m, nil
+}
+
+// requestLine encodes one script for the harness, with a message id drawn
+// for this message alone: a script can read it (it is in its interpreter's
+// memory) but it names no other request, and the client's request id never
+// reaches the jail.
+func (c *Config) requestLine(req pyexec.Request) (line []byte, msgID string, err error) {
+	msgID = newMessageID()
+	msg := requestMsg{
+		ID: msgID, Script: req.Script, TimeoutMS: req.Timeout.Milliseconds(), Args: req.Args,
+		Limits: requestLimits{
+			MaxOutputBytes:      c.MaxOutputBytes,
+			MaxScriptBytes:      c.MaxScriptBytes,
+			Validation:          c.Validation.String(),
+			MaxOutputFiles:      c.MaxOutputFiles,
+			MaxOutputFilesBytes: c.MaxOutputFilesBytes,
+			MaxFigures:          MaxFigures,
+			MaxFigurePixels:     MaxFigurePixels,
+		},
+	}
+	for _, f := range req.Files {
+		msg.Files = append(msg.Files, fileMsg{Path: f.Path, Content: base64.StdEncoding.EncodeToString(f.Content)})
+	}
+	line, err = encodeLine(msg)
+	return line, msgID, err
+}
+
+// decodeAnswer turns a reply line into a response; garbled is set (and
+// the response is a sandbox error) when the line is not a reply to msgID.
+//
+// Every byte of the line comes from a process that ran, or could have run,
+// the script, which can write any line on its channel, with the real
+// message id (it is in its own interpreter's memory), and stay alive. So
+// nothing read here lets a worker serve again (every worker serves one
+// script) or decides anything beyond this answer. What each field can be
+// made to say, and why acting on it is safe, is noted where it is read.
+func decodeAnswer(cfg *Config, line []byte, msgID string) (resp *pyexec.Response, garbled error) {
+	// id: a line answering another message (a guess, or a stale id) is
+	// refused; the right id only lets the script answer for itself.
+	m, err := decodeReply(line, msgID)
+	if err != nil {
+		return &pyexec.Response{Error: pyexec.Errorf(pyexec.CodeSandbox, "the sandbox sent an invalid reply")}, err
+	}
+	// stdout, stderr: the script's own output, whatever it claims. The cap
+	// is applied here as well as in the harness; a script's truncation flag
+	// can only mark its own output cut, never hide a cut made here.
+	resp = &pyexec.Response{}
+	resp.Stdout, resp.StdoutTruncated = capText(m.Stdout, cfg.MaxOutputBytes, m.StdoutTruncated)
+	resp.Stderr, resp.StderrTruncated = capText(m.Stderr, cfg.MaxOutputBytes, m.StderrTruncated)
+	// figures: the script's own drawings, whatever they claim to be; each
+	// is checked here to be a PNG, and its size is read from the PNG.
+	resp.Figures = checkFigures(m.Figures, cfg.MaxOutputBytes)
+	if m.Error != nil {
+		// error.type: a script can claim any outcome for itself; only the
+		// codes a script can cause are taken, anything else reads as a
+		// sandbox failure. It decides this answer only.
+		// message, traceback: the script's own text for its own client.
+		code := pyexec.Code(m.Error.Type)
+		if !pyexec.IsScriptCode(code) {
+			code = pyexec.CodeSandbox
+		}
+		resp.Error = &pyexec.Error{Code: code, Message: m.Error.Message, Traceback: m.Error.Traceback}
+		if code == pyexec.CodeMemoryLimit {
+			resp.Error.Message = fmt.Sprintf("script exceeded the memory limit (%d MB)", cfg.MemoryMB)
+		}
+	} else if err := checkResult(m.Result, cfg.MaxOutputBytes); err != nil {
+		// result: passed to the client as it is, so it is checked here to
+		// be JSON any client reads: within the cap, UTF-8, no lone
+		// surrogate.
+		resp.Error = err
+	} else {
+		resp.Result = m.Result
+	}
+	// files: the script's own files for its own client; what it claims
+	// about them (sizes, count, paths) is checked again here.
+	resp.Files, resp.FilesLeftOut, resp.FilesTruncated = checkFiles(m, cfg.MaxOutputFiles, cfg.MaxOutputFilesBytes)
+	return resp, nil
+}
+
+// capText cuts s to at most max bytes, at a character boundary, and says
+// whether it is cut (or was already, as claimed).
+func capText(s string, max int, claimed bool) (string, bool) {
+	if len(s) <= max {
+		return s, claimed
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut], true
+}
+
+// checkResult refuses a result no JSON reader could take as it is: over
+// the cap, not UTF-8, or holding half of a surrogate pair. raw is already
+// known to be JSON (the reply decoded).
+func checkResult(raw []byte, max int) *pyexec.Error {
+	if len(raw) > max {
+		return pyexec.Errorf(pyexec.CodeOutputLimit, "result is %d bytes, over the %d-byte limit", len(raw), max)
+	}
+	if !utf8.Valid(raw) {
+		return pyexec.Errorf(pyexec.CodeInvalidResult, "Returned value is not valid JSON: it holds bytes that are not UTF-8")
+	}
+	if esc, ok := pyexec.LoneSurrogate(raw); ok {
+		return pyexec.Errorf(pyexec.CodeInvalidResult,
+			"Returned value is not valid JSON: a string holds %s, half of a surrogate pair without the other half", esc)
+	}
+	return nil
 }

@@ -2,20 +2,15 @@ package jail
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -26,11 +21,6 @@ import (
 // ErrSpawnTimeout is returned by Spawn when the worker was not ready
 // within Config.SpawnTimeout.
 var ErrSpawnTimeout = errors.New("spawn timed out")
-
-type lineResult struct {
-	line []byte
-	err  error
-}
 
 // Worker is one jailed harness process. Its methods other than Kill are not
 // safe for concurrent use: one owner (the pool) drives it.
@@ -152,7 +142,7 @@ func (w *Worker) start(s *Spawner) error {
 		_, _ = io.Copy(w.stderr, errR)
 		errR.Close()
 	}()
-	go w.readLines(s.cfg.maxReplyLine())
+	go readLines(w.stdout, w.lines, w.stop, s.cfg.maxReplyLine())
 	return nil
 }
 
@@ -169,45 +159,6 @@ func pipeSize(f *os.File) int {
 		}
 	})
 	return n
-}
-
-// readLines delivers protocol lines until the first error, then closes lines.
-func (w *Worker) readLines(max int) {
-	defer close(w.lines)
-	lr := newLineReader(w.stdout, max)
-	for {
-		line, err := lr.next()
-		select {
-		case w.lines <- lineResult{line: line, err: err}:
-		case <-w.stop:
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// childOf returns the first child of pid, read from /proc, or 0.
-func childOf(pid int) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return 0
-	}
-	return firstPID(data)
-}
-
-// firstPID parses the first pid of a /proc children list.
-func firstPID(data []byte) int {
-	fields := strings.Fields(string(data))
-	if len(fields) == 0 {
-		return 0
-	}
-	child, err := strconv.Atoi(fields[0])
-	if err != nil {
-		return 0
-	}
-	return child
 }
 
 // Run sends one script and waits for its reply, at most req.Timeout (the
@@ -278,31 +229,6 @@ func (w *Worker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response,
 	}
 }
 
-// requestLine encodes one script for the harness, with a message id drawn
-// for this message alone: a script can read it (it is in its interpreter's
-// memory) but it names no other request, and the client's request id never
-// reaches the jail.
-func (c *Config) requestLine(req pyexec.Request) (line []byte, msgID string, err error) {
-	msgID = newMessageID()
-	msg := requestMsg{
-		ID: msgID, Script: req.Script, TimeoutMS: req.Timeout.Milliseconds(), Args: req.Args,
-		Limits: requestLimits{
-			MaxOutputBytes:      c.MaxOutputBytes,
-			MaxScriptBytes:      c.MaxScriptBytes,
-			Validation:          c.Validation.String(),
-			MaxOutputFiles:      c.MaxOutputFiles,
-			MaxOutputFilesBytes: c.MaxOutputFilesBytes,
-			MaxFigures:          MaxFigures,
-			MaxFigurePixels:     MaxFigurePixels,
-		},
-	}
-	for _, f := range req.Files {
-		msg.Files = append(msg.Files, fileMsg{Path: f.Path, Content: base64.StdEncoding.EncodeToString(f.Content)})
-	}
-	line, err = encodeLine(msg)
-	return line, msgID, err
-}
-
 // reply turns what the reader delivered into a response.
 func (w *Worker) reply(lr lineResult, ok bool, msgID string) *pyexec.Response {
 	if !ok || lr.err != nil {
@@ -318,88 +244,6 @@ func (w *Worker) reply(lr lineResult, ok bool, msgID string) *pyexec.Response {
 		w.Kill()
 	}
 	return resp
-}
-
-// decodeAnswer turns a reply line into a response; garbled is set (and
-// the response is a sandbox error) when the line is not a reply to msgID.
-//
-// Every byte of the line comes from a process that ran, or could have run,
-// the script, which can write any line on its channel, with the real
-// message id (it is in its own interpreter's memory), and stay alive. So
-// nothing read here lets a worker serve again (every worker serves one
-// script) or decides anything beyond this answer. What each field can be
-// made to say, and why acting on it is safe, is noted where it is read.
-func decodeAnswer(cfg *Config, line []byte, msgID string) (resp *pyexec.Response, garbled error) {
-	// id: a line answering another message (a guess, or a stale id) is
-	// refused; the right id only lets the script answer for itself.
-	m, err := decodeReply(line, msgID)
-	if err != nil {
-		return &pyexec.Response{Error: pyexec.Errorf(pyexec.CodeSandbox, "the sandbox sent an invalid reply")}, err
-	}
-	// stdout, stderr: the script's own output, whatever it claims. The cap
-	// is applied here as well as in the harness; a script's truncation flag
-	// can only mark its own output cut, never hide a cut made here.
-	resp = &pyexec.Response{}
-	resp.Stdout, resp.StdoutTruncated = capText(m.Stdout, cfg.MaxOutputBytes, m.StdoutTruncated)
-	resp.Stderr, resp.StderrTruncated = capText(m.Stderr, cfg.MaxOutputBytes, m.StderrTruncated)
-	// figures: the script's own drawings, whatever they claim to be; each
-	// is checked here to be a PNG, and its size is read from the PNG.
-	resp.Figures = checkFigures(m.Figures, cfg.MaxOutputBytes)
-	if m.Error != nil {
-		// error.type: a script can claim any outcome for itself; only the
-		// codes a script can cause are taken, anything else reads as a
-		// sandbox failure. It decides this answer only.
-		// message, traceback: the script's own text for its own client.
-		code := pyexec.Code(m.Error.Type)
-		if !pyexec.IsScriptCode(code) {
-			code = pyexec.CodeSandbox
-		}
-		resp.Error = &pyexec.Error{Code: code, Message: m.Error.Message, Traceback: m.Error.Traceback}
-		if code == pyexec.CodeMemoryLimit {
-			resp.Error.Message = fmt.Sprintf("script exceeded the memory limit (%d MB)", cfg.MemoryMB)
-		}
-	} else if err := checkResult(m.Result, cfg.MaxOutputBytes); err != nil {
-		// result: passed to the client as it is, so it is checked here to
-		// be JSON any client reads: within the cap, UTF-8, no lone
-		// surrogate.
-		resp.Error = err
-	} else {
-		resp.Result = m.Result
-	}
-	// files: the script's own files for its own client; what it claims
-	// about them (sizes, count, paths) is checked again here.
-	resp.Files, resp.FilesLeftOut, resp.FilesTruncated = checkFiles(m, cfg.MaxOutputFiles, cfg.MaxOutputFilesBytes)
-	return resp, nil
-}
-
-// capText cuts s to at most max bytes, at a character boundary, and says
-// whether it is cut (or was already, as claimed).
-func capText(s string, max int, claimed bool) (string, bool) {
-	if len(s) <= max {
-		return s, claimed
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut], true
-}
-
-// checkResult refuses a result no JSON reader could take as it is: over
-// the cap, not UTF-8, or holding half of a surrogate pair. raw is already
-// known to be JSON (the reply decoded).
-func checkResult(raw []byte, max int) *pyexec.Error {
-	if len(raw) > max {
-		return pyexec.Errorf(pyexec.CodeOutputLimit, "result is %d bytes, over the %d-byte limit", len(raw), max)
-	}
-	if !utf8.Valid(raw) {
-		return pyexec.Errorf(pyexec.CodeInvalidResult, "Returned value is not valid JSON: it holds bytes that are not UTF-8")
-	}
-	if esc, ok := pyexec.LoneSurrogate(raw); ok {
-		return pyexec.Errorf(pyexec.CodeInvalidResult,
-			"Returned value is not valid JSON: a string holds %s, half of a surrogate pair without the other half", esc)
-	}
-	return nil
 }
 
 // endedWithoutReply explains a worker whose protocol output ended before
@@ -463,13 +307,6 @@ func (w *Worker) exitState() *os.ProcessState {
 	}
 }
 
-func exitText(st *os.ProcessState) string {
-	if st == nil {
-		return "unknown status"
-	}
-	return st.String()
-}
-
 func (w *Worker) describeExit() string {
 	status := "still running"
 	if st := w.exitState(); st != nil {
@@ -524,41 +361,4 @@ func (w *Worker) Alive() bool {
 	default:
 		return true
 	}
-}
-
-// newMessageID draws a fresh random id for one protocol message.
-func newMessageID() string {
-	var b [16]byte
-	_, _ = crand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// formatSeconds renders a duration as seconds without trailing zeros.
-func formatSeconds(d time.Duration) string {
-	s := fmt.Sprintf("%.3f", d.Seconds())
-	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	return s + "s"
-}
-
-// tailBuffer keeps the last max bytes written to it. Safe for concurrent use.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
 }
