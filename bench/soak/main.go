@@ -53,7 +53,7 @@ func run() error {
 	conc := flag.Int("c", 8, "concurrent clients")
 	out := flag.String("out", "docs/RELIABILITY.md", "report to write")
 	skipAttacks := flag.Bool("skip-attacks", false, "do not rerun the adversarial suite")
-	isolation := flag.String("isolation", "strict", "isolation mode of the soaked service: strict or fork")
+	isolation := flag.String("isolation", "fork", "isolation mode of the soaked service: fork (the default) or strict")
 	flag.Parse()
 	ctx := context.Background()
 
@@ -102,7 +102,7 @@ func run() error {
 	leftover := jailedLeft()
 
 	command := "make soak"
-	if *isolation != "strict" || *n != 10000 || *conc != 8 {
+	if *isolation != "fork" || *n != 10000 || *conc != 8 {
 		command = fmt.Sprintf("make soak SOAK_FLAGS='-isolation %s -n %d -c %d'", *isolation, *n, *conc)
 	}
 	doc := render(attacks, rep, before, after, crashed, stopErr, leftover, elapsed, *n, *conc, *isolation, command)
@@ -290,11 +290,12 @@ func render(attacks []attackRow, rep *load.Report, before, after snapshot, crash
 	fmt.Fprintf(&b, "| service crashes | %d |\n", crashes)
 	fmt.Fprintf(&b, "| wrong results | %d (of %d answers checked; %d transport errors) |\n", rep.Wrong, rep.Requests, rep.Errors)
 	fmt.Fprintf(&b, "| outcomes | %s |\n", counts(rep.ByType))
-	per := 2
 	if isolation == "fork" {
-		per = 3 // nsjail, the zygote and the child forked ahead of a request
+		// One process per idle child, plus the jail's nsjail and zygote.
+		fmt.Fprintf(&b, "| jailed processes after the soak, pool idle | %d (%d idle children, nsjail and the zygote) |\n", after.Jailed, after.Idle)
+	} else {
+		fmt.Fprintf(&b, "| jailed processes after the soak, pool idle | %d (%d idle workers × 2: nsjail and the interpreter) |\n", after.Jailed, after.Idle)
 	}
-	fmt.Fprintf(&b, "| jailed processes after the soak, pool idle | %d (%d idle workers × %d) |\n", after.Jailed, after.Idle, per)
 	fmt.Fprintf(&b, "| jailed processes left after the service stopped | %d |\n", leftover)
 	fmt.Fprintf(&b, "| service exit after SIGTERM | %s |\n", exitText(stopErr))
 	fmt.Fprintf(&b, "| goroutines, start → end | %.0f → %.0f |\n", before.Goroutines, after.Goroutines)
