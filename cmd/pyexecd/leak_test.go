@@ -17,11 +17,12 @@ import (
 	"github.com/pyexec/pyexec/jail"
 )
 
-// The leak suite: in fork isolation every script runs in a new child of
-// the one zygote, with namespaces of its own and nothing swept between
-// scripts. Each plant below tries to leave state for the next script; the
-// check that follows runs in another child of the same zygote (the test
-// confirms it from the host's /proc) and must find none of it.
+// The leak suite: each plant below tries to leave state for the next
+// script, and the check that follows must find none of it. In fork
+// isolation every script runs in a new child of the one zygote, with
+// namespaces of its own and nothing swept between scripts, and the check
+// runs in another child of the plant's zygote (the test confirms it from
+// the host's /proc); in strict isolation in another jail.
 
 // whoAmI says which process the script runs in, in terms the host can
 // check: its start time (clock ticks since boot) and its pid namespace.
@@ -147,8 +148,11 @@ def main():
     return {"who": who_am_i(), "leaks": leaks, "random": random.random(), "np": float(np.random.random())}
 `
 
-func TestFork_NoStateLeaksBetweenRuns(t *testing.T) {
-	s := startService(t, jail.IsolationFork, func(c *Config) { c.PoolSize = 1; c.Validation = jail.ValidationMinimal })
+func TestLeaks_NoStateLeaksBetweenRuns(t *testing.T) { inEveryMode(t, testNoStateLeaksBetweenRuns) }
+
+func testNoStateLeaksBetweenRuns(t *testing.T, iso jail.Isolation) {
+	s := startService(t, iso, func(c *Config) { c.PoolSize = 1; c.Validation = jail.ValidationMinimal })
+	fork := iso == jail.IsolationFork
 	type answer struct {
 		Who    whoAmIAnswer `json:"who"`
 		Leaks  []string     `json:"leaks"`
@@ -160,21 +164,28 @@ func TestFork_NoStateLeaksBetweenRuns(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		// The child forked ahead of the plant, not the one the previous
 		// check ran in.
-		waiting := waitingChildren(t, plantedIn.PID)
+		var waiting []hostChild
+		if fork {
+			waiting = waitingChildren(t, plantedIn.PID)
+		}
 		r := s.run(plant, 10)
 		require.Nil(t, r.Body.Error, "plant: %+v", r.Body.Error)
 		var planted answer
 		require.NoError(t, json.Unmarshal(r.Body.Result, &planted))
-		plantedIn = ranIn(t, waiting, planted.Who)
-
-		waiting = waitingChildren(t, plantedIn.PID)
+		if fork {
+			plantedIn = ranIn(t, waiting, planted.Who)
+			waiting = waitingChildren(t, plantedIn.PID)
+		}
 		r = s.run(check, 10)
 		require.Nil(t, r.Body.Error, "check: %+v", r.Body.Error)
 		var got answer
 		require.NoError(t, json.Unmarshal(r.Body.Result, &got))
-		checkedIn := ranIn(t, waiting, got.Who)
-		require.NotEqual(t, plantedIn.PID, checkedIn.PID, "the check must run in another child, or it proves nothing")
-		require.Equal(t, plantedIn.Zygote, checkedIn.Zygote, "the check must run in a child of the plant's zygote, or it proves nothing")
+		if fork {
+			checkedIn := ranIn(t, waiting, got.Who)
+			require.NotEqual(t, plantedIn.PID, checkedIn.PID, "the check must run in another child, or it proves nothing")
+			require.Equal(t, plantedIn.Zygote, checkedIn.Zygote, "the check must run in a child of the plant's zygote, or it proves nothing")
+			plantedIn = checkedIn
+		}
 
 		assert.Empty(t, got.Leaks, "round %d", round)
 		assert.NotEqual(t, planted.Random, got.Random, "a seeded random state leaked")
@@ -183,7 +194,6 @@ func TestFork_NoStateLeaksBetweenRuns(t *testing.T) {
 			assert.NotEqual(t, previous.Random, got.Random, "every child must not replay one random sequence")
 		}
 		previous = &got
-		plantedIn = checkedIn
 	}
 }
 
