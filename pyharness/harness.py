@@ -51,6 +51,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 import warnings
 
 PROTOCOL = 1
@@ -877,7 +878,12 @@ def run_script(tree, source, limits, devnull, captures, args=None):
     cap = int(limits.get("max_output_bytes") or 1 << 20)
     linecache.cache[SCRIPT_NAME] = (len(source), None, source.splitlines(True), SCRIPT_NAME)
     code = compile(tree, SCRIPT_NAME, "exec", dont_inherit=True)
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    # The script runs as a module of its own, registered as __main__ while
+    # it runs: what pickles its functions by name (multiprocessing) looks
+    # them up there.
+    module = types.ModuleType("__main__")
+    module.__builtins__ = builtins
+    namespace = module.__dict__
 
     sys.stdout.flush()
     sys.stderr.flush()
@@ -888,6 +894,8 @@ def run_script(tree, source, limits, devnull, captures, args=None):
         err.attach()
     reply = {"result": None, "error": None}
     _set_cpu_limit(limits.get("timeout_ms"))
+    harness_main = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
     try:
         exec(code, namespace)
         value = namespace["main"](**(args or {}))
@@ -923,6 +931,7 @@ def run_script(tree, source, limits, devnull, captures, args=None):
             "traceback": _user_traceback(exc),
         }
     finally:
+        sys.modules["__main__"] = harness_main
         # The script may have put streams of its own in place.
         for stream in (sys.stdout, sys.stderr):
             try:

@@ -266,10 +266,24 @@ func testE2ELimits(t *testing.T, iso jail.Isolation) {
 			"jailed processes left: %d", procs())
 	})
 	t.Run("100 MB of output is truncated and flagged", func(t *testing.T) {
-		r := s.run("import sys\ndef main():\n    for _ in range(100):\n        sys.stdout.write('x' * (1 << 20))\n    return 'done'\n", 20)
-		assert.Nil(t, r.Body.Error)
-		assert.JSONEq(t, `"done"`, string(r.Body.Result))
-		assert.Len(t, r.Body.Stdout, 1<<20)
+		r := s.run("import sys\ndef main():\n    for i in range(100):\n        sys.stdout.write(str(i % 10) * (1 << 20))\n    return 'done'\n", 20)
+		require.Equal(t, 200, r.Status)
+		if iso == jail.IsolationFork {
+			// The service reads a child's output itself and stops the
+			// script as soon as it passes the cap.
+			require.NotNil(t, r.Body.Error)
+			assert.Equal(t, "output_limit", errType(r))
+			assert.Equal(t, fmt.Sprintf("script printed more than %d bytes to stdout and was stopped", s.m.Config.MaxOutputBytes), r.Body.Error.Message)
+			assert.Empty(t, r.Body.Result)
+			assert.Less(t, r.Elapsed, 10*time.Second, "stopped at the cap, not at the timeout")
+		} else {
+			// Strict cuts the output and still returns the result.
+			assert.Nil(t, r.Body.Error)
+			assert.JSONEq(t, `"done"`, string(r.Body.Result))
+		}
+		// The first MaxOutputBytes, as printed: the first MiB is all zeros.
+		require.Equal(t, 1<<20, s.m.Config.MaxOutputBytes)
+		assert.Equal(t, strings.Repeat("0", 1<<20), r.Body.Stdout)
 		assert.True(t, r.Body.StdoutTruncated)
 		s.healthy()
 	})

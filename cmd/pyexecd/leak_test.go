@@ -1,27 +1,39 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pyexec/pyexec/internal/testenv"
 	"github.com/pyexec/pyexec/jail"
 )
 
-// The leak suite: in fork isolation one jail serves many scripts, so each
-// plant below tries to leave state for the next script, and the check that
-// follows (in the same jail) must find none of it.
+// The leak suite: each plant below tries to leave state for the next
+// script, and the check that follows must find none of it. In fork
+// isolation every script runs in a new child of the one zygote, with
+// namespaces of its own and nothing swept between scripts, and the check
+// runs in another child of the plant's zygote (the test confirms it from
+// the host's /proc); in strict isolation in another jail.
 
-// jailID identifies the jail a script ran in: the start time of its pid 1.
-const jailID = `
-def jail_id():
-    return open("/proc/1/stat").read().split(")")[1].split()[19]
+// whoAmI says which process the script runs in, in terms the host can
+// check: its start time (clock ticks since boot) and its pid namespace.
+const whoAmI = `
+def who_am_i():
+    import os
+    return {"start": open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19],
+            "pidns": os.readlink("/proc/self/ns/pid")}
 `
 
-const plant = jailID + `
+const plant = whoAmI + `
 import os, sys, signal, resource, builtins, json, atexit, threading, time, socket, random, ctypes
 import numpy as np
 def daemon():
@@ -71,10 +83,10 @@ def main():
     libc.msgget(0x5059, 0o1666)
     random.seed(42)
     np.random.seed(42)
-    return {"jail": jail_id(), "random": random.random(), "np": float(np.random.random())}
+    return {"who": who_am_i(), "random": random.random(), "np": float(np.random.random())}
 `
 
-const check = jailID + `
+const check = whoAmI + `
 import os, sys, signal, resource, builtins, json, socket, random
 import numpy as np
 def main():
@@ -133,97 +145,156 @@ def main():
     for kind in ("shm", "sem", "msg"):
         if len(open("/proc/sysvipc/" + kind).read().splitlines()) > 1:
             leaks.append("sysv " + kind)
-    return {"jail": jail_id(), "leaks": leaks, "random": random.random(), "np": float(np.random.random())}
+    return {"who": who_am_i(), "leaks": leaks, "random": random.random(), "np": float(np.random.random())}
 `
 
-func TestFork_NoStateLeaksBetweenRuns(t *testing.T) {
-	s := startService(t, jail.IsolationFork, func(c *Config) { c.PoolSize = 1; c.Validation = jail.ValidationMinimal })
-	var first map[string]any
+func TestLeaks_NoStateLeaksBetweenRuns(t *testing.T) { inEveryMode(t, testNoStateLeaksBetweenRuns) }
+
+func testNoStateLeaksBetweenRuns(t *testing.T, iso jail.Isolation) {
+	s := startService(t, iso, func(c *Config) { c.PoolSize = 1; c.Validation = jail.ValidationMinimal })
+	fork := iso == jail.IsolationFork
+	type answer struct {
+		Who    whoAmIAnswer `json:"who"`
+		Leaks  []string     `json:"leaks"`
+		Random float64      `json:"random"`
+		NP     float64      `json:"np"`
+	}
+	var previous *answer
+	var plantedIn hostChild
 	for round := 0; round < 3; round++ {
+		// The child forked ahead of the plant, not the one the previous
+		// check ran in.
+		var waiting []hostChild
+		if fork {
+			waiting = waitingChildren(t, plantedIn.PID)
+		}
 		r := s.run(plant, 10)
 		require.Nil(t, r.Body.Error, "plant: %+v", r.Body.Error)
-		var planted map[string]any
+		var planted answer
 		require.NoError(t, json.Unmarshal(r.Body.Result, &planted))
-
+		if fork {
+			plantedIn = ranIn(t, waiting, planted.Who)
+			waiting = waitingChildren(t, plantedIn.PID)
+		}
 		r = s.run(check, 10)
 		require.Nil(t, r.Body.Error, "check: %+v", r.Body.Error)
-		var got struct {
-			Jail   string   `json:"jail"`
-			Leaks  []string `json:"leaks"`
-			Random float64  `json:"random"`
-			NP     float64  `json:"np"`
-		}
+		var got answer
 		require.NoError(t, json.Unmarshal(r.Body.Result, &got))
-		require.Equal(t, planted["jail"], got.Jail, "the check must run in the jail the plant ran in, or it proves nothing")
-		assert.Empty(t, got.Leaks, "round %d", round)
-		assert.NotEqual(t, planted["random"], got.Random, "a seeded random state leaked")
-		if first != nil {
-			assert.NotEqual(t, first["random"], got.Random, "every child must not replay one random sequence")
+		if fork {
+			checkedIn := ranIn(t, waiting, got.Who)
+			require.NotEqual(t, plantedIn.PID, checkedIn.PID, "the check must run in another child, or it proves nothing")
+			require.Equal(t, plantedIn.Zygote, checkedIn.Zygote, "the check must run in a child of the plant's zygote, or it proves nothing")
+			plantedIn = checkedIn
 		}
-		first = map[string]any{"random": got.Random}
+
+		assert.Empty(t, got.Leaks, "round %d", round)
+		assert.NotEqual(t, planted.Random, got.Random, "a seeded random state leaked")
+		assert.NotEqual(t, planted.NP, got.NP, "a seeded numpy random state leaked")
+		if previous != nil {
+			assert.NotEqual(t, previous.Random, got.Random, "every child must not replay one random sequence")
+		}
+		previous = &got
 	}
 }
 
-// eavesdrop answers its own request early (it finds the request's id in
-// the harness's frames), forges the zygote's "jail restored" line right
-// after, and leaves a process waiting on every descriptor for the next
-// request, to answer it with what it read. Were the forged line believed,
-// the service would send the next script into this jail while the script
-// still runs.
-const eavesdrop = `import os, sys, time, json
-def request_id():
-    f = sys._getframe()
-    while f is not None:
-        req = f.f_locals.get("req")
-        if isinstance(req, dict) and "id" in req:
-            return req["id"]
-        f = f.f_back
-def main():
-    rid = request_id()
-    if os.fork() == 0:
-        deadline = time.time() + 5
-        for fd in range(0, 64):
-            try:
-                os.set_blocking(fd, False)
-            except OSError:
-                pass
-        while time.time() < deadline:
-            for fd in range(0, 64):
-                try:
-                    data = os.read(fd, 1 << 20)
-                except OSError:
-                    continue
-                if b'"script"' in data:
-                    req = json.loads(data.splitlines()[0])
-                    reply = json.dumps({"id": req["id"], "result": "stolen: " + req["script"], "stdout": "", "stderr": "", "error": None})
-                    for out in range(3, 64):
-                        try:
-                            os.write(out, reply.encode() + b"\n")
-                        except OSError:
-                            pass
-            time.sleep(0.002)
-        os._exit(0)
-    answer = json.dumps({"id": rid, "result": "planted", "stdout": "", "stderr": "", "error": None})
-    forged = json.dumps({"ready": True, "protocol": 1, "pid": 1, "zygote": True, "done": "guess", "nonce": "forged"})
-    for fd in range(3, 64):
-        try:
-            os.write(fd, (answer + "\n" + forged + "\n").encode())
-        except OSError:
-            pass
-    time.sleep(3)
-    return "late"
-`
+// whoAmIAnswer is what whoAmI returns.
+type whoAmIAnswer struct {
+	Start string `json:"start"`
+	PIDNS string `json:"pidns"`
+}
 
-func TestFork_ForgedRestoredLineCannotStealTheNextScript(t *testing.T) {
-	s := startService(t, jail.IsolationFork, func(c *Config) { c.PoolSize = 1; c.Validation = jail.ValidationMinimal })
-	for round := 0; round < 3; round++ {
-		r := s.run(eavesdrop, 10)
-		require.Nil(t, r.Body.Error, "%+v", r.Body.Error)
-		require.JSONEq(t, `"planted"`, string(r.Body.Result), "the early answer is the script's own to give")
-		for i := 0; i < 3; i++ {
-			r = s.run(fmt.Sprintf("def main():\n    return 'private-%d-%d'\n", round, i), 10)
-			require.Nil(t, r.Body.Error, "round %d: %+v", round, r.Body.Error)
-			assert.JSONEq(t, fmt.Sprintf(`"private-%d-%d"`, round, i), string(r.Body.Result), "round %d: the next script was answered by someone else", round)
+// hostChild is a child of a zygote of this process's service, as the host
+// sees it.
+type hostChild struct {
+	PID, Zygote int
+	Start       string
+	PIDNS       string
+}
+
+// zygoteChildren lists the live children of the zygotes this process
+// started: a zygote is the init of a jail (pid 1 one namespace below the
+// host's) whose parent, nsjail, is a child of this process, and its
+// children are pid 1 of a namespace below the jail's.
+func zygoteChildren(t *testing.T) []hostChild {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	type proc struct {
+		ppid  int
+		nspid []string
+		start string
+	}
+	procs := map[int]proc{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !testenv.Alive(pid) {
+			continue
+		}
+		status, err1 := os.ReadFile("/proc/" + e.Name() + "/status")
+		stat, err2 := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err1 != nil || err2 != nil {
+			continue // gone meanwhile
+		}
+		var p proc
+		for _, line := range strings.Split(string(status), "\n") {
+			name, value, _ := strings.Cut(line, ":")
+			switch name {
+			case "PPid":
+				p.ppid, _ = strconv.Atoi(strings.TrimSpace(value))
+			case "NSpid":
+				p.nspid = strings.Fields(value)
+			}
+		}
+		p.start = strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))[19]
+		procs[pid] = p
+	}
+	isZygote := func(pid int) bool {
+		z, ok := procs[pid]
+		return ok && len(z.nspid) == 2 && z.nspid[1] == "1" && procs[z.ppid].ppid == os.Getpid()
+	}
+	var children []hostChild
+	for pid, p := range procs {
+		if len(p.nspid) != 3 || p.nspid[2] != "1" || !isZygote(p.ppid) {
+			continue
+		}
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+		if err != nil {
+			continue
+		}
+		children = append(children, hostChild{PID: pid, Zygote: p.ppid, Start: p.start, PIDNS: ns})
+	}
+	return children
+}
+
+// waitingChildren waits until a zygote child other than not is alive and
+// lists the live ones.
+func waitingChildren(t *testing.T, not int) []hostChild {
+	t.Helper()
+	var got []hostChild
+	require.Eventually(t, func() bool {
+		got = got[:0]
+		for _, c := range zygoteChildren(t) {
+			if c.PID != not {
+				got = append(got, c)
+			}
+		}
+		return len(got) > 0
+	}, 30*time.Second, 20*time.Millisecond, "no child forked ahead")
+	return got
+}
+
+// ranIn finds the child among those alive before the request whose start
+// time and pid namespace the script reported. A namespace's number is
+// used again once it is freed, so it only names one of the namespaces
+// alive when the list was made; the start time ties it to the process.
+func ranIn(t *testing.T, before []hostChild, who whoAmIAnswer) hostChild {
+	t.Helper()
+	require.NotEmpty(t, who.PIDNS)
+	for _, c := range before {
+		if c.Start == who.Start && c.PIDNS == who.PIDNS {
+			return c
 		}
 	}
+	require.Failf(t, "the script ran in none of the zygote's children", "it reported %+v; the children: %+v", who, before)
+	return hostChild{}
 }

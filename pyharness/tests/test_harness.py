@@ -251,6 +251,32 @@ def test_memory_error_is_memory_limit(proc):
     assert r["error"]["type"] == "memory_limit"
 
 
+def test_script_functions_pickle_by_name(proc):
+    # multiprocessing sends a function to its workers by name, looked up
+    # in sys.modules["__main__"]: the script's own module while it runs.
+    script = (
+        "import pickle, sys\n"
+        "def square(x):\n"
+        "    return x * x\n"
+        "def main():\n"
+        "    again = pickle.loads(pickle.dumps(square))\n"
+        "    return [again is square, again(3), sys.modules['__main__'].main is main]\n"
+    )
+    assert proc.ask(script)["result"] == [True, 9, True]
+
+
+def test_script_module_is_main_only_while_it_runs():
+    before = sys.modules["__main__"]
+    source = "def main():\n    return __name__\n"
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        reply = harness.run_script(harness.validate(source), source, {}, devnull, None)
+    finally:
+        os.close(devnull)
+    assert json.loads(reply["_result_text"]) == "__main__"
+    assert sys.modules["__main__"] is before
+
+
 def test_harness_exits_after_running_a_script(proc):
     proc.ask(OK)
     assert proc.p.wait(timeout=5) == 0
