@@ -431,12 +431,10 @@ def main():
 	assert.Equal(t, "7", string(resp.Result))
 }
 
-// What multiprocessing needs works in a child: /dev/shm, a Pool mapping a
-// function the script defines, and shared memory. (A strict worker has no
-// /dev/shm, so its Pool cannot make its semaphores.)
-func TestFork_MultiprocessingWorks(t *testing.T) {
-	s := newSpawner(t, Config{Isolation: IsolationFork})
-	resp := run(t, fork(t, s), `import multiprocessing, os
+// What multiprocessing needs works in both modes: /dev/shm, a Pool mapping
+// a function the script defines, and shared memory.
+func TestMultiprocessingWorks(t *testing.T) {
+	script := `import multiprocessing, os
 from multiprocessing import shared_memory
 def square(x):
     return x * x
@@ -454,7 +452,17 @@ def main():
         mem.close()
         mem.unlink()
     return {"squares": squares, "shared": seen, "dev_shm": open("/dev/shm/mine").read()}
-`, 30*time.Second)
-	require.Nil(t, resp.Error, "%+v", resp.Error)
-	assert.JSONEq(t, `{"squares": [0, 1, 4, 9, 16], "shared": "abc", "dev_shm": "shm"}`, string(resp.Result))
+`
+	for _, iso := range []Isolation{IsolationStrict, IsolationFork} {
+		s := newSpawner(t, Config{Isolation: iso})
+		var w runner
+		if iso == IsolationFork {
+			w = fork(t, s)
+		} else {
+			w = spawn(t, s)
+		}
+		resp := run(t, w, script, 30*time.Second)
+		require.Nil(t, resp.Error, "%s: %+v", iso, resp.Error)
+		assert.JSONEq(t, `{"squares": [0, 1, 4, 9, 16], "shared": "abc", "dev_shm": "shm"}`, string(resp.Result), iso.String())
+	}
 }

@@ -464,6 +464,9 @@ func (s *Spawner) buildArgs(plan *mountPlan, zygote bool) []string {
 	for _, l := range plan.links {
 		a = append(a, "--symlink", l[0]+":"+l[1])
 	}
+	// multiprocessing's pools, locks and shared memory live in /dev/shm. A
+	// fork child mounts a fresh one of the same size over this one.
+	a = append(a, "--mount", fmt.Sprintf("none:/dev/shm:tmpfs:size=%d", int64(c.TmpfsMB)<<20))
 	a = append(a,
 		"--bindmount_ro", s.harnessDir+":"+harnessDir,
 		"--bindmount", "/dev/null",
@@ -476,8 +479,6 @@ func (s *Spawner) buildArgs(plan *mountPlan, zygote bool) []string {
 	}
 	if zygote {
 		a = append(a,
-			// A child mounts its own /dev/shm here.
-			"--mount", "none:/dev/shm:tmpfs:size=1m",
 			"--pass_fd", "3",
 			"--cap", "CAP_SYS_ADMIN", "--cap", "CAP_NET_ADMIN", "--cap", "CAP_SETPCAP",
 			"--env", "PYEXEC_ROLE=zygote",

@@ -9,8 +9,9 @@
 // after "--" with the --env variables, waits for it and exits as nsjail does
 // (128+N when it died of signal N); as "python" with a harness path, it
 // speaks the harness's side of the line protocol (jail/protocol.go,
-// pyharness/harness.py), in fork isolation as a zygote starting one child
-// per script. A test package's TestMain calls Main first.
+// pyharness/harness.py) as a strict worker. (Fork isolation's zygote and
+// its children are tested with the real jail only.) A test package's
+// TestMain calls Main first.
 //
 // What a worker does is told by the script, one command a line:
 //
@@ -23,7 +24,6 @@
 //	id X             answer with message id X instead of the request's
 //	raw TEXT         write TEXT as a protocol line
 //	big N            write a protocol line of N bytes
-//	ready            write a ready line with a made-up nonce
 //	touch PATH       create the file PATH (a sign that the script runs)
 //	write PATH TEXT  write TEXT to the file PATH (a cgroup's counters, say)
 //	sleep DURATION   sleep
@@ -36,14 +36,12 @@
 //
 // and how it starts by the file named "startup" in the directory, if any:
 // "exit" (fails with "broken harness" on stderr), "garbage" (a first line
-// that is not JSON), "protocol2" (another protocol version), "nononce" (a
-// zygote's ready line without a nonce) or "silent" (never ready).
+// that is not JSON), "protocol2" (another protocol version) or "silent"
+// (never ready).
 package fakesandbox
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -56,19 +54,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Program names the test binary is linked under.
 const (
 	pythonName = "python"
 	nsjailName = "nsjail"
-	childFlag  = "-fakesandbox-child"
 )
 
 func init() {
-	// jail finds the harness, and a zygote's child, among the children of
+	// jail finds the harness among the children of
 	// the process's main thread (/proc/PID/task/PID/children): the fake
 	// parts start their children from the main goroutine, kept on that
 	// thread.
@@ -246,18 +241,10 @@ func exitAs(err error, cmd *exec.Cmd) int {
 
 // python answers the probe, or plays the harness.
 func python(args []string) int {
-	if len(args) > 0 && args[0] == childFlag {
-		record("child")
-		return serveOne(bufio.NewReader(os.Stdin))
-	}
 	for i, a := range args {
 		if a == "-c" && i+1 < len(args) {
 			return probe()
 		}
-	}
-	if os.Getenv("PYEXEC_ROLE") == "zygote" {
-		record("zygote")
-		return zygote()
 	}
 	record("harness")
 	if !announce(map[string]any{}) {
@@ -297,61 +284,11 @@ func announce(extra map[string]any) bool {
 		block()
 	case "protocol2":
 		ready["protocol"] = 2
-	case "nononce":
-		delete(ready, "nonce")
 	case "silent":
 		block()
 	}
 	writeMsg(ready)
 	return true
-}
-
-// zygote starts a child per script, as the harness's fork isolation does:
-// each ready line comes after the child is started and carries a fresh
-// nonce; the next repeats it as "done" with how the child ended.
-func zygote() int {
-	ready := map[string]any{"zygote": true}
-	first := true
-	for runs := 0; ; runs++ {
-		// os.Args[0] is an absolute path: jail runs the interpreter by one.
-		child := exec.Command(os.Args[0], childFlag)
-		child.Env = os.Environ()
-		child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
-		child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := child.Start(); err != nil {
-			fmt.Fprintln(os.Stderr, "fake zygote:", err)
-			return 1
-		}
-		nonce := newNonce()
-		ready["nonce"], ready["runs"] = nonce, runs
-		if first {
-			if !announce(ready) {
-				return 3
-			}
-			first = false
-		} else {
-			writeMsg(ready)
-		}
-		_ = child.Wait()
-		// Input the child left unread, or the end of input: leave.
-		fds := []unix.PollFd{{Fd: 0, Events: unix.POLLIN}}
-		if n, _ := unix.Poll(fds, 0); n > 0 {
-			return 0
-		}
-		ready = map[string]any{"ready": true, "protocol": 1, "pid": 1, "zygote": true,
-			"done": nonce, "signal": 0, "exit_code": 0}
-		if ws, ok := child.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			ready["signal"] = int(ws.Signal())
-		} else {
-			ready["exit_code"] = child.ProcessState.ExitCode()
-		}
-	}
-}
-
-func newNonce() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // request is the part of a request the fake reads.
@@ -408,9 +345,6 @@ func serveOne(in *bufio.Reader) int {
 		case "big":
 			n, _ := strconv.Atoi(arg)
 			writeLine([]byte(strings.Repeat("x", n)))
-		case "ready":
-			writeMsg(map[string]any{"ready": true, "protocol": 1, "pid": 1, "zygote": true,
-				"done": newNonce(), "nonce": newNonce(), "signal": 0, "exit_code": 0})
 		case "touch":
 			if f, err := os.Create(arg); err == nil {
 				f.Close()
