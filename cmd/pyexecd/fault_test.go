@@ -73,13 +73,19 @@ func testE2EWorkerKilledFromOutside(t *testing.T, iso jail.Isolation) {
 // TestE2E_SIGTERM runs the real binary: SIGTERM lets the request in flight
 // finish, then the service exits 0 and leaves no jailed process behind.
 func TestE2E_SIGTERM(t *testing.T) {
+	for _, iso := range isolations() {
+		t.Run(iso.String(), func(t *testing.T) { testSIGTERM(t, iso) })
+	}
+}
+
+func testSIGTERM(t *testing.T, iso jail.Isolation) {
 	py := testenv.Python(t)
 	bin := serviceBinary(t)
 	port, err := freeTestPort()
 	require.NoError(t, err)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "PORT="+port, "PYEXEC_HOST=127.0.0.1", "PYEXEC_PYTHON="+py,
-		"PYEXEC_POOL_SIZE=2", "PYEXEC_LOG_LEVEL=warn")
+		"PYEXEC_POOL_SIZE=2", "PYEXEC_LOG_LEVEL=warn", "PYEXEC_ISOLATION="+iso.String())
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -98,19 +104,19 @@ func TestE2E_SIGTERM(t *testing.T) {
 	go func() {
 		inflight <- s.run("import time\ndef main():\n    open('/tmp/running', 'w').close()\n    time.sleep(1)\n    return 'finished'\n", 10)
 	}()
+	// Every jailed process: nsjail, and under it the interpreters (strict)
+	// or the zygote and its children (fork).
 	var workers []int
 	require.Eventually(t, func() bool {
-		workers = childrenOf(cmd.Process.Pid)
-		return len(workers) >= 2
+		workers = descendantsOf(cmd.Process.Pid)
+		return len(workers) >= 3
 	}, 10*time.Second, 10*time.Millisecond)
-	// The script marks its jail's /tmp once it runs; the test sees it
-	// through the jailed interpreter's root.
+	// The script marks its own /tmp once it runs; the test sees it through
+	// the root of the process running it.
 	require.Eventually(t, func() bool {
-		for _, nsjail := range childrenOf(cmd.Process.Pid) {
-			for _, pid := range childrenOf(nsjail) {
-				if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/tmp/running", pid)); err == nil {
-					return true
-				}
+		for _, pid := range descendantsOf(cmd.Process.Pid) {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/tmp/running", pid)); err == nil {
+				return true
 			}
 		}
 		return false
@@ -131,6 +137,16 @@ func TestE2E_SIGTERM(t *testing.T) {
 	}
 	_, err = http.Get(base + "/health")
 	assert.Error(t, err, "nothing listens any more")
+}
+
+// descendantsOf lists every process under pid, children first.
+func descendantsOf(pid int) []int {
+	var out []int
+	for _, c := range childrenOf(pid) {
+		out = append(out, c)
+		out = append(out, descendantsOf(c)...)
+	}
+	return out
 }
 
 // serviceBinary builds the service for tests that run it as its own
