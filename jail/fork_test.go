@@ -47,7 +47,7 @@ func TestFork_ChildrenShareAZygoteButNothingElse(t *testing.T) {
 // script that floods it is stopped at the cap.
 func TestFork_OutputIsTheServicesOwnReading(t *testing.T) {
 	s := newSpawner(t, Config{Isolation: IsolationFork, MaxOutputBytes: 64 << 10})
-	resp := run(t, fork(t, s), "import time, sys\ndef main():\n    print('before')\n    print('err', file=sys.stderr)\n    time.sleep(60)\n", 500*time.Millisecond)
+	resp := run(t, fork(t, s), "import time, sys\ndef main():\n    print('before')\n    print('err', file=sys.stderr)\n    time.sleep(60)\n", 2*time.Second)
 	require.NotNil(t, resp.Error)
 	assert.Equal(t, pyexec.CodeTimeout, resp.Error.Code)
 	assert.Equal(t, "before\n", resp.Stdout)
