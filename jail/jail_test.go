@@ -203,16 +203,26 @@ func TestWorker_ClosedChannelEndsTheWorkerAtOnce(t *testing.T) {
 }
 
 func TestWorker_WithoutCgroupsRlimitsStillFence(t *testing.T) {
-	s := newSpawner(t, Config{Cgroup: CgroupNone, MemoryMB: 600})
+	for _, iso := range []Isolation{IsolationStrict, IsolationFork} {
+		t.Run(iso.String(), func(t *testing.T) { testWithoutCgroups(t, iso) })
+	}
+}
+
+func testWithoutCgroups(t *testing.T, iso Isolation) {
+	s := newSpawner(t, Config{Cgroup: CgroupNone, MemoryMB: 600, Isolation: iso})
 	assert.Equal(t, CgroupNone.String(), s.Limits().Cgroup)
 	assert.NotEmpty(t, s.Limits().Warnings)
-	w := spawn(t, s)
-	resp := run(t, w, "def main():\n    b = bytearray(2 * 1024**3)\n    return len(b)\n", 5*time.Second)
+	worker := func() runner {
+		if iso == IsolationFork {
+			return fork(t, s)
+		}
+		return spawn(t, s)
+	}
+	resp := run(t, worker(), "def main():\n    b = bytearray(2 * 1024**3)\n    return len(b)\n", 5*time.Second)
 	require.NotNil(t, resp.Error)
 	assert.Equal(t, pyexec.CodeMemoryLimit, resp.Error.Code)
 
-	w = spawn(t, s)
-	resp = run(t, w, "import os\ndef main():\n    n = 0\n    try:\n        while n < 1000:\n            if os.fork() == 0:\n                import time; time.sleep(60)\n            n += 1\n    except OSError:\n        pass\n    return n\n", 10*time.Second)
+	resp = run(t, worker(), "import os\ndef main():\n    n = 0\n    try:\n        while n < 1000:\n            if os.fork() == 0:\n                import time; time.sleep(60)\n            n += 1\n    except OSError:\n        pass\n    return n\n", 10*time.Second)
 	require.Nil(t, resp.Error, "%+v", resp.Error)
 	var n int
 	n, err := strconv.Atoi(string(resp.Result))
