@@ -187,8 +187,7 @@ func TestWorker_ClosedChannelEndsTheWorkerAtOnce(t *testing.T) {
 	s := &Spawner{cfg: withLimits(Config{}), log: zap.NewNop(), nsjail: "/bin/sh", args: []string{"-c", "exec 1>&-; exec sleep 60"}}
 	w := &Worker{
 		id: "w", log: s.log, cg: &workerCgroup{mode: CgroupNone}, cfg: &s.cfg,
-		lines: make(chan lineResult, 1), done: make(chan struct{}), stop: make(chan struct{}),
-		stderr: &tailBuffer{max: 1024},
+		lines: make(chan lineResult, 1), stop: make(chan struct{}),
 	}
 	require.NoError(t, w.start(s))
 	t.Cleanup(w.Kill)

@@ -160,3 +160,76 @@ func readLines(r io.Reader, lines chan<- lineResult, stop <-chan struct{}, max i
 		}
 	}
 }
+
+// jailProcess is one nsjail process the service started (a strict worker's
+// or the zygote's): its command, the stderr it keeps the end of, and done,
+// closed once the one goroutine waiting for it has returned.
+type jailProcess struct {
+	cmd    *exec.Cmd
+	stderr *tailBuffer
+	done   chan struct{}
+}
+
+func newJailProcess(cmd *exec.Cmd) jailProcess {
+	return jailProcess{cmd: cmd, stderr: &tailBuffer{max: 8 << 10}, done: make(chan struct{})}
+}
+
+// started waits for the process in the background, once it has started.
+func (j *jailProcess) started() {
+	go func() {
+		_ = j.cmd.Wait()
+		close(j.done)
+	}()
+}
+
+// alive reports whether the process has not been waited for yet.
+func (j *jailProcess) alive() bool {
+	select {
+	case <-j.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// waitDone waits until the process has been waited for, at most d.
+func (j *jailProcess) waitDone(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-j.done:
+	case <-t.C:
+	}
+}
+
+// killGroup kills nsjail and everything it forked (its process group).
+func (j *jailProcess) killGroup() {
+	if j.cmd.Process != nil {
+		_ = syscall.Kill(-j.cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// exitState is the process's exit status once the wait for it has
+// returned, else nil: cmd.ProcessState is written by the goroutine that
+// waits, and read only after it has closed done.
+func (j *jailProcess) exitState() *os.ProcessState {
+	select {
+	case <-j.done:
+		return j.cmd.ProcessState
+	default:
+		return nil
+	}
+}
+
+// describeExit says how the process ended (or that it runs) and the end
+// of its stderr.
+func (j *jailProcess) describeExit() string {
+	status := "still running"
+	if st := j.exitState(); st != nil {
+		status = exitText(st)
+	}
+	if tail := strings.TrimSpace(j.stderr.String()); tail != "" {
+		return status + "; stderr: " + tail
+	}
+	return status
+}

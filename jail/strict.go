@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -25,9 +22,9 @@ var ErrSpawnTimeout = errors.New("spawn timed out")
 // Worker is one jailed harness process. Its methods other than Kill are not
 // safe for concurrent use: one owner (the pool) drives it.
 type Worker struct {
+	jailProcess
 	id     string
 	log    *zap.Logger
-	cmd    *exec.Cmd
 	cg     *workerCgroup
 	cfg    *Config
 	stdin  *os.File
@@ -35,9 +32,7 @@ type Worker struct {
 	// pipeSize is the capacity of the pipe to the harness.
 	pipeSize int
 	lines    chan lineResult
-	done     chan struct{} // closed after cmd.Wait returns
 	stop     chan struct{} // closed by Kill: nobody reads lines any more
-	stderr   *tailBuffer
 	ready    *readyMsg
 	// harnessPID is the jailed interpreter's pid on the host (0: unknown),
 	// read from the kernel's list of nsjail's children, and pidfd refers
@@ -60,8 +55,7 @@ func (s *Spawner) Spawn(ctx context.Context) (*Worker, error) {
 	}
 	w := &Worker{
 		id: id, log: s.log.With(zap.String("worker", id)), cg: cg, cfg: &s.cfg,
-		lines: make(chan lineResult, 1), done: make(chan struct{}), stop: make(chan struct{}),
-		stderr: &tailBuffer{max: 8 << 10},
+		lines: make(chan lineResult, 1), stop: make(chan struct{}),
 	}
 	if err := w.start(s); err != nil {
 		cg.remove()
@@ -118,7 +112,8 @@ func (w *Worker) start(s *Spawner) error {
 		outW.Close()
 		return err
 	}
-	cmd := s.command(w.cg, s.args)
+	w.jailProcess = newJailProcess(s.command(w.cg, s.args))
+	cmd := w.cmd
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	err = cmd.Start()
 	inR.Close()
@@ -130,14 +125,9 @@ func (w *Worker) start(s *Spawner) error {
 		errR.Close()
 		return err
 	}
-	w.cmd, w.stdin, w.stdout = cmd, inW, outR
+	w.stdin, w.stdout = inW, outR
 	w.pipeSize = pipeSize(inW)
-
-	// Exactly one goroutine waits for the process; everyone else watches done.
-	go func() {
-		_ = cmd.Wait()
-		close(w.done)
-	}()
+	w.started()
 	go func() {
 		_, _ = io.Copy(w.stderr, errR)
 		errR.Close()
@@ -295,38 +285,6 @@ func (w *Worker) deathError() *pyexec.Error {
 	return d.error()
 }
 
-// exitState is the process's exit status once the wait for it has
-// returned, else nil: cmd.ProcessState is written by the goroutine that
-// waits, and read only after it has closed done.
-func (w *Worker) exitState() *os.ProcessState {
-	select {
-	case <-w.done:
-		return w.cmd.ProcessState
-	default:
-		return nil
-	}
-}
-
-func (w *Worker) describeExit() string {
-	status := "still running"
-	if st := w.exitState(); st != nil {
-		status = exitText(st)
-	}
-	if tail := strings.TrimSpace(w.stderr.String()); tail != "" {
-		return status + "; stderr: " + tail
-	}
-	return status
-}
-
-func (w *Worker) waitDone(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-w.done:
-	case <-t.C:
-	}
-}
-
 // Kill ends the worker and everything it started, waits until the process
 // is gone and removes its cgroup. It is safe to call more than once and from
 // any goroutine; later calls wait for the first to finish.
@@ -336,7 +294,7 @@ func (w *Worker) Kill() {
 			return
 		}
 		close(w.stop)
-		_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+		w.killGroup()
 		w.cg.killAll()
 		w.waitDone(5 * time.Second)
 		select {
@@ -354,11 +312,4 @@ func (w *Worker) Kill() {
 }
 
 // Alive reports whether the worker's process is still running.
-func (w *Worker) Alive() bool {
-	select {
-	case <-w.done:
-		return false
-	default:
-		return true
-	}
-}
+func (w *Worker) Alive() bool { return w.alive() }

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -50,12 +48,10 @@ func (s *Spawner) Fork(ctx context.Context) (*Child, error) {
 // zygoteProc is one running zygote: nsjail, the harness in it, and the
 // control socket between them and the service.
 type zygoteProc struct {
-	log    *zap.Logger
-	cmd    *exec.Cmd
-	cg     *workerCgroup
-	ctl    *net.UnixConn
-	stderr *tailBuffer
-	done   chan struct{} // closed once the process has been waited for
+	jailProcess
+	log *zap.Logger
+	cg  *workerCgroup
+	ctl *net.UnixConn
 	// hostPID is the zygote harness's pid on the host, from the kernel's
 	// list of nsjail's children: every child's parent.
 	hostPID int
@@ -172,10 +168,10 @@ func (z *Zygote) start(ctx context.Context) (*zygoteProc, error) {
 		return nil, err
 	}
 	p := &zygoteProc{
-		log: z.log, cg: cg, ctl: conn.(*net.UnixConn), stderr: &tailBuffer{max: 8 << 10},
-		done: make(chan struct{}), forked: make(chan forkedMsg, 1), exits: map[int]chan exitMsg{},
+		jailProcess: newJailProcess(s.command(cg, s.zygoteArgs)),
+		log:         z.log, cg: cg, ctl: conn.(*net.UnixConn),
+		forked: make(chan forkedMsg, 1), exits: map[int]chan exitMsg{},
 	}
-	p.cmd = s.command(cg, s.zygoteArgs)
 	p.cmd.ExtraFiles = []*os.File{theirs} // descriptor 3 in the jail
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -183,10 +179,7 @@ func (z *Zygote) start(ctx context.Context) (*zygoteProc, error) {
 		cg.remove()
 		return nil, fmt.Errorf("start the zygote: %w", err)
 	}
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
+	p.started()
 	ready := make(chan *readyMsg, 1)
 	go p.read(ready)
 
@@ -341,47 +334,14 @@ func (p *zygoteProc) forget(pid int) {
 	p.mu.Unlock()
 }
 
-func (p *zygoteProc) alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (p *zygoteProc) waitDone(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-p.done:
-	case <-t.C:
-	}
-}
-
 // kill ends the zygote and every child it made (they live in its pid
 // namespace, which dies with it).
 func (p *zygoteProc) kill() {
-	if p.cmd.Process != nil {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	}
+	p.killGroup()
 	p.cg.killAll()
 	p.waitDone(5 * time.Second)
 	p.ctl.Close()
 	p.cg.remove()
-}
-
-func (p *zygoteProc) describeExit() string {
-	status := "still running"
-	select {
-	case <-p.done:
-		status = exitText(p.cmd.ProcessState)
-	default:
-	}
-	if tail := strings.TrimSpace(p.stderr.String()); tail != "" {
-		return status + "; stderr: " + tail
-	}
-	return status
 }
 
 // nsPIDs reads the pids of a process in each pid namespace it is in, from
