@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyexec/pyexec/pyharness"
+
+	"github.com/pyexec/pyexec/internal/testenv"
 )
 
 // filterProbe installs the filter with the harness's install_seccomp (the
@@ -106,23 +108,8 @@ if nr["x32"]:
 print(json.dumps(out))
 `
 
-// filterPython is the interpreter for the filter's test, which needs
-// neither root nor a jail: no_new_privs lets anyone install a filter.
-// Like testenv.Python, it fails under CI=true rather than skip.
-func filterPython(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("PYEXEC_PYTHON")
-	if p == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("PYEXEC_PYTHON is not set: the seccomp filter must be tested in CI (use make test)")
-		}
-		t.Skip("PYEXEC_PYTHON is not set; run through make test")
-	}
-	return p
-}
-
 func TestSeccompFilter_InstalledByTheHarnessRefusesWhatThePolicyRefuses(t *testing.T) {
-	python := filterPython(t)
+	python := testenv.Interpreter(t)
 	blob, err := seccompProgram()
 	require.NoError(t, err)
 	dir, err := writeHarness(nil)

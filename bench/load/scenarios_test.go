@@ -16,6 +16,8 @@ import (
 
 	"github.com/pyexec/pyexec"
 	"github.com/pyexec/pyexec/wire"
+
+	"github.com/pyexec/pyexec/internal/testenv"
 )
 
 // dataCases are requests of the two scenarios that pass data in or get a
@@ -85,26 +87,12 @@ for case in json.load(sys.stdin):
 json.dump(out, sys.stdout)
 `
 
-// interpreter is the virtualenv's Python (PYEXEC_PYTHON), which has
-// matplotlib. Without it the test is skipped, except under CI=true.
-func interpreter(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("PYEXEC_PYTHON")
-	if p == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("PYEXEC_PYTHON is not set (use make test)")
-		}
-		t.Skip("PYEXEC_PYTHON is not set")
-	}
-	return p
-}
-
 // TestDataScenarios_ScriptsEarnTheirCheck runs each scenario's script in a
 // plain interpreter (no jail) and feeds what it returns and draws to the
 // scenario's check, which must accept it: the script and the expected
 // answer agree.
 func TestDataScenarios_ScriptsEarnTheirCheck(t *testing.T) {
-	py := interpreter(t)
+	py := testenv.Interpreter(t)
 	cases := dataCases(t)
 	type in struct {
 		Script string          `json:"script"`

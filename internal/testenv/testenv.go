@@ -15,21 +15,30 @@ import (
 // where a missing jail is a failure: CI must never pass by skipping.
 func Python(t testing.TB) string {
 	t.Helper()
-	p := os.Getenv("PYEXEC_PYTHON")
-	if p == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("PYEXEC_PYTHON is not set: the real-jail tests must run in CI (use make test)")
-		}
-		t.Skip("PYEXEC_PYTHON is not set; run through make test to use the real jail")
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("PYEXEC_PYTHON=%s: %v", p, err)
-	}
+	p := Interpreter(t)
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("the real-jail tests need root")
 		}
 		t.Skip("the real-jail tests need root")
+	}
+	return p
+}
+
+// Interpreter returns the virtualenv's interpreter (PYEXEC_PYTHON, set by
+// the Makefile) for tests that run it outside the jail, which need no root.
+// Without one the test is skipped, except under CI=true, where it fails.
+func Interpreter(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("PYEXEC_PYTHON")
+	if p == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("PYEXEC_PYTHON is not set: these tests must run in CI (use make test)")
+		}
+		t.Skip("PYEXEC_PYTHON is not set; run through make test")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("PYEXEC_PYTHON=%s: %v", p, err)
 	}
 	return p
 }
