@@ -16,9 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/pyexec/pyexec/pyharness"
-
 	"github.com/pyexec/pyexec/internal/testenv"
+	"github.com/pyexec/pyexec/pyharness"
 )
 
 // filterProbe installs the filter with the harness's install_seccomp (the

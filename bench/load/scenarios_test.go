@@ -15,9 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pyexec/pyexec"
-	"github.com/pyexec/pyexec/wire"
-
 	"github.com/pyexec/pyexec/internal/testenv"
+	"github.com/pyexec/pyexec/wire"
 )
 
 // dataCases are requests of the two scenarios that pass data in or get a
