@@ -21,12 +21,12 @@ import (
 // fakeWorker answers from a function; it records what happened to it.
 // Only the pool calls Kill, so killed says the pool killed it.
 type fakeWorker struct {
-	id       int64
-	run      func(ctx context.Context, req pyexec.Request) (*pyexec.Response, error)
-	runs     atomic.Int64
-	killed   atomic.Bool
-	dead     atomic.Bool
-	onKill   func() // called on the first Kill
+	id     int64
+	run    func(ctx context.Context, req pyexec.Request) (*pyexec.Response, error)
+	runs   atomic.Int64
+	killed atomic.Bool
+	dead   atomic.Bool
+	onKill func() // called on the first Kill
 }
 
 func (w *fakeWorker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
@@ -36,7 +36,7 @@ func (w *fakeWorker) Run(ctx context.Context, req pyexec.Request) (*pyexec.Respo
 	}
 	return &pyexec.Response{Result: []byte(fmt.Sprintf("%d", w.id))}, nil
 }
-func (w *fakeWorker) Alive() bool    { return !w.dead.Load() && !w.killed.Load() }
+func (w *fakeWorker) Alive() bool { return !w.dead.Load() && !w.killed.Load() }
 func (w *fakeWorker) Kill() {
 	if w.killed.CompareAndSwap(false, true) && w.onKill != nil {
 		w.onKill()
