@@ -576,7 +576,6 @@ def _plain_streams_in_child():
             setattr(sys, name, open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False))
 
 
-os.register_at_fork(after_in_child=_plain_streams_in_child)
 
 
 
@@ -1151,6 +1150,9 @@ def handle(req, channel, devnull, captures, policy_default="standard", workdir=W
 
 def serve(channel, devnull, policy_default="standard"):
     """Strict isolation: answer one request (if input does not end first)."""
+    # Only here, where output is captured in memory: a fork child's streams
+    # are plain pipes already, and every hook costs each child's fork.
+    os.register_at_fork(after_in_child=_plain_streams_in_child)
     captures = (Capture(1, 1 << 20), Capture(2, 1 << 20))
     # The working directory and matplotlib's font list are put in place
     # while waiting, off the request's path.
