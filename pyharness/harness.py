@@ -41,7 +41,6 @@ import linecache
 import math
 import mimetypes
 import os
-import random
 import re
 import resource
 import select
@@ -1461,9 +1460,10 @@ class Zygote:
             self.send(report)
 
     def fork(self, tag, socket):
-        # Every child would otherwise replay one random sequence; seeding
-        # here, before the clone, is cheaper than in the child.
-        random.seed()
+        # Every child would otherwise replay numpy's one random sequence;
+        # seeding here, before the clone, is cheaper than in the child.
+        # (Python's own generator is reseeded in the child by its at-fork
+        # hook.)
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()
