@@ -38,6 +38,11 @@ func withLimits(cfg Config) Config {
 	}
 	if cfg.SpawnTimeout == 0 {
 		cfg.SpawnTimeout = 30 * time.Second
+		// An emulated machine (the cgroup v2 VM) starts a jail many times
+		// slower.
+		if d, err := time.ParseDuration(os.Getenv("PYEXEC_TEST_SPAWN_TIMEOUT")); err == nil {
+			cfg.SpawnTimeout = d
+		}
 	}
 	return cfg
 }
