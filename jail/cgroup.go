@@ -289,6 +289,7 @@ func (c *cgroups) create(name string) (*workerCgroup, error) {
 		}
 		if c.cpuLimited {
 			cpu := w.dirs[2]
+			w.weight = cpuWeight{file: filepath.Join(cpu, "cpu.shares"), idle: "2", normal: "1024"}
 			limits = append(limits,
 				[2]string{filepath.Join(cpu, "cpu.cfs_period_us"), strconv.Itoa(cpuPeriod)},
 				[2]string{filepath.Join(cpu, "cpu.cfs_quota_us"), strconv.FormatInt(c.cpu, 10)})
@@ -305,6 +306,7 @@ func (c *cgroups) create(name string) (*workerCgroup, error) {
 			limits = append(limits, [2]string{filepath.Join(dir, "pids.max"), strconv.Itoa(c.pids)})
 		}
 		if c.cpuLimited {
+			w.weight = cpuWeight{file: filepath.Join(dir, "cpu.weight"), idle: "1", normal: "100"}
 			limits = append(limits, [2]string{filepath.Join(dir, "cpu.max"), fmt.Sprintf("%d %d", c.cpu, cpuPeriod)})
 		}
 	}
@@ -412,6 +414,27 @@ type workerCgroup struct {
 	// events is the open file of OOM-kill counts (nil without cgroups);
 	// set before the cgroup is shared, then only read and closed.
 	events *os.File
+	// weight is the cgroup's CPU weight (no file without a cpu controller).
+	weight cpuWeight
+}
+
+// cpuWeight is a cgroup's CPU weight file and its lowest and default
+// values (v1 cpu.shares, v2 cpu.weight).
+type cpuWeight struct{ file, idle, normal string }
+
+// setIdle gives the cgroup the lowest CPU weight, or the default one back.
+// A process alone in a cgroup of its own competes with other cgroups by
+// its cgroup's weight, whatever its own scheduling class: SCHED_IDLE only
+// orders it within its cgroup. A failure costs only speed.
+func (w *workerCgroup) setIdle(idle bool) {
+	if w.weight.file == "" {
+		return
+	}
+	v := w.weight.normal
+	if idle {
+		v = w.weight.idle
+	}
+	_ = writeFile(w.weight.file, v)
 }
 
 // procsFiles lists the cgroup.procs files a process writes itself into.

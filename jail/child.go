@@ -95,8 +95,10 @@ func newChild(ctx context.Context, s *Spawner, p *zygoteProc, id string, m forke
 		}
 	}
 	// While it waits it only warms up (copies ahead the pages scripts
-	// touch), which must not slow down running scripts; Run puts it back
-	// in the normal class with the request.
+	// touch), which must not slow down running scripts or the forks of
+	// the next children: idle class, and its cgroup at the lowest weight.
+	// Run puts both back with the request.
+	c.cg.setIdle(true)
 	setPolicy(c.pid, unix.SCHED_IDLE)
 	go readLines(c.conn, c.lines, c.stop, s.cfg.maxReplyLine())
 	if _, err := c.conn.Write([]byte("{\"placed\": true}\n")); err != nil {
@@ -178,6 +180,7 @@ func (c *Child) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, 
 	if err != nil {
 		return nil, fmt.Errorf("run: %w", err)
 	}
+	c.cg.setIdle(false)
 	setPolicy(c.pid, unix.SCHED_NORMAL)
 	start := time.Now()
 	timer := time.NewTimer(req.Timeout)

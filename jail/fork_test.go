@@ -466,3 +466,32 @@ def main():
 		assert.JSONEq(t, `{"squares": [0, 1, 4, 9, 16], "shared": "abc", "dev_shm": "shm"}`, string(resp.Result), iso.String())
 	}
 }
+
+// A waiting child warms up only in idle time: SCHED_IDLE, and its cgroup at
+// the lowest CPU weight (a cgroup's weight, not its process's class, is
+// what it competes with other cgroups by). The script runs in the normal
+// class at the default weight.
+func TestFork_WaitingChildIsIdleAndItsScriptIsNot(t *testing.T) {
+	s := newSpawner(t, Config{Isolation: IsolationFork, Validation: ValidationMinimal})
+	c := fork(t, s)
+	attr, err := unix.SchedGetAttr(c.pid, 0)
+	require.NoError(t, err)
+	assert.EqualValues(t, unix.SCHED_IDLE, attr.Policy, "the waiting child")
+	weight := func() string {
+		if c.cg.weight.file == "" {
+			return ""
+		}
+		data, err := os.ReadFile(c.cg.weight.file)
+		require.NoError(t, err)
+		return strings.TrimSpace(string(data))
+	}
+	if s.cg.cpuLimited {
+		assert.Equal(t, c.cg.weight.idle, weight(), "the waiting child's cgroup")
+	}
+	resp := run(t, c, "import os\ndef main():\n    return os.sched_getscheduler(0)\n", 5*time.Second)
+	require.Nil(t, resp.Error, "%+v", resp.Error)
+	assert.Equal(t, strconv.Itoa(unix.SCHED_NORMAL), string(resp.Result), "the script's class")
+	if s.cg.cpuLimited {
+		assert.Equal(t, c.cg.weight.normal, weight(), "the script's cgroup")
+	}
+}

@@ -1234,6 +1234,10 @@ PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 SYS_CLONE = {"x86_64": 56, "aarch64": 220}
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+# The service's word that a child is in its own cgroup.
+PLACED_LINE = b'{"placed": true}\n'
+# How long a child waits for its script before it warms numpy and pandas.
+DATA_WARM_AFTER_S = 0.25
 # Exit status of a child whose set-up failed before any script reached it.
 CHILD_SETUP_FAILED = 71
 
@@ -1541,18 +1545,25 @@ class Child:
                                       errors="backslashreplace", write_through=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
                                       errors="backslashreplace", write_through=True)
-        channel = Channel(self.channel_fd, self.channel_fd)
         # The hello's only content is its credentials, which the kernel
         # writes: this process's pid as the service sees it.
         write_all(self.channel_fd, b'{"hello": true}\n')
         # Placed in its own cgroup by the service: what it copies from now
-        # on is charged to this script alone.
-        placed = channel.read()
-        if not placed or not placed.get("placed"):
+        # on is charged to this script alone. Read byte-exact, so that no
+        # part of the request is buffered out of sight of warm_data's poll.
+        got = b""
+        while len(got) < len(PLACED_LINE):
+            chunk = os.read(self.channel_fd, len(PLACED_LINE) - len(got))
+            if not chunk:
+                return 0
+            got += chunk
+        if got != PLACED_LINE:
             return 0
-        self.warm(channel)
+        channel = Channel(self.channel_fd, self.channel_fd)
+        self.warm_path()
         made = ready_workdir(WORKDIR)
         seed_font_cache()
+        self.warm_data()
         req = channel.read()
         if req is not None:
             handle(req, channel, z.devnull, None, made=made)
@@ -1584,13 +1595,10 @@ class Child:
         k.loopback_up()
         os.chdir("/tmp")
 
-    def warm(self, channel):
-        """Walk the request path once, then copy ahead the pages a small
-        numpy/pandas script touches, stopping as soon as the request is
-        there. Pages shared with the zygote are copied on first write
-        (reference counts count as writes); doing it now keeps those
-        copies off the script's latency. The service keeps the waiting
-        child in the SCHED_IDLE class: this only uses idle time."""
+    def warm_path(self):
+        """Walk the request path once. Pages shared with the zygote are
+        copied on first write (reference counts count as writes); doing it
+        now keeps those copies off the script's latency."""
         source = "import sys\ndef main():\n    print('x', end='')\n    return {'ok': [1, 2.5, None]}\n"
         err = os.dup(1)
         try:
@@ -1603,10 +1611,21 @@ class Child:
             os.dup2(err, 1)
             os.close(err)
         linecache.cache.pop(SCRIPT_NAME, None)
+
+    def warm_data(self):
+        """Copy ahead the pages a small numpy/pandas script touches (about
+        a thousand, several milliseconds), stopping as soon as the request
+        is there; only for a child still waiting DATA_WARM_AFTER_S after it
+        was placed. Under steady traffic a child is used sooner, and the
+        copies would cost a CPU the next forks need; with pauses between
+        requests it has long been idle, and its script starts warm. The
+        service keeps a waiting child in the SCHED_IDLE class."""
         if "numpy" not in sys.modules or "pandas" not in sys.modules:
             return
         unread = select.poll()
         unread.register(self.channel_fd, select.POLLIN)
+        if unread.poll(int(DATA_WARM_AFTER_S * 1000)):
+            return
         try:
             for _ in _data_steps():
                 if unread.poll(0):
