@@ -261,7 +261,7 @@ func (p *Pool) Execute(ctx context.Context, req pyexec.Request) (*pyexec.Respons
 	// A worker found dead on acquisition (killed from outside while idle)
 	// ran nothing: it is replaced and the request tries the next one.
 	for attempt := 0; ; attempt++ {
-		res, err := p.warm.Acquire(qctx)
+		res, err := p.acquireOldest(qctx)
 		if err != nil {
 			return nil, waitError(ctx, err, p.cfg.QueueTimeout)
 		}
@@ -288,6 +288,29 @@ func (p *Pool) Execute(ctx context.Context, req pyexec.Request) (*pyexec.Respons
 
 // retire destroys a used worker and starts its replacement, after
 // retireDelay. The worker counts as acquired until then, so Close waits.
+// acquireOldest takes the idle worker made first, or waits for one. A
+// worker that has waited longer has done more of its warm-up (a fork
+// child copies the pages scripts touch only once it has waited a while),
+// and the pool's own order would hand out the newest first.
+func (p *Pool) acquireOldest(ctx context.Context) (*puddle.Resource[Worker], error) {
+	idle := p.warm.AcquireAllIdle()
+	if len(idle) == 0 {
+		return p.warm.Acquire(ctx)
+	}
+	oldest := 0
+	for i, r := range idle {
+		if r.CreationTime().Before(idle[oldest].CreationTime()) {
+			oldest = i
+		}
+	}
+	for i, r := range idle {
+		if i != oldest {
+			r.ReleaseUnused()
+		}
+	}
+	return idle[oldest], nil
+}
+
 func (p *Pool) retire(res *puddle.Resource[Worker]) {
 	time.AfterFunc(retireDelay, func() {
 		res.Destroy()

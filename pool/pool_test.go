@@ -362,3 +362,21 @@ func queued() int {
 	}
 	return count
 }
+
+// The idle worker made first serves first: it has waited, and warmed up,
+// the longest.
+func TestPool_OldestIdleWorkerServesFirst(t *testing.T) {
+	f := &factory{}
+	p := newPool(t, Config{Size: 3, Spawn: f.spawn})
+	require.NoError(t, p.WaitReady(context.Background()))
+	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Idle == 3 }, 2*time.Second, time.Millisecond)
+	var served []string
+	for i := 0; i < 4; i++ {
+		resp, err := p.Execute(context.Background(), req())
+		require.NoError(t, err)
+		served = append(served, string(resp.Result))
+		// The next request finds the pool full again.
+		require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Idle == 3 }, 2*time.Second, time.Millisecond)
+	}
+	assert.Equal(t, []string{"1", "2", "3", "4"}, served, "workers serve in the order they were made")
+}
