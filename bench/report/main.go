@@ -1,7 +1,7 @@
 // Command report runs the benchmark behind docs/BENCHMARKS.md: it times a
 // bare fork of the jail's interpreter (the floor under fork isolation's CPU
 // per script), starts the service on loopback, as the cold baseline
-// (PYEXEC_POOL_SIZE=0, a fresh jail and interpreter per request), in the
+// (strict isolation with PYEXEC_POOL_SIZE=0, a fresh jail and interpreter per request), in the
 // default strict isolation and in fork isolation, measures each idle pool,
 // drives each with the same scenarios through bench/load (one client with
 // pauses and back to back, 8 clients, open-loop rates in fork isolation),
@@ -123,12 +123,14 @@ func run() error {
 	for _, mode := range []string{"cold", "strict", "fork"} {
 		fmt.Fprintf(os.Stderr, "== %s mode\n", mode)
 		res.speed = append(res.speed, speedCheck{mode, referenceWork()})
-		env := []string{}
+		// The cold baseline is a fresh jail and interpreter per request:
+		// strict isolation without a pool.
+		env := []string{"PYEXEC_ISOLATION=strict"}
 		switch mode {
 		case "cold":
 			env = append(env, "PYEXEC_POOL_SIZE=0")
 		case "fork":
-			env = append(env, "PYEXEC_ISOLATION=fork")
+			env = []string{"PYEXEC_ISOLATION=fork"}
 		}
 		svc, err := service.Start(s.bin, s.python, env)
 		if err != nil {
