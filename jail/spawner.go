@@ -135,6 +135,11 @@ func (c *Config) maxRequestLine() int {
 	return 6*c.MaxScriptBytes + base64Len(c.MaxInputBytes) + c.MaxInputFiles*fileEntryBytes + 1<<20
 }
 
+// sharedNproc is the zygote's process limit without cgroups. The count is
+// per user, and every child of the zygote runs as the same user, so the
+// scripts running at once share it: a few scripts' worth.
+func (c *Config) sharedNproc() int { return 4 * c.PidsMax }
+
 func base64Len(n int) int { return (n + 2) / 3 * 4 }
 
 // pythonFacts is what the configured interpreter says about itself.
@@ -439,11 +444,9 @@ func (s *Spawner) buildArgs(plan *mountPlan, zygote bool) []string {
 	}
 
 	if s.cg.mode == CgroupNone {
-		// Without cgroups, the process count is per user: in fork isolation
-		// every child of the zygote shares it.
 		nproc := c.PidsMax
 		if zygote {
-			nproc *= 4
+			nproc = c.sharedNproc()
 		}
 		a = append(a, "--rlimit_nproc", strconv.Itoa(nproc))
 	}
@@ -512,6 +515,10 @@ func (s *Spawner) describeLimits() pyexec.Limits {
 		l.MemoryEnforcer = "rlimit_as (address space, not resident memory)"
 		l.PidsEnforcer = "rlimit_nproc"
 		l.Warnings = append(l.Warnings, "cgroups unavailable: memory and process limits are rlimits only")
+		if c.Isolation == IsolationFork {
+			l.Warnings = append(l.Warnings, fmt.Sprintf(
+				"without cgroups, fork isolation's scripts share one process limit (%d, RLIMIT_NPROC of the jail's user)", c.sharedNproc()))
+		}
 	} else {
 		l.MemoryEnforcer = "cgroup " + s.cg.mode.String()
 		l.PidsEnforcer = "cgroup " + s.cg.mode.String()
