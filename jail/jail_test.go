@@ -3,6 +3,7 @@ package jail
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -134,7 +135,11 @@ func TestWorker_KilledFromOutsideMidRunIsSandboxError(t *testing.T) {
 	killed := false
 	for _, pid := range w.cg.pids() {
 		if pid != w.cmd.Process.Pid {
-			require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+			// A v1 host lists each process once per controller: by its
+			// second listing the interpreter may already be gone.
+			if err := syscall.Kill(pid, syscall.SIGKILL); !errors.Is(err, syscall.ESRCH) {
+				require.NoError(t, err)
+			}
 			killed = true
 		}
 	}
