@@ -53,10 +53,11 @@ type Child struct {
 
 // newChild takes over the descriptors of a child the zygote forked, learns
 // its host pid from the kernel and moves it into a cgroup of its own.
-func newChild(ctx context.Context, s *Spawner, p *zygoteProc, id string, m forkedMsg, exit <-chan exitMsg) (*Child, error) {
+func newChild(ctx context.Context, s *Spawner, p *zygoteProc, m forkedMsg) (*Child, error) {
+	id := m.Tag
 	c := &Child{
 		id: id, log: s.log.With(zap.String("worker", id)), cfg: &s.cfg,
-		lines: make(chan lineResult, 1), stop: make(chan struct{}), exit: exit,
+		lines: make(chan lineResult, 1), stop: make(chan struct{}), exit: m.exit,
 		forget: func() { p.forget(m.PID) },
 	}
 	chanFD, outFD, errFD := m.fds[0], m.fds[1], m.fds[2]
@@ -191,8 +192,8 @@ func (c *Child) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, 
 		writeErr <- err
 	}()
 	finish := func(resp *pyexec.Response) (*pyexec.Response, error) {
-		resp.Stdout, resp.StdoutTruncated = c.out.text(resp.StdoutTruncated)
-		resp.Stderr, resp.StderrTruncated = c.errOut.text(resp.StderrTruncated)
+		resp.Stdout, resp.StdoutTruncated = c.out.text()
+		resp.Stderr, resp.StderrTruncated = c.errOut.text()
 		resp.Duration = time.Since(start)
 		return resp, nil
 	}
@@ -239,10 +240,8 @@ func (c *Child) answer(line []byte, msgID string) *pyexec.Response {
 		c.log.Warn("garbled reply", zap.Error(garbled))
 		c.Kill()
 	}
-	// stdout and stderr are the service's own reading of the pipes, never
-	// what the reply says.
-	resp.Stdout, resp.Stderr = "", ""
-	resp.StdoutTruncated, resp.StderrTruncated = false, false
+	// stdout and stderr, and whether they were cut, are the service's own
+	// reading of the pipes (Run sets them), never what the reply says.
 	return resp
 }
 
@@ -277,10 +276,10 @@ func (c *Child) ended(lr lineResult) *pyexec.Response {
 	case <-t.C:
 		c.log.Warn("no exit report for a child that ended")
 	}
-	oom := c.cg != nil && c.cg.oomKilled()
+	oom := c.cg.oomKilled()
 	c.Kill()
 	c.drain()
-	d := death{oom: oom, cgroupNone: c.cg == nil || c.cg.mode == CgroupNone, memoryMB: c.cfg.MemoryMB}
+	d := death{oom: oom, cgroupNone: c.cg.mode == CgroupNone, memoryMB: c.cfg.MemoryMB}
 	if ex != nil {
 		d.signal, d.code, d.known = ex.Signal, ex.Code, true
 	}

@@ -105,12 +105,12 @@ func (p *outputPipe) awaitEOF(deadline time.Time) {
 }
 
 // text returns the kept output as text (invalid UTF-8 replaced) and whether
-// it was cut, or claimed to be.
-func (p *outputPipe) text(claimed bool) (string, bool) {
+// it was cut.
+func (p *outputPipe) text() (string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cut := len(p.buf)
-	truncated := claimed || p.total > int64(len(p.buf))
+	truncated := p.total > int64(len(p.buf))
 	if truncated && cut > 0 {
 		// Not through the middle of a character.
 		i := cut - 1

@@ -96,12 +96,12 @@ type controlMsg struct {
 // pid learnt from the kernel, moved into a cgroup of its own. It starts
 // the zygote first if none is running.
 func (z *Zygote) Fork(ctx context.Context) (*Child, error) {
-	p, m, exit, id, err := z.ask(ctx)
+	p, m, err := z.ask(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("fork: %w", err)
 	}
 	// The zygote answers the next fork while this child sets itself up.
-	c, err := newChild(ctx, z.s, p, id, m, exit)
+	c, err := newChild(ctx, z.s, p, m)
 	if err != nil {
 		p.forget(m.PID)
 		if tail := strings.TrimSpace(p.stderr.String()); tail != "" {
@@ -113,12 +113,12 @@ func (z *Zygote) Fork(ctx context.Context) (*Child, error) {
 }
 
 // ask has the zygote (started first if none runs) fork one child and
-// returns its answer, with the channel its exit will be reported on.
-func (z *Zygote) ask(ctx context.Context) (*zygoteProc, forkedMsg, <-chan exitMsg, string, error) {
+// returns its answer.
+func (z *Zygote) ask(ctx context.Context) (*zygoteProc, forkedMsg, error) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	if z.closed {
-		return nil, forkedMsg{}, nil, "", errors.New("the jail is closed")
+		return nil, forkedMsg{}, errors.New("the jail is closed")
 	}
 	if z.proc == nil || !z.proc.alive() {
 		if z.proc != nil {
@@ -128,13 +128,12 @@ func (z *Zygote) ask(ctx context.Context) (*zygoteProc, forkedMsg, <-chan exitMs
 		}
 		p, err := z.start(ctx)
 		if err != nil {
-			return nil, forkedMsg{}, nil, "", err
+			return nil, forkedMsg{}, err
 		}
 		z.proc = p
 	}
-	id := fmt.Sprintf("c%d", z.s.seq.Add(1))
-	m, exit, err := z.proc.fork(ctx, id, z.s.cfg.SpawnTimeout)
-	return z.proc, m, exit, id, err
+	m, err := z.proc.fork(ctx, fmt.Sprintf("c%d", z.s.seq.Add(1)), z.s.cfg.SpawnTimeout)
+	return z.proc, m, err
 }
 
 // Close kills the zygote and with it every child it made.
@@ -180,7 +179,7 @@ func (z *Zygote) start(ctx context.Context) (*zygoteProc, error) {
 		return nil, fmt.Errorf("start the zygote: %w", err)
 	}
 	p.started()
-	ready := make(chan *readyMsg, 1)
+	ready := make(chan error, 1)
 	go p.read(ready)
 
 	timer := time.NewTimer(s.cfg.SpawnTimeout)
@@ -190,13 +189,10 @@ func (z *Zygote) start(ctx context.Context) (*zygoteProc, error) {
 		return nil, err
 	}
 	select {
-	case r := <-ready:
-		if r == nil {
+	case err := <-ready:
+		if err != nil {
 			p.waitDone(2 * time.Second)
-			return fail(fmt.Errorf("the zygote ended before it was ready: %s", p.describeExit()))
-		}
-		if r.Protocol != ProtocolVersion {
-			return fail(fmt.Errorf("the zygote speaks protocol %d, want %d", r.Protocol, ProtocolVersion))
+			return fail(fmt.Errorf("the zygote: %w: %s", err, p.describeExit()))
 		}
 	case <-timer.C:
 		return fail(fmt.Errorf("%w: the zygote was not ready after %v: %s", ErrSpawnTimeout, s.cfg.SpawnTimeout, p.stderr.String()))
@@ -213,9 +209,10 @@ func (z *Zygote) start(ctx context.Context) (*zygoteProc, error) {
 	return p, nil
 }
 
-// read delivers the control socket's messages until it ends: the ready
-// message once, fork replies in order, exit reports to their children.
-func (p *zygoteProc) read(ready chan<- *readyMsg) {
+// read delivers the control socket's messages until it ends: whether the
+// ready message came and is one, fork replies in order, exit reports to
+// their children.
+func (p *zygoteProc) read(ready chan<- error) {
 	defer close(p.forked)
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(3*4))
@@ -224,7 +221,7 @@ func (p *zygoteProc) read(ready chan<- *readyMsg) {
 		n, oobn, _, _, err := p.ctl.ReadMsgUnix(buf, oob)
 		if err != nil || n == 0 {
 			if first {
-				ready <- nil
+				ready <- errors.New("ended before it was ready")
 			}
 			return
 		}
@@ -232,12 +229,8 @@ func (p *zygoteProc) read(ready chan<- *readyMsg) {
 		if first {
 			first = false
 			closeFDs(fds)
-			r, err := decodeReady(buf[:n])
-			if err != nil {
-				p.log.Error("the zygote's ready message", zap.Error(err))
-				r = &readyMsg{}
-			}
-			ready <- r
+			_, err := decodeReady(buf[:n])
+			ready <- err
 			continue
 		}
 		var m controlMsg
@@ -292,11 +285,11 @@ func closeFDs(fds []int) {
 	}
 }
 
-// fork asks the zygote for one child and waits for its answer.
-func (p *zygoteProc) fork(ctx context.Context, id string, timeout time.Duration) (forkedMsg, <-chan exitMsg, error) {
+// fork asks the zygote for one child, tagged id, and waits for its answer.
+func (p *zygoteProc) fork(ctx context.Context, id string, timeout time.Duration) (forkedMsg, error) {
 	if _, err := p.ctl.Write([]byte(`{"fork": "` + id + `"}`)); err != nil {
 		p.kill()
-		return forkedMsg{}, nil, fmt.Errorf("ask the zygote for a child: %w", err)
+		return forkedMsg{}, fmt.Errorf("ask the zygote for a child: %w", err)
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -304,27 +297,27 @@ func (p *zygoteProc) fork(ctx context.Context, id string, timeout time.Duration)
 	select {
 	case got, ok := <-p.forked:
 		if !ok {
-			return forkedMsg{}, nil, fmt.Errorf("the zygote ended: %s", p.describeExit())
+			return forkedMsg{}, fmt.Errorf("the zygote ended: %s", p.describeExit())
 		}
 		m = got
 	case <-timer.C:
 		p.kill()
-		return forkedMsg{}, nil, fmt.Errorf("%w: the zygote made no child within %v", ErrSpawnTimeout, timeout)
+		return forkedMsg{}, fmt.Errorf("%w: the zygote made no child within %v", ErrSpawnTimeout, timeout)
 	case <-ctx.Done():
 		// The answer may still come; this zygote is out of step for good.
 		p.kill()
-		return forkedMsg{}, nil, ctx.Err()
+		return forkedMsg{}, ctx.Err()
 	}
 	if m.Tag != id || m.Error != "" || len(m.fds) != 3 || m.PID <= 0 {
 		closeFDs(m.fds)
 		p.forget(m.PID)
 		if m.Error != "" {
-			return forkedMsg{}, nil, fmt.Errorf("the zygote could not fork: %s", m.Error)
+			return forkedMsg{}, fmt.Errorf("the zygote could not fork: %s", m.Error)
 		}
 		p.kill()
-		return forkedMsg{}, nil, fmt.Errorf("the zygote's answer is out of step (%q, %d descriptors)", m.Tag, len(m.fds))
+		return forkedMsg{}, fmt.Errorf("the zygote's answer is out of step (%q, %d descriptors)", m.Tag, len(m.fds))
 	}
-	return m, m.exit, nil
+	return m, nil
 }
 
 // forget drops the exit channel of the child pid (0: none).
