@@ -495,3 +495,39 @@ func TestFork_WaitingChildIsIdleAndItsScriptIsNot(t *testing.T) {
 		assert.Equal(t, c.cg.weight.normal, weight(), "the script's cgroup")
 	}
 }
+
+// A child holds no descriptor of the zygote's or of another child's: only
+// its standard streams (its two pipes), its own channel and /dev/null.
+func TestFork_ChildHoldsOnlyItsOwnDescriptors(t *testing.T) {
+	s := newSpawner(t, Config{Isolation: IsolationFork, Validation: ValidationMinimal})
+	fork(t, s) // a second child exists while the first runs
+	resp := run(t, fork(t, s), `import os
+def main():
+    listing = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    fds = {}
+    for name in os.listdir(listing):
+        fd = int(name)
+        if fd != listing:
+            try:
+                fds[fd] = os.readlink("/proc/self/fd/%d" % fd).split(":")[0]
+            except OSError:
+                pass
+    os.close(listing)
+    return fds
+`, 5*time.Second)
+	require.Nil(t, resp.Error, "%+v", resp.Error)
+	var fds map[string]string
+	require.NoError(t, json.Unmarshal(resp.Result, &fds))
+	kinds := map[string]int{}
+	for fd, kind := range fds {
+		if fd != "1" && fd != "2" {
+			kinds[kind]++
+		}
+	}
+	assert.Equal(t, "pipe", fds["1"])
+	assert.Equal(t, "pipe", fds["2"])
+	assert.Equal(t, 1, kinds["socket"], "one socket, its own channel: %v", fds)
+	delete(kinds, "socket")
+	delete(kinds, "/dev/null")
+	assert.Empty(t, kinds, "nothing but its channel and /dev/null besides its streams: %v", fds)
+}

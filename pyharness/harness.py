@@ -1352,7 +1352,7 @@ class Zygote:
     The zygote also reports how each child ended (waitpid's status), which
     the service uses to explain a child that died without answering."""
 
-    def __init__(self, control_fd, devnull, seccomp_filter, tmp_mb):
+    def __init__(self, control_fd, devnull, seccomp_filter, tmp_mb, max_line=DEFAULT_MAX_LINE):
         if os.getpid() != 1:
             # Its children must die with it, as the jail's pid namespace
             # ensures when it is the namespace's init.
@@ -1362,6 +1362,7 @@ class Zygote:
         self.devnull = devnull
         self.filter = seccomp_filter
         self.tmp_size = "size=%dm,mode=1777" % tmp_mb
+        self.max_line = max_line
         # A child's ptrace or memory reads cannot reach the zygote.
         self.kernel.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -1485,7 +1486,7 @@ class Zygote:
         if pid == 0:
             code = CHILD_SETUP_FAILED
             try:
-                code = Child(self, theirs_fd, out_w, err_w, (ours_fd, out_r, err_r)).run()
+                code = Child(self, theirs_fd, out_w, err_w).run()
             finally:
                 os._exit(code)
         for fd in (theirs_fd, out_w, err_w):
@@ -1500,18 +1501,22 @@ class Zygote:
 class Child:
     """One script's process, made by the zygote in namespaces of its own."""
 
-    def __init__(self, zygote, channel_fd, out_fd, err_fd, theirs):
+    def __init__(self, zygote, channel_fd, out_fd, err_fd):
         self.z = zygote
         self.channel_fd = channel_fd
         self.out_fd, self.err_fd = out_fd, err_fd
-        self.theirs = theirs
 
     def run(self):
         z, k = self.z, self.z.kernel
-        # First the descriptors the service keeps, the control socket among
-        # them: nothing of the zygote's or of other children stays open.
-        for fd in self.theirs + (z.control,):
-            os.close(fd)
+        # First every descriptor but its own: the ends the service keeps,
+        # the control socket, the zygote's signal pipe. Nothing of the
+        # zygote's or of another child's stays open.
+        low = 3
+        for fd in sorted({self.channel_fd, self.out_fd, self.err_fd, z.devnull}):
+            if fd >= low:
+                os.closerange(low, fd)
+                low = fd + 1
+        os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         # A session of its own: kill(0) reaches the zygote's process group,
         # and the kernel lets a signal from a sibling pid namespace through
         # to the init of another (the next child).
@@ -1556,7 +1561,7 @@ class Child:
             got += chunk
         if got != PLACED_LINE:
             return 0
-        channel = Channel(self.channel_fd, self.channel_fd)
+        channel = Channel(self.channel_fd, self.channel_fd, z.max_line)
         self.warm_path()
         made = ready_workdir(WORKDIR)
         seed_font_cache()
@@ -1687,14 +1692,17 @@ def main():
     os.dup2(err_fd, 2)
     os.close(err_fd)
     max_line = int(os.environ.get("PYEXEC_MAX_LINE", DEFAULT_MAX_LINE))
-    channel = Channel(in_fd, out_fd, max_line)
     if os.environ.get("PYEXEC_ROLE") == "zygote":
         # The control socket is descriptor 3; the seccomp filter every child
-        # installs was compiled by the service.
+        # installs was compiled by the service. Each child's channel is its
+        # own socket: the zygote's stdin and stdout carry nothing.
+        os.close(in_fd)
+        os.close(out_fd)
         with open(os.environ["PYEXEC_SECCOMP_FILTER"], "rb") as f:
             seccomp_filter = f.read()
-        Zygote(3, devnull, seccomp_filter, int(os.environ.get("PYEXEC_TMP_MB", "64"))).serve(versions)
+        Zygote(3, devnull, seccomp_filter, int(os.environ.get("PYEXEC_TMP_MB", "64")), max_line).serve(versions)
         os._exit(0)
+    channel = Channel(in_fd, out_fd, max_line)
     channel.write(dict({"ready": True, "protocol": PROTOCOL, "pid": os.getpid()}, **versions))
     serve(channel, devnull)
     # Leave at once: lingering threads or atexit hooks of the script must not
