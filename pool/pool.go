@@ -63,7 +63,7 @@ func (c *Config) check() error {
 type Pool struct {
 	cfg   Config
 	log   *zap.Logger
-	warm  *puddle.Pool[Worker]
+	warm  *puddle.Pool[*slot]
 	spawn *spawner
 
 	kick    chan struct{}
@@ -84,9 +84,9 @@ func New(cfg Config, log *zap.Logger) (*Pool, error) {
 		spawn: &spawner{spawn: cfg.Spawn, onSpawn: cfg.OnSpawn},
 		kick:  make(chan struct{}, cfg.SpawnConcurrency), closing: make(chan struct{}),
 	}
-	warm, err := puddle.NewPool(&puddle.Config[Worker]{
+	warm, err := puddle.NewPool(&puddle.Config[*slot]{
 		Constructor: p.construct,
-		Destructor:  func(w Worker) { w.Kill() },
+		Destructor:  func(s *slot) { s.Kill() },
 		MaxSize:     int32(cfg.Size),
 	})
 	if err != nil {
@@ -98,10 +98,22 @@ func New(cfg Config, log *zap.Logger) (*Pool, error) {
 
 // construct is the puddle constructor. Its life is bounded by SpawnTimeout,
 // never by the context of whichever request happened to trigger it.
-func (p *Pool) construct(ctx context.Context) (Worker, error) {
+func (p *Pool) construct(ctx context.Context) (*slot, error) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.SpawnTimeout)
 	defer cancel()
-	return p.spawn.start(sctx)
+	w, err := p.spawn.start(sctx)
+	if err != nil {
+		return nil, err
+	}
+	return &slot{Worker: w, ready: time.Now()}, nil
+}
+
+// slot is a worker as the pool holds it: with the time it became ready.
+// Workers are made concurrently, so the order their spawns began in is
+// not the order they became ready in.
+type slot struct {
+	Worker
+	ready time.Time
 }
 
 // Start begins filling the pool in the background. It returns at once.
@@ -288,18 +300,18 @@ func (p *Pool) Execute(ctx context.Context, req pyexec.Request) (*pyexec.Respons
 
 // retire destroys a used worker and starts its replacement, after
 // retireDelay. The worker counts as acquired until then, so Close waits.
-// acquireOldest takes the idle worker made first, or waits for one. A
-// worker that has waited longer has done more of its warm-up (a fork
+// acquireOldest takes the idle worker that became ready first, or waits
+// for one. A worker that has waited longer has done more of its warm-up (a fork
 // child copies the pages scripts touch only once it has waited a while),
 // and the pool's own order would hand out the newest first.
-func (p *Pool) acquireOldest(ctx context.Context) (*puddle.Resource[Worker], error) {
+func (p *Pool) acquireOldest(ctx context.Context) (*puddle.Resource[*slot], error) {
 	idle := p.warm.AcquireAllIdle()
 	if len(idle) == 0 {
 		return p.warm.Acquire(ctx)
 	}
 	oldest := 0
 	for i, r := range idle {
-		if r.CreationTime().Before(idle[oldest].CreationTime()) {
+		if r.Value().ready.Before(idle[oldest].Value().ready) {
 			oldest = i
 		}
 	}
@@ -311,7 +323,7 @@ func (p *Pool) acquireOldest(ctx context.Context) (*puddle.Resource[Worker], err
 	return idle[oldest], nil
 }
 
-func (p *Pool) retire(res *puddle.Resource[Worker]) {
+func (p *Pool) retire(res *puddle.Resource[*slot]) {
 	time.AfterFunc(retireDelay, func() {
 		res.Destroy()
 		p.nudge()

@@ -50,14 +50,20 @@ type factory struct {
 	next    atomic.Int64
 	fail    atomic.Bool
 	delay   time.Duration
+	calls   atomic.Int64
+	delayOf func(call int64) time.Duration // the n-th spawn's delay, when set
 	make    func(w *fakeWorker)
 	onKill  func()
 }
 
 func (f *factory) spawn(ctx context.Context) (Worker, error) {
-	if f.delay > 0 {
+	delay := f.delay
+	if f.delayOf != nil {
+		delay = f.delayOf(f.calls.Add(1))
+	}
+	if delay > 0 {
 		select {
-		case <-time.After(f.delay):
+		case <-time.After(delay):
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -366,17 +372,35 @@ func queued() int {
 // The idle worker made first serves first: it has waited, and warmed up,
 // the longest.
 func TestPool_OldestIdleWorkerServesFirst(t *testing.T) {
+	// One spawn at a time, so "made first" has one meaning.
 	f := &factory{}
-	p := newPool(t, Config{Size: 3, Spawn: f.spawn})
+	p := newPool(t, Config{Size: 3, Spawn: f.spawn, SpawnConcurrency: 1})
+	assert.Equal(t, []string{"1", "2", "3", "4"}, serveFromFullPool(t, p, 4), "workers serve in the order they were made")
+}
+
+func TestPool_WorkerReadyFirstServesFirstWhenSpawnsOverlap(t *testing.T) {
+	// Three spawns start together and end in the reverse order: the one
+	// started last is ready first. A worker's id is given when its spawn
+	// ends, so ids count in the order of readiness.
+	f := &factory{delayOf: func(call int64) time.Duration { return time.Duration(4-call) * 40 * time.Millisecond }}
+	p := newPool(t, Config{Size: 3, Spawn: f.spawn, SpawnConcurrency: 3})
+	served := serveFromFullPool(t, p, 3)
+	assert.Equal(t, []string{"1", "2", "3"}, served, "the worker that has waited longest serves first")
+}
+
+// serveFromFullPool runs n requests, each once the pool is full again, and
+// returns the ids of the workers that served them.
+func serveFromFullPool(t *testing.T, p *Pool, n int) []string {
+	t.Helper()
 	require.NoError(t, p.WaitReady(context.Background()))
-	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Idle == 3 }, 2*time.Second, time.Millisecond)
+	full := func() bool { s, _, _ := p.Status(); return s.Idle == p.cfg.Size }
+	require.Eventually(t, full, 2*time.Second, time.Millisecond)
 	var served []string
-	for i := 0; i < 4; i++ {
+	for i := 0; i < n; i++ {
 		resp, err := p.Execute(context.Background(), req())
 		require.NoError(t, err)
 		served = append(served, string(resp.Result))
-		// The next request finds the pool full again.
-		require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Idle == 3 }, 2*time.Second, time.Millisecond)
+		require.Eventually(t, full, 2*time.Second, time.Millisecond)
 	}
-	assert.Equal(t, []string{"1", "2", "3", "4"}, served, "workers serve in the order they were made")
+	return served
 }
