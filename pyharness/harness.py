@@ -1007,31 +1007,37 @@ def collect_figures(limits):
     return figures
 
 
-def seed_font_cache():
-    """Put the font list built at install time where matplotlib looks for
-    it (MPLCONFIGDIR, on the jail's tmpfs), so a script importing it does
-    not scan the fonts again. Nothing to do once matplotlib has loaded it,
-    or when the virtualenv has no such list."""
+def font_cache_files():
+    """The font list built at install time and where matplotlib looks for
+    it (MPLCONFIGDIR, on the jail's tmpfs): (source, destination) pairs.
+    None when matplotlib has loaded its list already, or when there is no
+    such list or no MPLCONFIGDIR."""
     if "matplotlib.font_manager" in sys.modules:
-        return
+        return []
     dest_dir = os.environ.get("MPLCONFIGDIR")
     if not dest_dir:
-        return
+        return []
     for entry in sys.path:
         src_dir = os.path.join(entry, FONT_CACHE_DIR)
         try:
             names = os.listdir(src_dir)
         except OSError:
             continue
-        for name in names:
-            dest = os.path.join(dest_dir, name)
-            if name.endswith(".json") and not os.path.exists(dest):
-                try:
-                    with open(os.path.join(src_dir, name), "rb") as src, open(dest, "wb") as out:
-                        out.write(src.read())
-                except OSError:
-                    pass
-        return
+        return [(os.path.join(src_dir, name), os.path.join(dest_dir, name))
+                for name in names if name.endswith(".json")]
+    return []
+
+
+def seed_font_cache():
+    """Copy the font list into place (font_cache_files), so a script
+    importing matplotlib does not scan the fonts again."""
+    for src, dest in font_cache_files():
+        if not os.path.exists(dest):
+            try:
+                with open(src, "rb") as f, open(dest, "wb") as out:
+                    out.write(f.read())
+            except OSError:
+                pass
 
 
 # ---------------------------------------------------------------------------
@@ -1175,45 +1181,59 @@ BPF_MAXINSNS = 4096
 SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}
 
 
-def install_seccomp(blob):
-    """Confine this process, all its threads and all it starts later to
-    the filter the service compiled: blob is the program's struct
+class SeccompProgram:
+    """A filter the service compiled: blob is the program's struct
     sock_filter array (8 bytes an instruction, in native byte order).
+    Checked and laid out in memory once; a fork child only installs it.
+    Raises OSError if the program is malformed."""
 
-    no_new_privs is set first: it lets an unprivileged process install a
-    filter, and an exec can no longer gain privileges. The filter goes on
-    every thread at once (TSYNC), so none started earlier, by a library
-    say, escapes it. Raises OSError if the program is malformed or the
-    kernel refuses."""
-    import ctypes
-    import errno
-    count, rest = divmod(len(blob), SOCK_FILTER_SIZE)
-    if rest or not 0 < count <= BPF_MAXINSNS:
-        raise OSError(errno.EINVAL, "seccomp program of %d bytes is not 1 to %d instructions of %d bytes"
-                      % (len(blob), BPF_MAXINSNS, SOCK_FILTER_SIZE))
-    machine = os.uname().machine
-    if machine not in SYS_SECCOMP:
-        raise OSError(errno.ENOSYS, "no seccomp system call known on " + machine)
+    def __init__(self, blob):
+        import ctypes
+        import errno
+        count, rest = divmod(len(blob), SOCK_FILTER_SIZE)
+        if rest or not 0 < count <= BPF_MAXINSNS:
+            raise OSError(errno.EINVAL, "seccomp program of %d bytes is not 1 to %d instructions of %d bytes"
+                          % (len(blob), BPF_MAXINSNS, SOCK_FILTER_SIZE))
+        machine = os.uname().machine
+        if machine not in SYS_SECCOMP:
+            raise OSError(errno.ENOSYS, "no seccomp system call known on " + machine)
 
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+        class SockFprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    ulong = ctypes.c_ulong
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, ulong(1), ulong(0), ulong(0), ulong(0)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, "prctl(PR_SET_NO_NEW_PRIVS): " + os.strerror(err))
-    program = ctypes.create_string_buffer(bytes(blob), len(blob))
-    fprog = SockFprog(count, ctypes.addressof(program))
-    ret = libc.syscall(ctypes.c_long(SYS_SECCOMP[machine]), ulong(SECCOMP_SET_MODE_FILTER),
-                       ulong(SECCOMP_FILTER_FLAG_TSYNC), ctypes.byref(fprog))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, "seccomp(SECCOMP_SET_MODE_FILTER): " + os.strerror(err))
-    if ret > 0:
-        # TSYNC names the thread that could not take the filter.
-        raise OSError(errno.EBUSY, "seccomp: thread %d cannot take the filter" % ret)
+        self.ctypes = ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.syscall.restype = ctypes.c_long
+        self.nr = SYS_SECCOMP[machine]
+        self.program = ctypes.create_string_buffer(bytes(blob), len(blob))
+        self.fprog = SockFprog(count, ctypes.addressof(self.program))
+
+    def install(self):
+        """Confine this process, all its threads and all it starts later.
+
+        no_new_privs is set first: it lets an unprivileged process install a
+        filter, and an exec can no longer gain privileges. The filter goes on
+        every thread at once (TSYNC), so none started earlier, by a library
+        say, escapes it. Raises OSError if the kernel refuses."""
+        import errno
+        ctypes, libc = self.ctypes, self.libc
+        ulong = ctypes.c_ulong
+        if libc.prctl(PR_SET_NO_NEW_PRIVS, ulong(1), ulong(0), ulong(0), ulong(0)) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, "prctl(PR_SET_NO_NEW_PRIVS): " + os.strerror(err))
+        ret = libc.syscall(ctypes.c_long(self.nr), ulong(SECCOMP_SET_MODE_FILTER),
+                           ulong(SECCOMP_FILTER_FLAG_TSYNC), ctypes.byref(self.fprog))
+        if ret < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, "seccomp(SECCOMP_SET_MODE_FILTER): " + os.strerror(err))
+        if ret > 0:
+            # TSYNC names the thread that could not take the filter.
+            raise OSError(errno.EBUSY, "seccomp: thread %d cannot take the filter" % ret)
+
+
+def install_seccomp(blob):
+    """Check blob (see SeccompProgram) and install it on this process."""
+    SeccompProgram(blob).install()
 
 
 # ---------------------------------------------------------------------------
@@ -1299,15 +1319,22 @@ class Kernel:
         if self.libc.mount(enc(source), enc(target), enc(fstype), self.ctypes.c_ulong(flags), enc(data)) != 0:
             self.fail("mount %s" % target)
 
-    def drop_capabilities(self):
-        """Leave no capability in any set: ambient, bounding, effective,
-        permitted, inheritable."""
-        ctypes = self.ctypes
-        if self.libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0:
-            self.fail("clear ambient capabilities")
+    def drop_bounding_set(self):
+        """Empty the bounding set, which limits what an exec could ever
+        grant. It takes CAP_SETPCAP but removes nothing the process holds
+        now, and children inherit it: the zygote empties it once for all
+        of them."""
         for cap in range(self.last_cap + 1):
             if self.libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
                 self.fail("drop capability %d from the bounding set" % cap)
+
+    def drop_capabilities(self):
+        """Leave no capability in any set: ambient, effective, permitted,
+        inheritable, and check that none is left in those or in the
+        bounding set (emptied by drop_bounding_set)."""
+        ctypes = self.ctypes
+        if self.libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0:
+            self.fail("clear ambient capabilities")
         header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
         data = (ctypes.c_uint32 * 6)()
         if self.libc.capset(header, data) != 0:
@@ -1358,9 +1385,10 @@ class Zygote:
             # ensures when it is the namespace's init.
             raise SystemExit("pyexec harness: the zygote must be pid 1 of its own pid namespace")
         self.kernel = Kernel()
+        self.kernel.drop_bounding_set()
         self.control = control_fd
         self.devnull = devnull
-        self.filter = seccomp_filter
+        self.filter = SeccompProgram(seccomp_filter)
         self.tmp_size = "size=%dm,mode=1777" % tmp_mb
         self.max_line = max_line
         # A child's ptrace or memory reads cannot reach the zygote.
@@ -1368,6 +1396,8 @@ class Zygote:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.binds = self._tmp_binds("/tmp")
         self.links = self._tmp_links("/tmp")
+        # matplotlib's font list, linked rather than copied into each /tmp.
+        self.links.update((dest, src) for src, dest in font_cache_files() if dest.startswith("/tmp/"))
 
     # -- what a fresh /tmp must show again ---------------------------------
 
@@ -1533,7 +1563,7 @@ class Child:
             except OSError:
                 pass
             k.drop_capabilities()
-            install_seccomp(z.filter)
+            z.filter.install()
         except Exception as exc:  # noqa: B902 - any failure ends this child only
             print("pyexec harness: child set-up failed: %s" % exc, file=sys.stderr, flush=True)
             return CHILD_SETUP_FAILED
@@ -1564,7 +1594,6 @@ class Child:
         channel = Channel(self.channel_fd, self.channel_fd, z.max_line)
         self.warm_path()
         made = ready_workdir(WORKDIR)
-        seed_font_cache()
         self.warm_data()
         req = channel.read()
         if req is not None:

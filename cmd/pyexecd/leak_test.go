@@ -50,9 +50,11 @@ def main():
     os.makedirs("/tmp/leak/deep", exist_ok=True)
     open("/tmp/leak/deep/file", "w").write("x")
     open("/tmp/.hidden", "w").write("x")
-    # matplotlib's font list, which the harness puts in /tmp for each script.
+    # matplotlib's font list, which the harness puts in /tmp for each script
+    # (a copy, or a link to the shipped list): replaced by a planted one.
     for name in os.listdir("/tmp"):
         if name.startswith("fontlist"):
+            os.unlink(os.path.join("/tmp", name))
             open(os.path.join("/tmp", name), "w").write("planted")
     os.symlink("/tmp/leak", "/tmp/link")
     os.chmod("/tmp/leak/deep", 0)
