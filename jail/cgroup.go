@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,7 +34,21 @@ type cgroups struct {
 	// service's own leaf under it ("" when none is used).
 	base string
 	leaf string
+
+	// spare holds the emptied cgroups of fork children, for the next ones
+	// (see take); closed is set by close. Both guarded by mu.
+	mu     sync.Mutex
+	spare  []*workerCgroup
+	closed bool
 }
+
+// maxSpare bounds the emptied cgroups kept for reuse.
+const maxSpare = 64
+
+// spareChargeMax is the most that may stay charged to an emptied cgroup
+// (kernel memory freed a moment later, cached pages) for it to be reused;
+// the next script starts with it counted against its memory limit.
+const spareChargeMax = 4 << 20
 
 // serviceLeaf is the cgroup v2 leaf that the processes of the service's own
 // cgroup are moved into, when that cgroup must hold none for its children
@@ -320,9 +335,49 @@ func (c *cgroups) create(name string) (*workerCgroup, error) {
 	return w, nil
 }
 
+// take returns the cgroup of an earlier fork child, emptied and with the
+// same limits, or else a new one named name. Making and removing a cgroup
+// costs the kernel more than a whole hello script does in the service.
+func (c *cgroups) take(name string) (*workerCgroup, error) {
+	c.mu.Lock()
+	if n := len(c.spare); n > 0 {
+		w := c.spare[n-1]
+		c.spare = c.spare[:n-1]
+		c.mu.Unlock()
+		// OOM kills are counted from here: the counter is the cgroup's
+		// whole history.
+		w.oomBase = w.oomCount()
+		return w, nil
+	}
+	c.mu.Unlock()
+	return c.create(name)
+}
+
+// giveBack keeps w for a later child (see take) when no process is left in
+// it and almost nothing stays charged to it; otherwise it removes it.
+func (c *cgroups) giveBack(w *workerCgroup) {
+	if w.reusable() {
+		c.mu.Lock()
+		if !c.closed && len(c.spare) < maxSpare {
+			c.spare = append(c.spare, w)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
+	w.remove()
+}
+
 // close removes the parents, killing anything left in them, and on v2
 // puts the service's own cgroup back as it was found (see restoreBase).
 func (c *cgroups) close() {
+	c.mu.Lock()
+	c.closed = true
+	for _, w := range c.spare {
+		w.closeEvents()
+	}
+	c.spare = nil
+	c.mu.Unlock()
 	for _, p := range c.parents {
 		entries, _ := os.ReadDir(p)
 		for _, e := range entries {
@@ -416,6 +471,9 @@ type workerCgroup struct {
 	events *os.File
 	// weight is the cgroup's CPU weight (no file without a cpu controller).
 	weight cpuWeight
+	// oomBase is the OOM-kill count when the cgroup was taken for its
+	// current worker (see take).
+	oomBase int64
 }
 
 // cpuWeight is a cgroup's CPU weight file and its lowest and default
@@ -490,8 +548,13 @@ func (w *workerCgroup) killAll() {
 	}
 }
 
-// oomKilled reports whether the kernel's OOM killer fired in this cgroup.
+// oomKilled reports whether the kernel's OOM killer fired in this cgroup
+// since its current worker took it.
 func (w *workerCgroup) oomKilled() bool { return w.oomKills() > 0 }
+
+// oomKills counts the OOM kills in this cgroup since its current worker
+// took it.
+func (w *workerCgroup) oomKills() int64 { return w.oomCount() - w.oomBase }
 
 // openEvents opens the file of OOM-kill counts, kept open for oomKills.
 func (w *workerCgroup) openEvents() {
@@ -504,10 +567,9 @@ func (w *workerCgroup) openEvents() {
 	}
 }
 
-// oomKills counts the OOM kills in this cgroup so far. The file stays
-// open (a fork jail reads it before every script); reading it again from
-// the start gives the current counts.
-func (w *workerCgroup) oomKills() int64 {
+// oomCount reads the cgroup's OOM-kill counter. The file stays open;
+// reading it again from the start gives the current count.
+func (w *workerCgroup) oomCount() int64 {
 	if w.events == nil {
 		return 0
 	}
@@ -531,15 +593,41 @@ func counter(data []byte, name string) int64 {
 	return 0
 }
 
+// reusable reports whether no process is left in the cgroup and almost
+// nothing stays charged to it (see spareChargeMax).
+func (w *workerCgroup) reusable() bool {
+	return w.mode != CgroupNone && len(w.dirs) > 0 && len(w.pids()) == 0 && w.charged() <= spareChargeMax
+}
+
+// charged reads the memory charged to the cgroup (0 without a memory
+// controller).
+func (w *workerCgroup) charged() int64 {
+	name := map[CgroupMode]string{CgroupV1: "memory.usage_in_bytes", CgroupV2: "memory.current"}[w.mode]
+	if name == "" || len(w.dirs) == 0 {
+		return 0
+	}
+	data, err := os.ReadFile(filepath.Join(w.dirs[0], name))
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	return n
+}
+
+func (w *workerCgroup) closeEvents() {
+	if w.events != nil {
+		_ = w.events.Close()
+		w.events = nil
+	}
+}
+
 // remove kills what is left and deletes the directories. rmdir of a cgroup
 // fails while the kernel still tears processes down, so it retries briefly.
 func (w *workerCgroup) remove() {
 	if len(w.dirs) == 0 {
 		return
 	}
-	if w.events != nil {
-		_ = w.events.Close()
-	}
+	w.closeEvents()
 	w.killAll()
 	deadline := time.Now().Add(2 * time.Second)
 	for _, d := range w.dirs {

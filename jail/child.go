@@ -33,7 +33,9 @@ type Child struct {
 	// it.
 	pid   int
 	pidfd *os.File
-	cg    *workerCgroup
+	// cg is the child's cgroup, taken from and given back to cgroups.
+	cg      *workerCgroup
+	cgroups *cgroups
 	// conn is the child's protocol channel; out and errOut its stdout and
 	// stderr, read by the service.
 	conn   *net.UnixConn
@@ -56,7 +58,7 @@ type Child struct {
 func newChild(ctx context.Context, s *Spawner, p *zygoteProc, m forkedMsg) (*Child, error) {
 	id := m.Tag
 	c := &Child{
-		id: id, log: s.log.With(zap.String("worker", id)), cfg: &s.cfg,
+		id: id, log: s.log.With(zap.String("worker", id)), cfg: &s.cfg, cgroups: s.cg,
 		lines: make(chan lineResult, 1), stop: make(chan struct{}), exit: m.exit,
 		forget: func() { p.forget(m.PID) },
 	}
@@ -87,7 +89,7 @@ func newChild(ctx context.Context, s *Spawner, p *zygoteProc, m forkedMsg) (*Chi
 	if err := c.hello(ctx, p, m.PID, s.cfg.SpawnTimeout); err != nil {
 		return fail(err)
 	}
-	if c.cg, err = s.cg.create(id); err != nil {
+	if c.cg, err = s.cg.take(id); err != nil {
 		return fail(err)
 	}
 	for _, procs := range c.cg.procsFiles() {
@@ -324,7 +326,7 @@ func (c *Child) Kill() {
 			c.closePipes()
 		}
 		if c.cg != nil {
-			c.cg.remove()
+			c.cgroups.giveBack(c.cg)
 		}
 		if c.pidfd != nil {
 			c.pidfd.Close()

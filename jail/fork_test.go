@@ -531,3 +531,36 @@ def main():
 	delete(kinds, "/dev/null")
 	assert.Empty(t, kinds, "nothing but its channel and /dev/null besides its streams: %v", fds)
 }
+
+// A child's cgroup is used again by a later child once it is empty: the
+// later script is not blamed for the earlier one's OOM kill, its limit
+// still holds, and its own OOM kill is still seen.
+func TestFork_AReusedCgroupStartsClean(t *testing.T) {
+	const memoryMB = 192
+	s := newSpawner(t, Config{Isolation: IsolationFork, MemoryMB: memoryMB})
+	hog := "def main():\n    x = []\n    while True:\n        x.append(b'y' * (1 << 20))\n"
+	first := fork(t, s)
+	resp := run(t, first, hog, 30*time.Second)
+	require.NotNil(t, resp.Error)
+	require.Equal(t, pyexec.CodeMemoryLimit, resp.Error.Code, resp.Error.Message)
+	if s.cg.mode == CgroupNone {
+		return // no cgroup to reuse: the rest is about cgroups
+	}
+	dirs := first.cg.dirs
+	first.Kill()
+
+	second := fork(t, s)
+	require.Equal(t, dirs, second.cg.dirs, "the emptied cgroup is taken again")
+	// It holds 100 MB, well within the limit, and dies: of its own exit,
+	// not of the earlier script's OOM kill.
+	resp = run(t, second, "import os\ndef main():\n    x = b'y' * (100 << 20)\n    os._exit(3)\n", 30*time.Second)
+	require.NotNil(t, resp.Error)
+	assert.NotEqual(t, pyexec.CodeMemoryLimit, resp.Error.Code, resp.Error.Message)
+	second.Kill()
+
+	third := fork(t, s)
+	require.Equal(t, dirs, third.cg.dirs)
+	resp = run(t, third, hog, 30*time.Second)
+	require.NotNil(t, resp.Error)
+	assert.Equal(t, pyexec.CodeMemoryLimit, resp.Error.Code, "the limit holds in a reused cgroup: %s", resp.Error.Message)
+}

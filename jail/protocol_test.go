@@ -2,8 +2,11 @@ package jail
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -163,6 +166,51 @@ func TestOOMKills_ReadsTheCurrentCountEachTime(t *testing.T) {
 	missing.openEvents()
 	assert.EqualValues(t, 0, missing.oomKills())
 	assert.EqualValues(t, 0, (&workerCgroup{mode: CgroupNone}).oomKills())
+}
+
+// fakeCgroup is a directory with the files giveBack and take read.
+func fakeCgroup(t *testing.T, procs string, usage int64, oomKills int) *workerCgroup {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, data string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644))
+	}
+	write("cgroup.procs", procs)
+	write("memory.current", strconv.FormatInt(usage, 10)+"\n")
+	write("memory.events", fmt.Sprintf("oom 0\noom_kill %d\n", oomKills))
+	w := &workerCgroup{mode: CgroupV2, dirs: []string{dir}}
+	w.openEvents()
+	t.Cleanup(w.closeEvents)
+	return w
+}
+
+func TestCgroups_AnEmptiedCgroupIsTakenAgainWithItsOOMCountFromThen(t *testing.T) {
+	c := &cgroups{mode: CgroupV2}
+	w := fakeCgroup(t, "", 300<<10, 3)
+	c.giveBack(w)
+	got, err := c.take("unused")
+	require.NoError(t, err)
+	require.Same(t, w, got)
+	assert.False(t, got.oomKilled(), "the kills of its earlier scripts are not this one's")
+	require.NoError(t, os.WriteFile(filepath.Join(w.dirs[0], "memory.events"), []byte("oom 1\noom_kill 4\n"), 0o644))
+	assert.True(t, got.oomKilled())
+	assert.EqualValues(t, 1, got.oomKills())
+}
+
+func TestCgroups_OnlyAnEmptyAndUnchargedCgroupIsKept(t *testing.T) {
+	for name, w := range map[string]*workerCgroup{
+		"a process left":   fakeCgroup(t, "1\n", 0, 0),
+		"too much charged": fakeCgroup(t, "", spareChargeMax+1, 0),
+	} {
+		assert.False(t, w.reusable(), name)
+	}
+	assert.True(t, fakeCgroup(t, "", spareChargeMax, 0).reusable())
+	closed := &cgroups{mode: CgroupV2}
+	closed.close()
+	kept := fakeCgroup(t, "", 0, 0)
+	kept.dirs = nil // nothing to remove
+	closed.giveBack(kept)
+	assert.Empty(t, closed.spare, "a closed set keeps nothing")
 }
 
 func TestCheckResult_RefusesWhatNoClientCouldRead(t *testing.T) {
