@@ -194,6 +194,7 @@ func testNoStateLeaksBetweenRuns(t *testing.T, iso jail.Isolation) {
 		assert.NotEqual(t, planted.NP, got.NP, "a seeded numpy random state leaked")
 		if previous != nil {
 			assert.NotEqual(t, previous.Random, got.Random, "every child must not replay one random sequence")
+			assert.NotEqual(t, previous.NP, got.NP, "every child must not replay numpy's one random sequence")
 		}
 		previous = &got
 	}
