@@ -303,6 +303,14 @@ func (c *Child) closePipes() {
 	c.errOut.close()
 }
 
+// idleTeardown is how long a killed child's teardown runs in the idle
+// class before it gets its normal share of the CPU back; killWait how long
+// Kill waits for it in all.
+const (
+	idleTeardown = 100 * time.Millisecond
+	killWait     = 5 * time.Second
+)
+
 // Alive reports whether the child's process is still running, as the
 // kernel says through its pidfd.
 func (c *Child) Alive() bool { return pidfdAlive(c.pidfd, 0) }
@@ -324,8 +332,17 @@ func (c *Child) Kill() {
 				setPolicy(c.pid, unix.SCHED_IDLE)
 			}
 			_ = unix.PidfdSendSignal(int(c.pidfd.Fd()), unix.SIGKILL, nil, 0)
-			if pidfdAlive(c.pidfd, 5*time.Second) {
-				c.log.Error("child did not exit after SIGKILL", zap.Int("pid", c.pid))
+			// A teardown that the running scripts leave no CPU for (much
+			// memory to free on a busy machine) gets its normal share back
+			// after idleTeardown, so that the memory is not held for long.
+			if pidfdAlive(c.pidfd, idleTeardown) {
+				if c.cg != nil {
+					c.cg.setIdle(false)
+				}
+				setPolicy(c.pid, unix.SCHED_NORMAL)
+				if pidfdAlive(c.pidfd, killWait-idleTeardown) {
+					c.log.Error("child did not exit after SIGKILL", zap.Int("pid", c.pid))
+				}
 			}
 		}
 		if c.conn != nil {

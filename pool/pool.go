@@ -72,6 +72,9 @@ type Pool struct {
 	once    sync.Once
 
 	recycled atomic.Int64
+	// dying counts the workers being killed (see destroy); Close waits
+	// for them.
+	dying sync.WaitGroup
 }
 
 // New builds a pool. Call Start to begin warming it.
@@ -86,7 +89,7 @@ func New(cfg Config, log *zap.Logger) (*Pool, error) {
 	}
 	warm, err := puddle.NewPool(&puddle.Config[*slot]{
 		Constructor: p.construct,
-		Destructor:  func(s *slot) { s.Kill() },
+		Destructor:  p.destroy,
 		MaxSize:     int32(cfg.Size),
 	})
 	if err != nil {
@@ -114,6 +117,18 @@ func (p *Pool) construct(ctx context.Context) (*slot, error) {
 type slot struct {
 	Worker
 	ready time.Time
+}
+
+// destroy is the puddle destructor. The slot is free as soon as the worker
+// is told to end: its teardown (its memory freed, which takes long for a
+// large one on a busy machine) must not hold back the worker that
+// replaces it. Close waits for it.
+func (p *Pool) destroy(s *slot) {
+	p.dying.Add(1)
+	go func() {
+		defer p.dying.Done()
+		s.Kill()
+	}()
 }
 
 // Start begins filling the pool in the background. It returns at once.
@@ -364,5 +379,6 @@ func (p *Pool) Close() {
 		close(p.closing)
 		p.wg.Wait()
 		p.warm.Close()
+		p.dying.Wait()
 	})
 }

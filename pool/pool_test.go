@@ -404,3 +404,43 @@ func serveFromFullPool(t *testing.T, p *Pool, n int) []string {
 	}
 	return served
 }
+
+func TestPool_ASlowKillDoesNotHoldItsSlot(t *testing.T) {
+	release := make(chan struct{})
+	var killed atomic.Int64
+	f := &factory{onKill: func() { <-release; killed.Add(1) }}
+	p := newPool(t, Config{Size: 1, Spawn: f.spawn, QueueTimeout: 2 * time.Second})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the pool's Close, should the test stop early
+	require.NoError(t, p.WaitReady(context.Background()))
+	first, err := p.Execute(context.Background(), req())
+	require.NoError(t, err)
+	// The first worker's kill does not end until released; a second
+	// worker serves the next request meanwhile.
+	second, err := p.Execute(context.Background(), req())
+	require.NoError(t, err)
+	assert.NotEqual(t, string(first.Result), string(second.Result))
+	assert.Zero(t, killed.Load(), "the kills are still under way")
+
+	closed := make(chan struct{})
+	go func() {
+		p.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while kills were under way")
+	case <-time.After(100 * time.Millisecond):
+	}
+	free()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return once the kills ended")
+	}
+	f.mu.Lock()
+	spawned := len(f.workers)
+	f.mu.Unlock()
+	assert.EqualValues(t, spawned, killed.Load(), "every worker was killed before Close returned")
+}
