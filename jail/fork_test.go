@@ -305,7 +305,7 @@ func TestFork_ChildCannotLearnOrChangeItsHostPID(t *testing.T) {
 	pid := c.pid
 	before, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	require.NoError(t, err)
-	resp := run(t, c, strings.ReplaceAll(`import errno, os, socket, stat, struct
+	resp := run(t, c, strings.ReplaceAll(`import errno, os, signal, socket, stat, struct
 HOST_PID = @PID@
 def main():
     status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l)
@@ -314,7 +314,7 @@ def main():
             "start": open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]}
     helper = os.fork()
     if helper == 0:
-        os.pause()
+        signal.pause()
         os._exit(0)
     refused, sockets = {}, []
     try:
