@@ -101,8 +101,7 @@ func newChild(ctx context.Context, s *Spawner, p *zygoteProc, m forkedMsg) (*Chi
 	// touch), which must not slow down running scripts or the forks of
 	// the next children: idle class, and its cgroup at the lowest weight.
 	// Run puts both back with the request.
-	c.cg.setIdle(true)
-	setPolicy(c.pid, unix.SCHED_IDLE)
+	c.setIdle(true)
 	go readLines(c.conn, c.lines, c.stop, s.cfg.maxReplyLine())
 	if _, err := c.conn.Write([]byte("{\"placed\": true}\n")); err != nil {
 		return fail(fmt.Errorf("child channel: %w", err))
@@ -183,8 +182,7 @@ func (c *Child) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, 
 	if err != nil {
 		return nil, fmt.Errorf("run: %w", err)
 	}
-	c.cg.setIdle(false)
-	setPolicy(c.pid, unix.SCHED_NORMAL)
+	c.setIdle(false)
 	start := time.Now()
 	timer := time.NewTimer(req.Timeout)
 	defer timer.Stop()
@@ -311,6 +309,20 @@ const (
 	killWait     = 5 * time.Second
 )
 
+// setIdle moves the child to the idle class and its cgroup to the lowest
+// CPU weight, or both back to normal. The caller knows the child is alive
+// (its pid is its own).
+func (c *Child) setIdle(idle bool) {
+	if c.cg != nil {
+		c.cg.setIdle(idle)
+	}
+	policy := uint32(unix.SCHED_NORMAL)
+	if idle {
+		policy = unix.SCHED_IDLE
+	}
+	setPolicy(c.pid, policy)
+}
+
 // Alive reports whether the child's process is still running, as the
 // kernel says through its pidfd.
 func (c *Child) Alive() bool { return pidfdAlive(c.pidfd, 0) }
@@ -325,21 +337,15 @@ func (c *Child) Kill() {
 			// Its teardown (its memory and namespaces freed, two
 			// milliseconds of CPU for a small script) must not slow the
 			// scripts that run now: it goes back to the idle class first.
-			if c.cg != nil {
-				c.cg.setIdle(true)
-			}
 			if pidfdAlive(c.pidfd, 0) { // its pid is still its own
-				setPolicy(c.pid, unix.SCHED_IDLE)
+				c.setIdle(true)
 			}
 			_ = unix.PidfdSendSignal(int(c.pidfd.Fd()), unix.SIGKILL, nil, 0)
 			// A teardown that the running scripts leave no CPU for (much
 			// memory to free on a busy machine) gets its normal share back
 			// after idleTeardown, so that the memory is not held for long.
 			if pidfdAlive(c.pidfd, idleTeardown) {
-				if c.cg != nil {
-					c.cg.setIdle(false)
-				}
-				setPolicy(c.pid, unix.SCHED_NORMAL)
+				c.setIdle(false)
 				if pidfdAlive(c.pidfd, killWait-idleTeardown) {
 					c.log.Error("child did not exit after SIGKILL", zap.Int("pid", c.pid))
 				}

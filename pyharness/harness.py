@@ -1010,7 +1010,7 @@ def collect_figures(limits):
 def font_cache_files():
     """The font list built at install time and where matplotlib looks for
     it (MPLCONFIGDIR, on the jail's tmpfs): (source, destination) pairs.
-    None when matplotlib has loaded its list already, or when there is no
+    Empty when matplotlib has loaded its list already, or when there is no
     such list or no MPLCONFIGDIR."""
     if "matplotlib.font_manager" in sys.modules:
         return []
