@@ -11,12 +11,15 @@ COPY . .
 RUN CGO_ENABLED=0 make build BIN=/out
 
 FROM debian:bookworm-slim AS venv
+# gcc and libc6-dev build the zygote's memory mover (pyharness/native) into
+# the virtualenv; the final image holds the library, not the compiler.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv make \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv make gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
 COPY pyharness/requirements.txt pyharness/requirements-dev.txt pyharness/requirements-extra.txt pyharness/fontcache.py pyharness/
+COPY pyharness/native/ pyharness/native/
 RUN make venv VENV=/opt/pyexec/venv VENV_REQS="-r pyharness/requirements.txt"
 
 FROM debian:bookworm-slim

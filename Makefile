@@ -21,6 +21,10 @@ VENV_REQS   ?= -r pyharness/requirements.txt -r pyharness/requirements-dev.txt
 # the virtualenv, so adding one does not rebuild it.
 EXTRA_REQS  ?= pyharness/requirements-extra.txt
 EXTRA_STAMP := $(VENV)/.extra-installed
+# The zygote's memory mover (pyharness/native), a small C library built into
+# the virtualenv's platlib, where the jail sees it.
+NATIVE_STAMP := $(VENV)/.native-built
+CC          ?= cc
 
 export PYEXEC_PYTHON ?= $(PY)
 export PORT
@@ -49,7 +53,15 @@ $(EXTRA_STAMP): $(STAMP) $(EXTRA_REQS)
 	"$(PY)" -m pip install --disable-pip-version-check --no-input -q -r "$(EXTRA_REQS)"
 	touch "$@"
 
-venv: $(STAMP) $(EXTRA_STAMP)
+$(NATIVE_STAMP): $(STAMP) pyharness/native/zygote_memory.c
+	@if ! command -v "$(CC)" >/dev/null || ! [ -e /usr/include/stdio.h ]; then \
+		echo ">> installing a C compiler from Debian"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev; \
+	fi
+	"$(CC)" -O2 -Wall -Wextra -Werror -shared -fPIC -o "$$("$(PY)" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')/pyexec_zygote_memory.so" pyharness/native/zygote_memory.c
+	touch "$@"
+
+venv: $(STAMP) $(EXTRA_STAMP) $(NATIVE_STAMP)
 
 build:
 	$(GO) build -o "$(BIN)/pyexecd" ./cmd/pyexecd

@@ -28,6 +28,10 @@ type readyMsg struct {
 	Numpy    string `json:"numpy"`
 	Pandas   string `json:"pandas"`
 	Zygote   bool   `json:"zygote"`
+	// The zygote's anonymous memory moved into sealed memory files (bytes
+	// of address space), or why it was not: for the log only.
+	SharedMemory      int64  `json:"shared_memory"`
+	SharedMemoryError string `json:"shared_memory_error"`
 }
 
 // requestLimits travel with each request so the harness applies the same

@@ -179,21 +179,23 @@ func (z *Zygote) start(ctx context.Context) (*zygoteProc, error) {
 		return nil, fmt.Errorf("start the zygote: %w", err)
 	}
 	p.started()
-	ready := make(chan error, 1)
+	ready := make(chan readyResult, 1)
 	go p.read(ready)
 
 	timer := time.NewTimer(s.cfg.SpawnTimeout)
 	defer timer.Stop()
+	var msg *readyMsg
 	fail := func(err error) (*zygoteProc, error) {
 		p.kill()
 		return nil, err
 	}
 	select {
-	case err := <-ready:
-		if err != nil {
+	case r := <-ready:
+		if r.err != nil {
 			p.waitDone(2 * time.Second)
-			return fail(fmt.Errorf("the zygote: %w: %s", err, p.describeExit()))
+			return fail(fmt.Errorf("the zygote: %w: %s", r.err, p.describeExit()))
 		}
+		msg = r.msg
 	case <-timer.C:
 		return fail(fmt.Errorf("%w: the zygote was not ready after %v: %s", ErrSpawnTimeout, s.cfg.SpawnTimeout, p.stderr.String()))
 	case <-ctx.Done():
@@ -205,14 +207,25 @@ func (z *Zygote) start(ctx context.Context) (*zygoteProc, error) {
 	}
 	// It imported at nice 19 like every spawn; it forks at normal priority.
 	_ = unix.Setpriority(unix.PRIO_PROCESS, p.hostPID, 0)
-	z.log.Info("zygote ready", zap.Int("pid", p.hostPID))
+	if msg.SharedMemoryError != "" {
+		z.log.Warn("zygote ready; its memory is not shared through sealed files, so every fork copies its page tables",
+			zap.Int("pid", p.hostPID), zap.String("reason", msg.SharedMemoryError))
+	} else {
+		z.log.Info("zygote ready", zap.Int("pid", p.hostPID), zap.Int64("shared_memory_bytes", msg.SharedMemory))
+	}
 	return p, nil
+}
+
+// readyResult is the zygote's first message, decoded, or why it is not one.
+type readyResult struct {
+	msg *readyMsg
+	err error
 }
 
 // read delivers the control socket's messages until it ends: whether the
 // ready message came and is one, fork replies in order, exit reports to
 // their children.
-func (p *zygoteProc) read(ready chan<- error) {
+func (p *zygoteProc) read(ready chan<- readyResult) {
 	defer close(p.forked)
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(3*4))
@@ -221,7 +234,7 @@ func (p *zygoteProc) read(ready chan<- error) {
 		n, oobn, _, _, err := p.ctl.ReadMsgUnix(buf, oob)
 		if err != nil || n == 0 {
 			if first {
-				ready <- errors.New("ended before it was ready")
+				ready <- readyResult{err: errors.New("ended before it was ready")}
 			}
 			return
 		}
@@ -229,8 +242,8 @@ func (p *zygoteProc) read(ready chan<- error) {
 		if first {
 			first = false
 			closeFDs(fds)
-			_, err := decodeReady(buf[:n])
-			ready <- err
+			m, err := decodeReady(buf[:n])
+			ready <- readyResult{m, err}
 			continue
 		}
 		var m controlMsg

@@ -32,6 +32,7 @@ import base64
 import builtins
 import datetime
 import decimal
+import errno
 import gc
 import importlib
 import inspect
@@ -1189,7 +1190,6 @@ class SeccompProgram:
 
     def __init__(self, blob):
         import ctypes
-        import errno
         count, rest = divmod(len(blob), SOCK_FILTER_SIZE)
         if rest or not 0 < count <= BPF_MAXINSNS:
             raise OSError(errno.EINVAL, "seccomp program of %d bytes is not 1 to %d instructions of %d bytes"
@@ -1215,7 +1215,6 @@ class SeccompProgram:
         filter, and an exec can no longer gain privileges. The filter goes on
         every thread at once (TSYNC), so none started earlier, by a library
         say, escapes it. Raises OSError if the kernel refuses."""
-        import errno
         ctypes, libc = self.ctypes, self.libc
         ulong = ctypes.c_ulong
         if libc.prctl(PR_SET_NO_NEW_PRIVS, ulong(1), ulong(0), ulong(0), ulong(0)) != 0:
@@ -1258,6 +1257,8 @@ SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 PLACED_LINE = b'{"placed": true}\n'
 # How long a child waits for its script before it warms numpy and pandas.
 DATA_WARM_AFTER_S = 0.25
+# The zygote's memory mover (native/zygote_memory.c), in the virtualenv's platlib.
+SHARED_MEMORY_LIB = "pyexec_zygote_memory.so"
 # Exit status of a child whose set-up failed before any script reached it.
 CHILD_SETUP_FAILED = 71
 
@@ -1345,6 +1346,33 @@ class Kernel:
             if name in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb") and int(value, 16) != 0:
                 raise OSError("capabilities left after dropping them: %s" % line)
 
+    def share_memory(self):
+        """Move the process's anonymous memory into sealed memory files
+        mapped privately at the same addresses (native/zygote_memory.c, built into
+        the virtualenv by make): a fork then copies no page table entry
+        for it, and a child maps only the pages it touches. Returns the
+        bytes of address space moved, or a string saying why none were."""
+        import sysconfig
+        path = os.path.join(sysconfig.get_paths()["platlib"], SHARED_MEMORY_LIB)
+        if not os.path.exists(path):
+            return "%s is not built" % path
+        threads = [line for line in read_small("/proc/self/status").decode().splitlines()
+                   if line.startswith("Threads:")]
+        if threads != ["Threads:\t1"]:
+            # Another thread could write between a page's copy and its
+            # mapping, and the write would be lost.
+            return "the process has more than one thread (%s)" % threads
+        share = self.ctypes.PyDLL(path).pyexec_share_memory
+        share.restype = self.ctypes.c_long
+        moved = share()
+        if moved == -errno.EFAULT:
+            # Part of the address space may be unmapped: nothing can go on.
+            os.write(2, b"pyexec harness: moving the zygote's memory failed half way\n")
+            os._exit(CHILD_SETUP_FAILED)
+        if moved < 0:
+            return "reading the memory map: %s" % os.strerror(-moved)
+        return moved
+
     def loopback_up(self):
         import fcntl
         import socket
@@ -1391,8 +1419,6 @@ class Zygote:
         self.filter = SeccompProgram(seccomp_filter)
         self.tmp_size = "size=%dm,mode=1777" % tmp_mb
         self.max_line = max_line
-        # A child's ptrace or memory reads cannot reach the zygote.
-        self.kernel.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.binds = self._tmp_binds("/tmp")
         self.links = self._tmp_links("/tmp")
@@ -1432,7 +1458,6 @@ class Zygote:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        self.send(dict(versions, ready=True, protocol=PROTOCOL, zygote=True))
         poller = select.poll()
         poller.register(self.control, select.POLLIN)
         poller.register(wake_r, select.POLLIN)
@@ -1440,10 +1465,21 @@ class Zygote:
         # keeps a child's garbage collector from copying their pages. What
         # the imports left as garbage goes first, and the allocator gives
         # back what it can: every page the zygote holds is one more whose
-        # mapping each fork copies.
+        # mapping each fork copies, unless it was moved to a memory file.
         gc.collect()
         self.kernel.libc.malloc_trim(0)
         gc.freeze()
+        shared = self.kernel.share_memory()
+        # A child's ptrace or memory reads cannot reach the zygote. (Set
+        # once its memory has moved: that reads /proc/self/pagemap, which
+        # a process that is not dumpable cannot open. No child exists yet.)
+        self.kernel.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        ready = dict(versions, ready=True, protocol=PROTOCOL, zygote=True)
+        if isinstance(shared, int):
+            ready["shared_memory"] = shared
+        else:
+            ready["shared_memory_error"] = shared
+        self.send(ready)
         while True:
             for fd, _ in poller.poll():
                 if fd == wake_r:
