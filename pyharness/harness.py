@@ -1461,6 +1461,11 @@ class Zygote:
         poller = select.poll()
         poller.register(self.control, select.POLLIN)
         poller.register(wake_r, select.POLLIN)
+        # pandas sets much up on first use (imports, caches): done here once,
+        # a child's first table finds it made instead of making it itself.
+        if "numpy" in sys.modules and "pandas" in sys.modules:
+            for _ in _data_steps():
+                pass
         # Objects that exist now are shared with every child; freezing them
         # keeps a child's garbage collector from copying their pages. What
         # the imports left as garbage goes first, and the allocator gives
