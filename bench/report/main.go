@@ -357,6 +357,10 @@ type footprint struct {
 	WorkerPssKB []int
 	// Unread counts the pool's processes whose PSS could not be read.
 	Unread int
+	// SharedFilesKB is the size of the zygote's memory files (fork
+	// isolation); UnmappedKB the part of them no process of the pool maps,
+	// which no PSS counts and which PoolPssKB and HarnessPssKB include.
+	SharedFilesKB, UnmappedKB int
 }
 
 // idleFootprint measures the idle pool of s once its memory has settled:
@@ -441,11 +445,17 @@ func poolFootprint(procs map[int]procInfo, root int) footprint {
 	}
 	var fp footprint
 	var harness, nsjail []int
+	files, mappedKB := map[uint64]int{}, 0
 	pss := func(pid int) int {
-		if !procs[pid].pssRead {
+		p := procs[pid]
+		if !p.pssRead {
 			fp.Unread++
 		}
-		return procs[pid].pssKB
+		mappedKB += p.shared.mappedKB
+		for ino, kb := range p.shared.sizeKB {
+			files[ino] = kb
+		}
+		return p.pssKB
 	}
 	for _, jail := range children[root] {
 		j := procs[jail]
@@ -457,9 +467,8 @@ func poolFootprint(procs map[int]procInfo, root int) footprint {
 		fp.NsjailPssKB += tree
 		for _, h := range children[jail] {
 			harness = append(harness, procs[h].rssKB)
+			files, mappedKB = map[uint64]int{}, 0
 			hp := pss(h)
-			fp.HarnessPssKB += hp
-			tree += hp
 			below := append([]int(nil), children[h]...)
 			for len(below) > 0 {
 				c := below[0]
@@ -470,6 +479,19 @@ func poolFootprint(procs map[int]procInfo, root int) footprint {
 				fp.ChildPssKB += cp
 				tree += cp
 			}
+			// The zygote's memory files hold what it and its children do
+			// not map, too: counted as the zygote's.
+			size := 0
+			for _, kb := range files {
+				size += kb
+			}
+			fp.SharedFilesKB += size
+			if unmapped := size - mappedKB; unmapped > 0 {
+				fp.UnmappedKB += unmapped
+				hp += unmapped
+			}
+			fp.HarnessPssKB += hp
+			tree += hp
 		}
 		fp.WorkerPssKB = append(fp.WorkerPssKB, tree)
 		fp.PoolPssKB += tree
@@ -489,6 +511,8 @@ type procInfo struct {
 	// pssRead is false when smaps_rollup could not be read: the zygote
 	// and its children are not dumpable, so only root can.
 	pssRead bool
+	// shared is what it maps of the zygote's memory files.
+	shared sharedFiles
 }
 
 func readProc(pid int) (procInfo, bool) {
@@ -514,6 +538,7 @@ func readProc(pid int) (procInfo, bool) {
 			p.rssKB, _ = strconv.Atoi(strings.Fields(v)[0])
 		}
 	}
+	p.shared = readSharedFiles(pid)
 	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid)); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
 			if v, ok := strings.CutPrefix(line, "Pss:"); ok {

@@ -2,10 +2,13 @@ package main
 
 import (
 	"io"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 func TestMedian(t *testing.T) {
@@ -79,6 +82,62 @@ func TestPoolFootprint_Fork(t *testing.T) {
 	c.pssRead, c.pssKB = false, 0
 	procs[111] = c
 	assert.Equal(t, 1, poolFootprint(procs, 100).Unread)
+}
+
+// TestPoolFootprint_SharedFiles checks that the part of the zygote's memory
+// files no process maps, which no PSS counts, is added as the zygote's.
+func TestPoolFootprint_SharedFiles(t *testing.T) {
+	file := map[uint64]int{7: 40 << 10}
+	procs := map[int]procInfo{
+		100: {ppid: 1, name: "pyexecd", pssRead: true},
+		101: {ppid: 100, name: "nsjail", pssRead: true, pssKB: 2 << 10},
+		102: {ppid: 101, name: "python3", pssRead: true, pssKB: 30 << 10, shared: sharedFiles{mappedKB: 5 << 10, sizeKB: file}},
+	}
+	for i := 0; i < 8; i++ {
+		procs[110+i] = procInfo{ppid: 102, name: "python3", pssRead: true, pssKB: 9 << 10, shared: sharedFiles{mappedKB: 2 << 10, sizeKB: file}}
+	}
+	fp := poolFootprint(procs, 100)
+	assert.Equal(t, 40<<10, fp.SharedFilesKB, "one file, however many map it")
+	assert.Equal(t, (40-5-16)<<10, fp.UnmappedKB)
+	assert.Equal(t, (30+19)<<10, fp.HarnessPssKB)
+	assert.Equal(t, (2+30+72+19)<<10, fp.PoolPssKB)
+
+	// Mapped in full: nothing to add.
+	for pid, p := range procs {
+		if p.shared.sizeKB != nil {
+			p.shared.mappedKB = 40 << 10
+			procs[pid] = p
+		}
+	}
+	fp = poolFootprint(procs, 100)
+	assert.Zero(t, fp.UnmappedKB)
+	assert.Equal(t, (2+30+72)<<10, fp.PoolPssKB)
+}
+
+// TestReadSharedFiles reads this process's own mapping of a memory file
+// named like the zygote's: its size by inode, and what is mapped of it.
+func TestReadSharedFiles(t *testing.T) {
+	fd, err := unix.MemfdCreate(strings.TrimPrefix(sharedFileName, "/memfd:"), unix.MFD_CLOEXEC)
+	require.NoError(t, err)
+	defer unix.Close(fd)
+	require.NoError(t, unix.Ftruncate(fd, 1<<20))
+	_, err = unix.Pwrite(fd, make([]byte, 256<<10), 0) // 256 KiB allocated, the rest a hole
+	require.NoError(t, err)
+	mem, err := unix.Mmap(fd, 0, 1<<20, unix.PROT_READ, unix.MAP_PRIVATE)
+	require.NoError(t, err)
+	defer unix.Munmap(mem)
+	sum := 0
+	for i := 0; i < 64<<10; i += 4096 { // map 64 KiB of it
+		sum += int(mem[i])
+	}
+	sf := readSharedFiles(os.Getpid())
+	require.Len(t, sf.sizeKB, 1, "one memory file: %+v (root is needed to read map_files)", sf)
+	for _, kb := range sf.sizeKB {
+		assert.Equal(t, 256, kb)
+	}
+	assert.GreaterOrEqual(t, sf.mappedKB, 64, "at least the pages read are mapped")
+	assert.LessOrEqual(t, sf.mappedKB, 256)
+	assert.Zero(t, sum)
 }
 
 // TestPoolFootprint_Strict checks one tree per worker.

@@ -255,6 +255,10 @@ func renderReport(r *results) string {
 			fmt.Fprintf(&b, "  the whole pool **%.0f MiB** (proportional set size: pages shared between processes counted once): the nsjail\n", mib(fp.PoolPssKB))
 			fmt.Fprintf(&b, "  %.1f MiB, the zygote %.1f MiB, the children %.1f MiB (%.1f MiB each); the service %.0f MiB.\n", mib(fp.NsjailPssKB), mib(fp.HarnessPssKB), mib(fp.ChildPssKB),
 				mib(fp.ChildPssKB)/math.Max(1, float64(fp.Children)), mib(fp.ServiceKB))
+			if fp.SharedFilesKB > 0 {
+				fmt.Fprintf(&b, "  The zygote's memory is in sealed memory files (%.1f MiB) that it and its children map privately; the zygote's\n", mib(fp.SharedFilesKB))
+				fmt.Fprintf(&b, "  figure includes the %.1f MiB of them no process maps, which no proportional set size counts.\n", mib(fp.UnmappedKB))
+			}
 			continue
 		}
 		fmt.Fprintf(&b, "- Idle pool, %s isolation, %d workers: each jailed interpreter (numpy and pandas imported) holds **%.0f MiB** RSS,\n", mode, fp.Jails, mib(fp.HarnessKB))
