@@ -165,3 +165,13 @@ func TestSettle(t *testing.T) {
 	settle(busy, func(time.Duration) { steps++; cpu += 1 })
 	assert.Equal(t, int(settleMax/settleStep), steps, "a machine that stays busy is waited for settleMax at most")
 }
+
+// TestReport_ShowsBothSpeedChecks checks the machine section gives the
+// hashing time and the bare fork's CPU at every check, in order.
+func TestReport_ShowsBothSpeedChecks(t *testing.T) {
+	res := &results{facts: map[string]string{}, runs: map[string]map[string]*load.Report{},
+		speed: []speedCheck{{"cold", 150 * time.Millisecond, 0.0031}, {"fork", 152 * time.Millisecond, 0.0042}}}
+	out := renderReport(res)
+	assert.Contains(t, out, "end, SHA-256 of 256 MiB on one core: cold 150 ms, fork 152 ms;\n")
+	assert.Contains(t, out, "and the CPU of a bare fork of the jail's interpreter (100 forks): cold 3.10 ms, fork 4.20 ms.\n")
+}
