@@ -169,7 +169,7 @@ func renderReport(r *results) string {
 		}
 		b.WriteString(".\n  The same figures throughout mean the modes were measured on an equally fast machine. Hashing is\n")
 		b.WriteString("  pure CPU; forking is the kernel's page-table and page-fault work, which other tenants can slow down\n")
-		b.WriteString("  while hashing keeps its speed\n")
+		b.WriteString("  while hashing keeps its speed.\n")
 	}
 	b.WriteString("\n")
 
