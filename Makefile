@@ -24,7 +24,6 @@ EXTRA_STAMP := $(VENV)/.extra-installed
 # The zygote's memory mover (pyharness/native), a small C library built into
 # the virtualenv's platlib, where the jail sees it.
 NATIVE_STAMP := $(VENV)/.native-built
-CC          ?= cc
 
 export PYEXEC_PYTHON ?= $(PY)
 export PORT

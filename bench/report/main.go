@@ -461,17 +461,11 @@ func poolFootprint(procs map[int]procInfo, root int) footprint {
 	}
 	var fp footprint
 	var harness, nsjail []int
-	files, mappedKB := map[uint64]int{}, 0
 	pss := func(pid int) int {
-		p := procs[pid]
-		if !p.pssRead {
+		if !procs[pid].pssRead {
 			fp.Unread++
 		}
-		mappedKB += p.shared.mappedKB
-		for ino, kb := range p.shared.sizeKB {
-			files[ino] = kb
-		}
-		return p.pssKB
+		return procs[pid].pssKB
 	}
 	for _, jail := range children[root] {
 		j := procs[jail]
@@ -483,8 +477,8 @@ func poolFootprint(procs map[int]procInfo, root int) footprint {
 		fp.NsjailPssKB += tree
 		for _, h := range children[jail] {
 			harness = append(harness, procs[h].rssKB)
-			files, mappedKB = map[uint64]int{}, 0
 			hp := pss(h)
+			shared := []sharedFiles{procs[h].shared}
 			below := append([]int(nil), children[h]...)
 			for len(below) > 0 {
 				c := below[0]
@@ -494,18 +488,14 @@ func poolFootprint(procs map[int]procInfo, root int) footprint {
 				cp := pss(c)
 				fp.ChildPssKB += cp
 				tree += cp
+				shared = append(shared, procs[c].shared)
 			}
 			// The zygote's memory files hold what it and its children do
 			// not map, too: counted as the zygote's.
-			size := 0
-			for _, kb := range files {
-				size += kb
-			}
+			size, unmapped := unmappedKB(shared)
 			fp.SharedFilesKB += size
-			if unmapped := size - mappedKB; unmapped > 0 {
-				fp.UnmappedKB += unmapped
-				hp += unmapped
-			}
+			fp.UnmappedKB += unmapped
+			hp += unmapped
 			fp.HarnessPssKB += hp
 			tree += hp
 		}

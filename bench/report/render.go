@@ -159,14 +159,8 @@ func renderReport(r *results) string {
 	fmt.Fprintf(&b, "- run at %s; the load generator shares the machine with the service\n", r.facts["date"])
 	if len(r.speed) > 0 {
 		b.WriteString("- the machine is shared with other tenants: two fixed pieces of work were timed before each mode and at the\n")
-		b.WriteString("  end, SHA-256 of 256 MiB on one core:")
-		for i, c := range r.speed {
-			fmt.Fprintf(&b, "%s %s %s", map[bool]string{true: "", false: ","}[i == 0], c.When, ms(float64(c.Took.Microseconds())/1000))
-		}
-		fmt.Fprintf(&b, ";\n  and the CPU of a bare fork of the jail's interpreter (%d forks):", speedForks)
-		for i, c := range r.speed {
-			fmt.Fprintf(&b, "%s %s %s", map[bool]string{true: "", false: ","}[i == 0], c.When, ms(c.Fork*1000))
-		}
+		fmt.Fprintf(&b, "  end, SHA-256 of 256 MiB on one core: %s;\n", speedSeries(r.speed, func(c speedCheck) float64 { return float64(c.Took.Microseconds()) / 1000 }))
+		fmt.Fprintf(&b, "  and the CPU of a bare fork of the jail's interpreter (%d forks): %s", speedForks, speedSeries(r.speed, func(c speedCheck) float64 { return c.Fork * 1000 }))
 		b.WriteString(".\n  The same figures throughout mean the modes were measured on an equally fast machine. Hashing is\n")
 		b.WriteString("  pure CPU; forking is the kernel's page-table and page-fault work, which other tenants can slow down\n")
 		b.WriteString("  while hashing keeps its speed.\n")
@@ -517,4 +511,14 @@ func renderChart(r *results) string {
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">fork (warm pool)</text>`+"\n", left+290, h-22, colors["fork"], left+308, h-12)
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// speedSeries lists one figure of every speed check, in milliseconds:
+// "cold 150 ms, strict 151 ms, ...".
+func speedSeries(checks []speedCheck, msOf func(speedCheck) float64) string {
+	parts := make([]string, len(checks))
+	for i, c := range checks {
+		parts[i] = c.When + " " + ms(msOf(c))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -28,6 +28,22 @@ type sharedFiles struct {
 	sizeKB map[uint64]int
 }
 
+// unmappedKB is the size of the memory files a group of processes maps
+// (each file once) and the part of it none of them maps.
+func unmappedKB(procs []sharedFiles) (size, unmapped int) {
+	files, mapped := map[uint64]int{}, 0
+	for _, sf := range procs {
+		mapped += sf.mappedKB
+		for ino, kb := range sf.sizeKB {
+			files[ino] = kb
+		}
+	}
+	for _, kb := range files {
+		size += kb
+	}
+	return size, max(size-mapped, 0)
+}
+
 // readSharedFiles reads a process's mappings of the zygote's memory files
 // (root only: the zygote and its children are not dumpable).
 func readSharedFiles(pid int) sharedFiles {
