@@ -11,7 +11,7 @@ COPY . .
 RUN CGO_ENABLED=0 make build BIN=/out
 
 FROM debian:bookworm-slim AS venv
-# gcc and libc6-dev build the zygote's memory mover (pyharness/native) into
+# gcc and libc6-dev build the zygote's C library (pyharness/native) into
 # the virtualenv; the final image holds the library, not the compiler.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv make gcc libc6-dev \

@@ -32,6 +32,10 @@ type readyMsg struct {
 	// of address space), or why it was not: for the log only.
 	SharedMemory      int64  `json:"shared_memory"`
 	SharedMemoryError string `json:"shared_memory_error"`
+	// Which loop forks the children: "native" (C, the interpreter idle
+	// between forks) or "python" (the C library is not built). For the
+	// log only.
+	ForkLoop string `json:"fork_loop"`
 }
 
 // requestLimits travel with each request so the harness applies the same

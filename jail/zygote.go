@@ -207,11 +207,12 @@ func (z *Zygote) start(ctx context.Context) (*zygoteProc, error) {
 	}
 	// It imported at nice 19 like every spawn; it forks at normal priority.
 	_ = unix.Setpriority(unix.PRIO_PROCESS, p.hostPID, 0)
+	loop := zap.String("fork_loop", msg.ForkLoop)
 	if msg.SharedMemoryError != "" {
 		z.log.Warn("zygote ready; its memory is not shared through sealed files, so every fork copies its page tables",
-			zap.Int("pid", p.hostPID), zap.String("reason", msg.SharedMemoryError))
+			zap.Int("pid", p.hostPID), zap.String("reason", msg.SharedMemoryError), loop)
 	} else {
-		z.log.Info("zygote ready", zap.Int("pid", p.hostPID), zap.Int64("shared_memory_bytes", msg.SharedMemory))
+		z.log.Info("zygote ready", zap.Int("pid", p.hostPID), zap.Int64("shared_memory_bytes", msg.SharedMemory), loop)
 	}
 	return p, nil
 }

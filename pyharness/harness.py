@@ -1257,8 +1257,9 @@ SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 PLACED_LINE = b'{"placed": true}\n'
 # How long a child waits for its script before it warms numpy and pandas.
 DATA_WARM_AFTER_S = 0.25
-# The zygote's memory mover (native/zygote_memory.c), in the virtualenv's platlib.
-SHARED_MEMORY_LIB = "pyexec_zygote_memory.so"
+# The zygote's C library (native/: its memory mover and its fork loop), in
+# the virtualenv's platlib.
+ZYGOTE_LIB = "pyexec_zygote.so"
 # Exit status of a child whose set-up failed before any script reached it.
 CHILD_SETUP_FAILED = 71
 
@@ -1295,6 +1296,20 @@ class Kernel:
         if self.clone_nr is None:
             raise SystemExit("pyexec harness: no clone number known for %s" % platform.machine())
         self.last_cap = int(read_small("/proc/sys/kernel/cap_last_cap"))
+        self._native = None
+
+    def native(self):
+        """The zygote's C library (native/, built into the virtualenv by
+        make), or a string saying why it cannot be loaded."""
+        if self._native is None:
+            import sysconfig
+            path = os.path.join(sysconfig.get_paths()["platlib"], ZYGOTE_LIB)
+            try:
+                # PyDLL: called with the GIL held, as the only thread.
+                self._native = self.ctypes.PyDLL(path)
+            except OSError as exc:
+                self._native = "%s cannot be loaded: %s" % (path, exc)
+        return self._native
 
     def fail(self, what):
         err = self.ctypes.get_errno()
@@ -1348,21 +1363,20 @@ class Kernel:
 
     def share_memory(self):
         """Move the process's anonymous memory into sealed memory files
-        mapped privately at the same addresses (native/zygote_memory.c, built into
-        the virtualenv by make): a fork then copies no page table entry
-        for it, and a child maps only the pages it touches. Returns the
-        bytes of address space moved, or a string saying why none were."""
-        import sysconfig
-        path = os.path.join(sysconfig.get_paths()["platlib"], SHARED_MEMORY_LIB)
-        if not os.path.exists(path):
-            return "%s is not built" % path
+        mapped privately at the same addresses (native/zygote_memory.c): a
+        fork then copies no page table entry for it, and a child maps only
+        the pages it touches. Returns the bytes of address space moved, or a
+        string saying why none were."""
+        lib = self.native()
+        if isinstance(lib, str):
+            return lib
         threads = [line for line in read_small("/proc/self/status").decode().splitlines()
                    if line.startswith("Threads:")]
         if threads != ["Threads:\t1"]:
             # Another thread could write between a page's copy and its
             # mapping, and the write would be lost.
             return "the process has more than one thread (%s)" % threads
-        share = self.ctypes.PyDLL(path).pyexec_share_memory
+        share = lib.pyexec_share_memory
         share.restype = self.ctypes.c_long
         moved = share()
         if moved == -errno.EFAULT:
@@ -1458,9 +1472,6 @@ class Zygote:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        poller = select.poll()
-        poller.register(self.control, select.POLLIN)
-        poller.register(wake_r, select.POLLIN)
         # pandas sets much up on first use (imports, caches): done here once,
         # a child's first table finds it made instead of making it itself.
         if "numpy" in sys.modules and "pandas" in sys.modules:
@@ -1479,12 +1490,20 @@ class Zygote:
         # once its memory has moved: that reads /proc/self/pagemap, which
         # a process that is not dumpable cannot open. No child exists yet.)
         self.kernel.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-        ready = dict(versions, ready=True, protocol=PROTOCOL, zygote=True)
+        lib = self.kernel.native()
+        ready = dict(versions, ready=True, protocol=PROTOCOL, zygote=True,
+                     fork_loop="python" if isinstance(lib, str) else "native")
         if isinstance(shared, int):
             ready["shared_memory"] = shared
         else:
             ready["shared_memory_error"] = shared
         self.send(ready)
+        if not isinstance(lib, str):
+            self.serve_native(lib, wake_r)
+            return
+        poller = select.poll()
+        poller.register(self.control, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
         while True:
             for fd, _ in poller.poll():
                 if fd == wake_r:
@@ -1505,6 +1524,23 @@ class Zygote:
                 msg = json.loads(data)
                 if "fork" in msg:
                     self.fork(msg["fork"], socket)
+
+    def serve_native(self, lib, wake_r):
+        """The loop in C (native/zygote_loop.c), which answers the same
+        messages as serve's without running the interpreter between forks:
+        what the interpreter writes, the next fork copies. It returns here
+        only in a new child, or when the service is gone."""
+        ctypes = self.kernel.ctypes
+        loop = lib.pyexec_fork_loop
+        loop.restype = ctypes.c_long
+        loop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int)]
+        fds = (ctypes.c_int * 3)()
+        got = loop(self.control, wake_r, CHILD_NAMESPACES, fds)
+        if got == 0:
+            self.kernel.api.PyOS_AfterFork_Child()
+            self.child(fds[0], fds[1], fds[2])
+        if got < 0:
+            raise OSError(-got, "the zygote's fork loop: %s" % os.strerror(-got))
 
     def send(self, obj, fds=()):
         """One message on the control socket, with descriptors if given."""
@@ -1533,15 +1569,6 @@ class Zygote:
             self.send(report)
 
     def fork(self, tag, socket):
-        # Every child would otherwise replay numpy's one random sequence;
-        # seeding here, before the clone, is cheaper than in the child.
-        # (Python's own generator is reseeded in the child by its at-fork
-        # hook.)
-        numpy = sys.modules.get("numpy")
-        if numpy is not None:
-            # 128 bits from the kernel, through the legacy seeding's
-            # init_by_array: a tenth of the cost of seed() with no argument.
-            numpy.random.seed(numpy.frombuffer(os.urandom(16), dtype=numpy.uint32))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # The service reads the child's pid from the credentials the kernel
         # attaches to its hello.
@@ -1557,11 +1584,7 @@ class Zygote:
             self.send({"forked": tag, "error": str(exc)})
             return
         if pid == 0:
-            code = CHILD_SETUP_FAILED
-            try:
-                code = Child(self, theirs_fd, out_w, err_w).run()
-            finally:
-                os._exit(code)
+            self.child(theirs_fd, out_w, err_w)
         for fd in (theirs_fd, out_w, err_w):
             os.close(fd)
         try:
@@ -1569,6 +1592,22 @@ class Zygote:
         finally:
             for fd in (ours_fd, out_r, err_r):
                 os.close(fd)
+
+
+    def child(self, channel_fd, out_fd, err_fd):
+        """Runs in a new child: serves one script and exits."""
+        code = CHILD_SETUP_FAILED
+        try:
+            # Every child would otherwise replay numpy's one random
+            # sequence. (Python's own generator is reseeded by its at-fork
+            # hook.) 128 bits from the kernel, through the legacy seeding's
+            # init_by_array: a tenth of the cost of seed() with no argument.
+            numpy = sys.modules.get("numpy")
+            if numpy is not None:
+                numpy.random.seed(numpy.frombuffer(os.urandom(16), dtype=numpy.uint32))
+            code = Child(self, channel_fd, out_fd, err_fd).run()
+        finally:
+            os._exit(code)
 
 
 class Child:

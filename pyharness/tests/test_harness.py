@@ -1,8 +1,10 @@
 """Tests of the harness on its own, without the jail: validation rules,
 result encoding, and the protocol spoken by a real harness process."""
 
+import errno
 import json
 import os
+import socket
 import subprocess
 import tempfile
 import sys
@@ -398,3 +400,73 @@ def test_share_memory_moves_the_heap_into_sealed_private_files():
     assert got["child"] == 0, "a child's write reaches its own copy"
     assert got["after"] == "abc", "a child's write does not reach its parent"
     assert got["sum"] == 10, "the interpreter goes on working"
+
+
+# --------------------------------------------------------------------------
+# The zygote's fork loop in C (native/zygote_loop.c)
+
+LOOP_CHECK = r"""
+import ctypes, os, signal, socket, sys
+sys.path.insert(0, sys.argv[1])
+import harness
+control = socket.socket(fileno=int(sys.argv[2]))
+k = harness.Kernel()
+lib = k.native()
+assert not isinstance(lib, str), lib
+wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+signal.set_wakeup_fd(wake_w)
+signal.signal(signal.SIGCHLD, lambda *_: None)
+loop = lib.pyexec_fork_loop
+loop.restype = ctypes.c_long
+loop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int)]
+fds = (ctypes.c_int * 3)()
+got = loop(control.fileno(), wake_r, 0, fds)
+if got == 0:
+    k.api.PyOS_AfterFork_Child()
+    channel, out, err = fds
+    os.write(out, b"out")
+    os.write(err, b"err")
+    os.write(channel, str(os.getpid()).encode())
+    os._exit(7)
+print(got, flush=True)
+"""
+
+
+def _loop():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    p = subprocess.Popen([sys.executable, "-c", LOOP_CHECK, os.path.dirname(HARNESS), str(theirs.fileno())],
+                         pass_fds=(theirs.fileno(),), stdout=subprocess.PIPE, text=True)
+    theirs.close()
+    ours.settimeout(30)
+    return ours, p
+
+
+def test_fork_loop_forks_passes_the_childs_descriptors_and_reports_its_exit():
+    control, p = _loop()
+    with control:
+        control.send(b'{"fork": "c-1_x"}')
+        data, fds, _, _ = socket.recv_fds(control, 1024, 3)
+        reply = json.loads(data)
+        assert reply["forked"] == "c-1_x" and reply["pid"] > 0, reply
+        assert len(fds) == 3
+        channel, out, err = fds
+        try:
+            # The child's ends of its channel and pipes are the ones passed.
+            assert os.read(channel, 100) == str(reply["pid"]).encode()
+            assert os.read(out, 100) == b"out"
+            assert os.read(err, 100) == b"err"
+        finally:
+            for fd in fds:
+                os.close(fd)
+        assert json.loads(control.recv(1024)) == {"exited": reply["pid"], "signal": 0, "code": 7}
+        # A message that is not a fork with a plain tag ends the loop.
+        control.send(b'{"fork": "a\\"b"}')
+        assert p.stdout.read().strip() == str(-errno.EPROTO)
+    assert p.wait(30) == 0
+
+
+def test_fork_loop_returns_when_the_service_closes_the_socket():
+    control, p = _loop()
+    control.close()
+    assert p.stdout.read().strip() == "1"
+    assert p.wait(30) == 0
