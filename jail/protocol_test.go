@@ -259,3 +259,25 @@ func TestRequestLineCarriesArgsAsJSON(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, string(line), `"args"`, "no args: the harness calls main with none")
 }
+
+func TestCgroupFiles_WrittenAndReadWhole(t *testing.T) {
+	// A cgroup file exists before it is written: writeFile creates none.
+	path := filepath.Join(t.TempDir(), "cgroup.procs")
+	require.NoError(t, os.WriteFile(path, nil, 0o644))
+	long := strings.Repeat("12345\n", 2000) // more than one read
+	require.NoError(t, writeFile(path, long))
+	got, err := readFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, long, string(got))
+	require.NoError(t, writeFile(path, "7\n"), "truncated, as a cgroup file is rewritten")
+	got, err = readFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, "7\n", string(got))
+
+	missing := filepath.Join(t.TempDir(), "gone", "cpu.weight")
+	err = writeFile(missing, "1")
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	assert.Contains(t, err.Error(), missing)
+	_, err = readFile(missing)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
