@@ -406,8 +406,9 @@ def test_share_memory_moves_the_heap_into_sealed_private_files():
 # The zygote's fork loop in C (native/zygote_loop.c)
 
 LOOP_CHECK = r"""
-import ctypes, os, signal, socket, sys
+import ctypes, json, os, signal, socket, sys
 sys.path.insert(0, sys.argv[1])
+import numpy
 import harness
 control = socket.socket(fileno=int(sys.argv[2]))
 k = harness.Kernel()
@@ -418,15 +419,19 @@ signal.set_wakeup_fd(wake_w)
 signal.signal(signal.SIGCHLD, lambda *_: None)
 loop = lib.pyexec_fork_loop
 loop.restype = ctypes.c_long
-loop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int)]
+loop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p]
 fds = (ctypes.c_int * 3)()
-got = loop(control.fileno(), wake_r, 0, fds)
+mt = harness.numpy_generator_state()
+assert mt is not None
+got = loop(control.fileno(), wake_r, 0, fds, mt)
 if got == 0:
     k.api.PyOS_AfterFork_Child()
     channel, out, err = fds
     os.write(out, b"out")
     os.write(err, b"err")
-    os.write(channel, str(os.getpid()).encode())
+    _, key, pos = numpy.random.get_state()[:3]
+    os.write(channel, json.dumps({"pid": os.getpid(), "pos": int(pos), "key": key[:4].tolist(),
+                                  "draw": float(numpy.random.rand())}).encode())
     os._exit(7)
 print(got, flush=True)
 """
@@ -443,22 +448,32 @@ def _loop():
 
 def test_fork_loop_forks_passes_the_childs_descriptors_and_reports_its_exit():
     control, p = _loop()
+    children = []
     with control:
-        control.send(b'{"fork": "c-1_x"}')
-        data, fds, _, _ = socket.recv_fds(control, 1024, 3)
-        reply = json.loads(data)
-        assert reply["forked"] == "c-1_x" and reply["pid"] > 0, reply
-        assert len(fds) == 3
-        channel, out, err = fds
-        try:
-            # The child's ends of its channel and pipes are the ones passed.
-            assert os.read(channel, 100) == str(reply["pid"]).encode()
-            assert os.read(out, 100) == b"out"
-            assert os.read(err, 100) == b"err"
-        finally:
-            for fd in fds:
-                os.close(fd)
-        assert json.loads(control.recv(1024)) == {"exited": reply["pid"], "signal": 0, "code": 7}
+        for tag in ("c-1_x", "c2"):
+            control.send(b'{"fork": "%s"}' % tag.encode())
+            data, fds, _, _ = socket.recv_fds(control, 1024, 3)
+            reply = json.loads(data)
+            assert reply["forked"] == tag and reply["pid"] > 0, reply
+            assert len(fds) == 3
+            channel, out, err = fds
+            try:
+                # The child's ends of its channel and pipes are the ones passed.
+                said = json.loads(os.read(channel, 1000))
+                assert said["pid"] == reply["pid"]
+                assert os.read(out, 100) == b"out"
+                assert os.read(err, 100) == b"err"
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            assert json.loads(control.recv(1024)) == {"exited": reply["pid"], "signal": 0, "code": 7}
+            children.append(said)
+        # numpy's generator: a fresh state in each child, the next draw
+        # regenerating it, the first word's top bit set (never all zero).
+        first, second = children
+        assert first["pos"] == second["pos"] == 624
+        assert first["key"] != second["key"] and first["draw"] != second["draw"]
+        assert all(c["key"][0] & 0x80000000 for c in children)
         # A message that is not a fork with a plain tag ends the loop.
         control.send(b'{"fork": "a\\"b"}')
         assert p.stdout.read().strip() == str(-errno.EPROTO)
