@@ -1594,7 +1594,6 @@ class Zygote:
             for fd in (ours_fd, out_r, err_r):
                 os.close(fd)
 
-
     def child(self, channel_fd, out_fd, err_fd, reseed=True):
         """Runs in a new child: serves one script and exits. reseed: give
         numpy's global generator a fresh seed, unless the fork loop gave it
