@@ -271,11 +271,14 @@ func contains(list []string, s string) bool {
 // off again, four more system calls for every one of the few a script
 // costs.
 func writeFile(path, value string) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0)
+	fd, err := openFile(path, unix.O_WRONLY|unix.O_TRUNC)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: path, Err: err}
+		return err
 	}
 	n, werr := unix.Write(fd, []byte(value))
+	for werr == unix.EINTR {
+		n, werr = unix.Write(fd, []byte(value))
+	}
 	cerr := unix.Close(fd)
 	switch {
 	case werr != nil:
@@ -288,11 +291,26 @@ func writeFile(path, value string) error {
 	return nil
 }
 
+// openFile opens path with flags (and O_CLOEXEC), again if a signal
+// interrupted the call.
+func openFile(path string, flags int) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return fd, nil
+	}
+}
+
 // readFile reads a small cgroup file whole (see writeFile).
 func readFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := openFile(path, unix.O_RDONLY)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, err
 	}
 	defer unix.Close(fd)
 	var data []byte

@@ -1533,12 +1533,15 @@ class Zygote:
         ctypes = self.kernel.ctypes
         loop = lib.pyexec_fork_loop
         loop.restype = ctypes.c_long
-        loop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p]
+        loop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p,
+                         ctypes.c_int]
         fds = (ctypes.c_int * 3)()
         mt_state = numpy_generator_state()
-        got = loop(self.control, wake_r, CHILD_NAMESPACES, fds, mt_state)
+        # Python 3.13 and later need PyOS_BeforeFork before each clone
+        # (see the loop's comment); earlier ones are spared its hooks.
+        got = loop(self.control, wake_r, CHILD_NAMESPACES, fds, mt_state, sys.version_info >= (3, 13))
         if got == 0:
-            self.kernel.api.PyOS_AfterFork_Child()
+            # The loop has run the interpreter's after-fork steps.
             self.child(fds[0], fds[1], fds[2], reseed=mt_state is None)
         if got < 0:
             raise OSError(-got, "the zygote's fork loop: %s" % os.strerror(-got))
@@ -1617,8 +1620,12 @@ def numpy_generator_state():
     """The address of the state of numpy's global generator (what
     numpy.random.rand draws from) if numpy is imported and it is the usual
     MT19937, else None: the fork loop writes a fresh state there before
-    every clone. It is seeded here once, which also drops any normal
-    deviate it kept for its next draw."""
+    every clone. The layout the loop writes (624 words, then the position)
+    is checked first against numpy's own state setter, so a numpy that
+    lays it out otherwise is never written to. It is seeded here once,
+    which also drops any normal deviate it kept for its next draw."""
+    import ctypes
+    import struct
     numpy = sys.modules.get("numpy")
     if numpy is None:
         return None
@@ -1626,9 +1633,14 @@ def numpy_generator_state():
         bitgen = numpy.random.get_bit_generator()
         if type(bitgen) is not numpy.random.MT19937:
             return None
+        addr = bitgen.ctypes.state_address
+        key = numpy.arange(1, 625, dtype=numpy.uint32)
+        bitgen.state = {"bit_generator": "MT19937", "state": {"key": key, "pos": 7}}
+        expected = key.tobytes() + struct.pack("=i", 7)
+        laid_out = ctypes.string_at(addr, len(expected)) == expected
         numpy.random.seed(numpy.frombuffer(os.urandom(16), dtype=numpy.uint32))
-        return bitgen.ctypes.state_address
-    except (AttributeError, TypeError):  # a numpy without these
+        return addr if laid_out else None
+    except (AttributeError, TypeError, ValueError):  # a numpy without these
         return None
 
 

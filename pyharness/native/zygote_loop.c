@@ -24,14 +24,22 @@
  * what numpy's own state setter accepts (624 words, and the position that
  * makes the next draw regenerate them), and costs the zygote one page copy
  * where the interpreter's reseeding in each child cost it about 0.6 ms.
- * It returns 0 in each new child, with the child's ends of the three in
- * child_fds (every other descriptor is still open: the child closes them),
- * 1 in the zygote when the service closed the socket, or -errno when the
+ * It returns 0 in each new child (the interpreter's after-fork steps done),
+ * with the child's ends of the three in child_fds (every other descriptor
+ * is still open: the child closes them),
+ * 1 in the zygote when the service closed the socket (or reset it), or -errno when the
  * loop cannot go on (a message it does not understand is -EPROTO).
  *
  * The caller holds the GIL (PyDLL) and is the only thread, as for a fork.
- * It calls PyOS_AfterFork_Child in the child; the zygote itself runs no
- * Python between forks, so there is nothing for PyOS_BeforeFork to lock.
+ * The child runs PyOS_AfterFork_Child before it returns. With before_fork
+ * set, each clone is also framed as os.fork frames it, PyOS_BeforeFork
+ * before and PyOS_AfterFork_Parent after: Python 3.13 and later abort a
+ * child whose interpreter did not take its locks before the fork. Earlier
+ * ones do not need it in a single-threaded process (the locks it takes
+ * are free, and the hooks it runs take logging's lock), and it costs the
+ * zygote about 30 page copies per fork (those hooks are Python), so the
+ * caller sets it only where it is needed. These are the interpreter's own
+ * symbols, found in the process that loads this library.
  * SIGCHLD's handler writes to the interpreter's wakeup descriptor, wake.
  */
 #define _GNU_SOURCE
@@ -39,6 +47,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,6 +59,10 @@
 
 #define MAX_TAG 64
 #define MT_WORDS 624
+
+void PyOS_BeforeFork(void);
+void PyOS_AfterFork_Parent(void);
+void PyOS_AfterFork_Child(void);
 
 /* numpy's struct s_mt19937_state (numpy/random/src/mt19937/mt19937.h). */
 struct mt19937_state {
@@ -81,9 +94,20 @@ static int refresh_generator(struct mt19937_state *mt)
 	return 0;
 }
 
-static int send_message(int control, const char *text, int len, const int *fds, int nfds)
+/* Sends one message, formatted from fmt, with nfds descriptors. A message
+ * that would not fit (none does: a tag is at most MAX_TAG characters) is
+ * not sent cut: -EMSGSIZE. */
+__attribute__((format(printf, 4, 5)))
+static int send_message(int control, const int *fds, int nfds, const char *fmt, ...)
 {
-	struct iovec iov = {.iov_base = (void *)text, .iov_len = (size_t)len};
+	char text[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int len = vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (len < 0 || len >= (int)sizeof(text))
+		return -EMSGSIZE;
+	struct iovec iov = {.iov_base = text, .iov_len = (size_t)len};
 	union {
 		char buf[CMSG_SPACE(3 * sizeof(int))];
 		struct cmsghdr align;
@@ -146,25 +170,26 @@ static int reap(int control)
 			return 0;
 		int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 		int code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
-		char text[96];
-		int len = snprintf(text, sizeof(text), "{\"exited\": %d, \"signal\": %d, \"code\": %d}", (int)pid, sig, code);
-		int err = send_message(control, text, len, NULL, 0);
+		int err = send_message(control, NULL, 0, "{\"exited\": %d, \"signal\": %d, \"code\": %d}", (int)pid, sig, code);
 		if (err < 0)
 			return err;
 	}
 }
 
 /* Makes one child. Returns 0 in the child, 1 in the zygote, -errno if
- * the service cannot be answered. */
-static int fork_one(int control, const char *tag, unsigned long flags, int *child_fds)
+ * the service cannot be answered. A step that fails is the answer to this
+ * fork, and the loop goes on. */
+static int fork_one(int control, const char *tag, unsigned long flags, int *child_fds,
+		    struct mt19937_state *mt_state, int before_fork)
 {
 	/* ours/theirs: the channel; then stdout's and stderr's read and
 	 * write ends. All close on exec, as the interpreter makes them. */
 	int fds[6] = {-1, -1, -1, -1, -1, -1}, pair[2], one = 1;
 	const char *failed = NULL;
-	char text[160];
-	int len;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+	int err = refresh_generator(mt_state);
+	if (err < 0)
+		errno = -err, failed = "getrandom";
+	else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
 		failed = "socketpair";
 	else {
 		fds[0] = pair[0], fds[1] = pair[1];
@@ -176,30 +201,35 @@ static int fork_one(int control, const char *tag, unsigned long flags, int *chil
 			failed = "pipe";
 	}
 	if (!failed) {
+		if (before_fork)
+			PyOS_BeforeFork();
 		long pid = syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
 		if (pid == 0) {
+			PyOS_AfterFork_Child();
 			child_fds[0] = fds[1], child_fds[1] = fds[3], child_fds[2] = fds[5];
 			return 0;
 		}
+		int clone_err = errno;
+		if (before_fork)
+			PyOS_AfterFork_Parent();
 		if (pid > 0) {
 			int theirs[3] = {fds[1], fds[3], fds[5]}, ours[3] = {fds[0], fds[2], fds[4]};
 			close_all(theirs, 3);
-			len = snprintf(text, sizeof(text), "{\"forked\": \"%s\", \"pid\": %ld}", tag, pid);
-			int err = send_message(control, text, len, ours, 3);
+			err = send_message(control, ours, 3, "{\"forked\": \"%s\", \"pid\": %ld}", tag, pid);
 			close_all(ours, 3);
 			return err < 0 ? err : 1;
 		}
-		failed = "clone";
+		errno = clone_err, failed = "clone";
 	}
-	int err = errno;
+	err = errno;
 	close_all(fds, 6);
 	/* strerror's messages hold no character JSON would escape. */
-	len = snprintf(text, sizeof(text), "{\"forked\": \"%s\", \"error\": \"%s: %s\"}", tag, failed, strerror(err));
-	err = send_message(control, text, len, NULL, 0);
+	err = send_message(control, NULL, 0, "{\"forked\": \"%s\", \"error\": \"%s: %s\"}", tag, failed, strerror(err));
 	return err < 0 ? err : 1;
 }
 
-long pyexec_fork_loop(int control, int wake, unsigned long flags, int *child_fds, struct mt19937_state *mt_state)
+long pyexec_fork_loop(int control, int wake, unsigned long flags, int *child_fds, struct mt19937_state *mt_state,
+		      int before_fork)
 {
 	struct pollfd pfd[2] = {{.fd = control, .events = POLLIN}, {.fd = wake, .events = POLLIN}};
 	char buf[256], tag[MAX_TAG + 1];
@@ -213,6 +243,8 @@ long pyexec_fork_loop(int control, int wake, unsigned long flags, int *child_fds
 			while (read(wake, buf, sizeof(buf)) > 0)
 				;
 			int err = reap(control);
+			if (err == -EPIPE || err == -ECONNRESET)
+				return 1;
 			if (err < 0)
 				return err;
 		}
@@ -222,15 +254,15 @@ long pyexec_fork_loop(int control, int wake, unsigned long flags, int *child_fds
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
-			return -errno;
+			return errno == ECONNRESET ? 1 : -errno;
 		}
 		if (n == 0)
 			return 1; /* the service is gone */
 		int err = parse_fork(buf, (int)n, tag);
 		if (err == 0)
-			err = refresh_generator(mt_state);
-		if (err == 0)
-			err = fork_one(control, tag, flags, child_fds);
+			err = fork_one(control, tag, flags, child_fds, mt_state, before_fork);
+		if (err == -EPIPE || err == -ECONNRESET)
+			return 1; /* the service is gone */
 		if (err <= 0)
 			return err;
 	}

@@ -419,13 +419,13 @@ signal.set_wakeup_fd(wake_w)
 signal.signal(signal.SIGCHLD, lambda *_: None)
 loop = lib.pyexec_fork_loop
 loop.restype = ctypes.c_long
-loop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p]
+loop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p,
+                 ctypes.c_int]
 fds = (ctypes.c_int * 3)()
 mt = harness.numpy_generator_state()
 assert mt is not None
-got = loop(control.fileno(), wake_r, 0, fds, mt)
+got = loop(control.fileno(), wake_r, 0, fds, mt, int(sys.argv[3]))
 if got == 0:
-    k.api.PyOS_AfterFork_Child()
     channel, out, err = fds
     os.write(out, b"out")
     os.write(err, b"err")
@@ -437,17 +437,20 @@ print(got, flush=True)
 """
 
 
-def _loop():
+def _loop(before_fork=0):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    p = subprocess.Popen([sys.executable, "-c", LOOP_CHECK, os.path.dirname(HARNESS), str(theirs.fileno())],
+    p = subprocess.Popen([sys.executable, "-c", LOOP_CHECK, os.path.dirname(HARNESS), str(theirs.fileno()),
+                          str(before_fork)],
                          pass_fds=(theirs.fileno(),), stdout=subprocess.PIPE, text=True)
     theirs.close()
     ours.settimeout(30)
     return ours, p
 
 
-def test_fork_loop_forks_passes_the_childs_descriptors_and_reports_its_exit():
-    control, p = _loop()
+@pytest.mark.parametrize("before_fork", [0, 1])
+def test_fork_loop_forks_passes_the_childs_descriptors_and_reports_its_exit(before_fork):
+    # With before_fork as on Python 3.13 and later, without as before.
+    control, p = _loop(before_fork)
     children = []
     with control:
         for tag in ("c-1_x", "c2"):
