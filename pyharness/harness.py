@@ -1530,12 +1530,8 @@ class Zygote:
         messages as serve's without running the interpreter between forks:
         what the interpreter writes, the next fork copies. It returns here
         only in a new child, or when the service is gone."""
-        ctypes = self.kernel.ctypes
-        loop = lib.pyexec_fork_loop
-        loop.restype = ctypes.c_long
-        loop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p,
-                         ctypes.c_int]
-        fds = (ctypes.c_int * 3)()
+        loop = fork_loop_of(lib)
+        fds = (self.kernel.ctypes.c_int * 3)()
         mt_state = numpy_generator_state()
         # Python 3.13 and later need PyOS_BeforeFork before each clone
         # (see the loop's comment); earlier ones are spared its hooks.
@@ -1614,6 +1610,17 @@ class Zygote:
             code = Child(self, channel_fd, out_fd, err_fd).run()
         finally:
             os._exit(code)
+
+
+def fork_loop_of(lib):
+    """The C fork loop of the zygote's library (native/zygote_loop.c), typed:
+    loop(control, wake, clone_flags, child_fds, mt_state, before_fork)."""
+    import ctypes
+    loop = lib.pyexec_fork_loop
+    loop.restype = ctypes.c_long
+    loop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p,
+                     ctypes.c_int]
+    return loop
 
 
 def numpy_generator_state():

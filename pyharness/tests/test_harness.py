@@ -417,10 +417,7 @@ assert not isinstance(lib, str), lib
 wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 signal.set_wakeup_fd(wake_w)
 signal.signal(signal.SIGCHLD, lambda *_: None)
-loop = lib.pyexec_fork_loop
-loop.restype = ctypes.c_long
-loop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p,
-                 ctypes.c_int]
+loop = harness.fork_loop_of(lib)
 fds = (ctypes.c_int * 3)()
 mt = harness.numpy_generator_state()
 assert mt is not None
