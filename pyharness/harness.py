@@ -1717,8 +1717,8 @@ class Child:
         channel = Channel(self.channel_fd, self.channel_fd, z.max_line)
         unread = select.poll()
         unread.register(self.channel_fd, select.POLLIN)
-        self.warm_path(unread)
         made = ready_workdir(WORKDIR)
+        self.warm_path(unread, made)
         self.warm_data(unread)
         req = channel.read()
         if req is not None:
@@ -1751,18 +1751,24 @@ class Child:
         k.loopback_up()
         os.chdir("/tmp")
 
-    def warm_path(self, unread):
-        """Walk the request path once. Pages shared with the zygote are
-        copied on first write (reference counts count as writes); doing it
-        now keeps those copies off the script's latency. It stops between
-        steps once the request is there: a child used at once (the pool is
-        empty under steady traffic) would only delay its script by the
-        steps the script makes anyway."""
+    def warm_path(self, unread, made):
+        """Walk the request path once: the request decoded, the script
+        validated, run and encoded, the empty output directory read.
+        Pages shared with the zygote are copied on first write (reference
+        counts count as writes); doing it now keeps those copies off the
+        script's latency. It stops between steps once the request is
+        there: a child used at once (the pool is empty under steady
+        traffic) would only delay its script by the steps the script makes
+        anyway."""
         source = "import sys\ndef main():\n    print('x', end='')\n    return {'ok': [1, 2.5, None]}\n"
         err = os.dup(1)
         try:
             # Its output goes nowhere: the pipe is the script's alone.
             os.dup2(self.z.devnull, 1)
+            json.loads(json.dumps({"id": "x", "script": source, "timeout_ms": 1000, "args": None,
+                                   "limits": {"max_output_bytes": 1 << 20, "validation": "standard"}}))
+            if unread.poll(0):
+                return
             tree = validate(source, "standard", None)
             if unread.poll(0):
                 return
@@ -1770,6 +1776,8 @@ class Child:
             if unread.poll(0):
                 return
             json.dumps(dict(reply, id="x"))
+            if made and not unread.poll(0):
+                collect_output(WORKDIR, 0, 0)
         finally:
             os.dup2(err, 1)
             os.close(err)

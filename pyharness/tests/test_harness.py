@@ -485,3 +485,44 @@ def test_fork_loop_returns_when_the_service_closes_the_socket():
     control.close()
     assert p.stdout.read().strip() == "1"
     assert p.wait(30) == 0
+
+
+# --------------------------------------------------------------------------
+# A waiting fork child's walk of the request path (Child.warm_path)
+
+WARM_CHECK = r"""
+import json, linecache, os, select, sys
+sys.path.insert(0, sys.argv[1])
+import harness
+
+class Zygote:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+
+child = harness.Child(Zygote(), -1, -1, -1)
+made = harness.ready_workdir(harness.WORKDIR)
+out_dir = os.path.join(harness.WORKDIR, harness.OUTPUT_DIR)
+stdout_before = os.fstat(1).st_ino
+main_before = sys.modules.get("__main__")
+r, w = os.pipe()
+unread = select.poll()
+unread.register(r, select.POLLIN)
+child.warm_path(unread, made)
+walked = {"stdout": os.fstat(1).st_ino == stdout_before, "output": os.listdir(out_dir),
+          "linecache": harness.SCRIPT_NAME in linecache.cache, "main": sys.modules.get("__main__") is main_before}
+# A request already there: the walk stops and leaves it unread.
+os.write(w, b'{"id": "r"}\n')
+child.warm_path(unread, made)
+walked["request"] = os.read(r, 100).decode()
+print(json.dumps(walked))
+"""
+
+
+def test_warm_path_leaves_nothing_behind_and_stops_for_a_request(tmp_path):
+    env = dict(os.environ, PYEXEC_WORKDIR=str(tmp_path / "work"))
+    p = subprocess.run([sys.executable, "-c", WARM_CHECK, os.path.dirname(HARNESS)],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 0, p.stderr
+    # The walk's script prints: nothing of it reaches the real stdout.
+    got = json.loads(p.stdout)
+    assert got == {"stdout": True, "output": [], "linecache": False, "main": True,
+                   "request": '{"id": "r"}\n'}, got
