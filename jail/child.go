@@ -182,15 +182,14 @@ func (c *Child) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, 
 	if err != nil {
 		return nil, fmt.Errorf("run: %w", err)
 	}
-	c.setIdle(false)
 	start := time.Now()
 	timer := time.NewTimer(req.Timeout)
 	defer timer.Stop()
 	writeErr := make(chan error, 1)
-	go func() {
-		_, err := c.conn.Write(line)
-		writeErr <- err
-	}()
+	c.send(line, writeErr)
+	// The child wakes with the line; its class and weight are raised
+	// while it decodes it, not before it is sent.
+	c.setIdle(false)
 	finish := func(resp *pyexec.Response) (*pyexec.Response, error) {
 		resp.Stdout, resp.StdoutTruncated = c.out.text()
 		resp.Stderr, resp.StderrTruncated = c.errOut.text()
@@ -230,6 +229,33 @@ func (c *Child) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, 
 			return nil, fmt.Errorf("run: %w", ctx.Err())
 		}
 	}
+}
+
+// send writes the request line: at once when the socket takes it whole
+// (the usual case: the child has read nothing of its channel since it was
+// placed), the rest beside the wait otherwise, so that a long line cannot
+// outlive the timeout or a kill. done receives the write's outcome.
+func (c *Child) send(line []byte, done chan<- error) {
+	n := 0
+	var err error
+	if rc, rerr := c.conn.SyscallConn(); rerr == nil {
+		// One non-blocking write: returning true never waits for room.
+		_ = rc.Write(func(fd uintptr) bool {
+			n, err = unix.Write(int(fd), line)
+			return true
+		})
+	}
+	if n < 0 || err == unix.EAGAIN || err == unix.EINTR {
+		n, err = 0, nil
+	}
+	if err != nil || n == len(line) {
+		done <- err
+		return
+	}
+	go func() {
+		_, err := c.conn.Write(line[n:])
+		done <- err
+	}()
 }
 
 // answer turns the child's reply line into a response. The line is the
