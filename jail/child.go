@@ -190,6 +190,13 @@ func (c *Child) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, 
 	// The child wakes with the line; its class and weight are raised
 	// while it decodes it, not before it is sent.
 	c.setIdle(false)
+	// What a short script prints is taken from the pipes with its
+	// answer; one that runs longer has them read as they fill.
+	watch := time.AfterFunc(outputWatchDelay, func() {
+		c.out.watch()
+		c.errOut.watch()
+	})
+	defer watch.Stop()
 	finish := func(resp *pyexec.Response) (*pyexec.Response, error) {
 		resp.Stdout, resp.StdoutTruncated = c.out.text()
 		resp.Stderr, resp.StderrTruncated = c.errOut.text()

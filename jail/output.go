@@ -15,28 +15,68 @@ import (
 // stdout or stderr pipe), so what a script printed is the service's own
 // measurement: the first max bytes are kept and everything is counted.
 // over is closed once more than max bytes have come.
+//
+// The pipe is read as it fills only once watch is called (Run calls it
+// when a script has run for outputWatchDelay): until then it is a plain
+// descriptor the runtime's poller does not know, so a short script's
+// print wakes nobody, and what it printed is taken at settle. A script
+// that prints more than the pipe holds before then waits for the watch.
 type outputPipe struct {
-	f   *os.File
 	max int
+	fd  int      // the pipe's descriptor, kept raw until watched
+	f   *os.File // set by watch
+	// rawMu orders reads of fd with its close while the pipe is not
+	// watched: a closed number can be another descriptor's the moment
+	// after.
+	rawMu  sync.Mutex
+	rawEnd bool
 
 	mu    sync.Mutex
 	buf   []byte
 	total int64
 
-	over     chan struct{}
-	overOnce sync.Once
-	done     chan struct{} // closed when the reader stops
-	closed   sync.Once
+	over      chan struct{}
+	overOnce  sync.Once
+	watchOnce sync.Once     // the watch started, or ruled out by settle or close
+	done      chan struct{} // closed when the reader stops, or if it never starts
+	closed    sync.Once
 }
+
+// outputWatchDelay is how long a script runs before its output pipes are
+// read as they fill: the pipe holds 64 KiB meanwhile.
+const outputWatchDelay = 2 * time.Millisecond
 
 func newOutputPipe(fd, max int) (*outputPipe, error) {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("output pipe: %w", err)
 	}
-	p := &outputPipe{f: os.NewFile(uintptr(fd), "output"), max: max, over: make(chan struct{}), done: make(chan struct{})}
-	go p.read()
-	return p, nil
+	return &outputPipe{fd: fd, max: max, over: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// watch starts reading the pipe as it fills, unless settle or close came
+// first.
+func (p *outputPipe) watch() {
+	p.watchOnce.Do(func() {
+		p.f = os.NewFile(uintptr(p.fd), "output")
+		go p.read()
+	})
+}
+
+// watched rules the watch out if it has not started, and returns the
+// pipe's file if it has (nil otherwise). Every use of p.f goes through it.
+func (p *outputPipe) watched() *os.File {
+	p.watchOnce.Do(func() { close(p.done) })
+	return p.f
+}
+
+// readRaw keeps what an unwatched pipe holds, unless it is closed.
+func (p *outputPipe) readRaw() {
+	p.rawMu.Lock()
+	defer p.rawMu.Unlock()
+	if !p.rawEnd {
+		p.readNow(p.fd)
+	}
 }
 
 func (p *outputPipe) read() {
@@ -71,31 +111,42 @@ func (p *outputPipe) keep(b []byte) {
 // read, whether or not the reader had come to them. What keeps coming
 // after (from processes the script left running) is not waited for.
 func (p *outputPipe) settle() {
-	_ = p.f.SetReadDeadline(time.Now())
+	f := p.watched()
+	if f == nil {
+		p.readRaw()
+		return
+	}
+	_ = f.SetReadDeadline(time.Now())
 	<-p.done
-	_ = p.f.SetReadDeadline(time.Time{})
-	rc, err := p.f.SyscallConn()
+	_ = f.SetReadDeadline(time.Time{})
+	rc, err := f.SyscallConn()
 	if err != nil {
 		return
 	}
-	b := make([]byte, 32<<10)
 	_ = rc.Read(func(fd uintptr) bool {
-		// At most a little past the cap: a writer left running cannot
-		// keep this loop going.
-		for read := 0; read <= p.max+len(b); {
-			n, err := unix.Read(int(fd), b)
-			if n <= 0 || err != nil {
-				break
-			}
-			p.keep(b[:n])
-			read += n
-		}
+		p.readNow(int(fd))
 		return true
 	})
 }
 
+// readNow keeps what the pipe holds, without waiting for more.
+func (p *outputPipe) readNow(fd int) {
+	b := make([]byte, 32<<10)
+	// At most a little past the cap: a writer left running cannot keep
+	// this loop going.
+	for read := 0; read <= p.max+len(b); {
+		n, err := unix.Read(fd, b)
+		if n <= 0 || err != nil {
+			break
+		}
+		p.keep(b[:n])
+		read += n
+	}
+}
+
 // awaitEOF waits until every writer has closed the pipe, or the deadline.
 func (p *outputPipe) awaitEOF(deadline time.Time) {
+	p.watch()
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
@@ -127,8 +178,16 @@ func (p *outputPipe) text() (string, bool) {
 // close stops the reader and releases the pipe. Safe to call twice.
 func (p *outputPipe) close() {
 	p.closed.Do(func() {
-		_ = p.f.SetReadDeadline(time.Now())
+		f := p.watched()
+		if f == nil {
+			p.rawMu.Lock()
+			p.rawEnd = true
+			_ = unix.Close(p.fd)
+			p.rawMu.Unlock()
+			return
+		}
+		_ = f.SetReadDeadline(time.Now())
 		<-p.done
-		_ = p.f.Close()
+		_ = f.Close()
 	})
 }
