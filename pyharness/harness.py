@@ -1765,8 +1765,9 @@ class Child:
         try:
             # Its output goes nowhere: the pipe is the script's alone.
             os.dup2(self.z.devnull, 1)
+            # As the channel gives it: bytes, which json decodes first.
             json.loads(json.dumps({"id": "x", "script": source, "timeout_ms": 1000, "args": None,
-                                   "limits": {"max_output_bytes": 1 << 20, "validation": "standard"}}))
+                                   "limits": {"max_output_bytes": 1 << 20, "validation": "standard"}}).encode())
             if unread.poll(0):
                 return
             tree = validate(source, "standard", None)
