@@ -186,10 +186,15 @@ func (c *Child) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, 
 	timer := time.NewTimer(req.Timeout)
 	defer timer.Stop()
 	writeErr := make(chan error, 1)
+	// The script runs in the normal class from its first instruction
+	// (threads and processes it starts inherit the class); its cgroup gets
+	// its weight back while the child decodes the line: that write is the
+	// slower one (about 60 µs after a pause) and would delay the wake-up.
+	setPolicy(c.pid, unix.SCHED_NORMAL)
 	c.send(line, writeErr)
-	// The child wakes with the line; its class and weight are raised
-	// while it decodes it, not before it is sent.
-	c.setIdle(false)
+	if c.cg != nil {
+		c.cg.setIdle(false)
+	}
 	// What a short script prints is taken from the pipes with its
 	// answer; one that runs longer has them read as they fill.
 	watch := time.AfterFunc(outputWatchDelay, func() {
@@ -218,6 +223,12 @@ func (c *Child) Run(ctx context.Context, req pyexec.Request) (*pyexec.Response, 
 				// the pipes now.
 				c.out.settle()
 				c.errOut.settle()
+				// A script that printed past the cap before its pipes
+				// were watched is stopped as one that printed while
+				// they were.
+				if stream := c.overStream(); stream != "" {
+					return finish(c.flooded(stream))
+				}
 				return finish(c.answer(lr.line, msgID))
 			}
 			return finish(c.ended(lr))
@@ -276,6 +287,18 @@ func (c *Child) answer(line []byte, msgID string) *pyexec.Response {
 	// stdout and stderr, and whether they were cut, are the service's own
 	// reading of the pipes (Run sets them), never what the reply says.
 	return resp
+}
+
+// overStream names the stream whose output passed the cap, if any.
+func (c *Child) overStream() string {
+	select {
+	case <-c.out.over:
+		return "stdout"
+	case <-c.errOut.over:
+		return "stderr"
+	default:
+		return ""
+	}
 }
 
 // flooded stops a child whose output passed the cap, keeping the first

@@ -61,6 +61,14 @@ func TestFork_OutputIsTheServicesOwnReading(t *testing.T) {
 	assert.True(t, resp.StdoutTruncated)
 	assert.Less(t, time.Since(t0), 10*time.Second, "stopped at the cap, not at the timeout")
 
+	// Past the cap and answered at once, before the pipes are watched
+	// (its pipe made large enough to hold it all): stopped all the same.
+	resp = run(t, fork(t, s), "import fcntl, os\ndef main():\n    fcntl.fcntl(1, 1031, 1 << 20)\n    os.write(1, b'z' * (100 << 10))\n    return 1\n", 5*time.Second)
+	require.NotNil(t, resp.Error)
+	assert.Equal(t, pyexec.CodeOutputLimit, resp.Error.Code, resp.Error.Message)
+	assert.Len(t, resp.Stdout, 64<<10)
+	assert.True(t, resp.StdoutTruncated)
+
 	resp = run(t, fork(t, s), "import os\ndef main():\n    os.write(1, b'raw ')\n    print('text')\n    return 1\n", 5*time.Second)
 	require.Nil(t, resp.Error, "%+v", resp.Error)
 	assert.Equal(t, "raw text\n", resp.Stdout)

@@ -14,7 +14,8 @@ import (
 // outputPipe reads one of a child's output streams (the read end of its
 // stdout or stderr pipe), so what a script printed is the service's own
 // measurement: the first max bytes are kept and everything is counted.
-// over is closed once more than max bytes have come.
+// over is closed once more than max bytes have been read (not before the
+// watch, or settle).
 //
 // The pipe is read as it fills only once watch is called (Run calls it
 // when a script has run for outputWatchDelay): until then it is a plain
