@@ -263,7 +263,8 @@ func (c *Child) send(line []byte, done chan<- error) {
 			return true
 		})
 	}
-	if n < 0 || err == unix.EAGAIN || err == unix.EINTR {
+	if err == unix.EAGAIN || err == unix.EINTR {
+		// Nothing taken: all of it goes beside.
 		n, err = 0, nil
 	}
 	if err != nil || n == len(line) {
