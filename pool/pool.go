@@ -64,6 +64,7 @@ type Pool struct {
 	cfg   Config
 	log   *zap.Logger
 	warm  *puddle.Pool[*slot]
+	queue *queue
 	spawn *spawner
 
 	kick    chan struct{}
@@ -96,6 +97,7 @@ func New(cfg Config, log *zap.Logger) (*Pool, error) {
 		return nil, fmt.Errorf("new pool: %w", err)
 	}
 	p.warm = warm
+	p.queue = &queue{warm: warm}
 	return p, nil
 }
 
@@ -129,6 +131,17 @@ func (p *Pool) destroy(s *slot) {
 		defer p.dying.Done()
 		s.Kill()
 	}()
+}
+
+// discard takes a used or dead worker out of the pool, kills it and wakes a
+// filler to replace it. The slot is free when discard returns: puddle's
+// Destroy frees it later, from a goroutine of its own, and a filler woken
+// before that found the pool still full and slept until the next
+// maintenance tick.
+func (p *Pool) discard(res *puddle.Resource[*slot]) {
+	p.destroy(res.Value()) // counted in p.dying before the slot is free, for Close
+	res.Hijack()
+	p.nudge()
 }
 
 // Start begins filling the pool in the background. It returns at once.
@@ -201,6 +214,7 @@ func (p *Pool) topUpOnce(backoff *time.Duration) bool {
 	switch {
 	case err == nil:
 		*backoff = 0
+		p.queue.handOut()
 		if int(p.warm.Stat().TotalResources()) < p.cfg.Size {
 			p.nudge() // more room: let another filler start one in parallel
 		}
@@ -214,6 +228,11 @@ func (p *Pool) topUpOnce(backoff *time.Duration) bool {
 			*backoff *= 2
 		}
 		p.log.Warn("spawn failed", zap.Error(err), zap.Duration("retry_in", *backoff))
+		if p.warm.Stat().TotalResources() == 0 {
+			// No worker is left or on its way: the requests waiting
+			// learn why now rather than at their queue timeout.
+			p.queue.fail(err)
+		}
 		return true
 	}
 }
@@ -241,17 +260,16 @@ func (p *Pool) maintain() {
 			case !w.Alive():
 				p.log.Warn("idle worker died; replacing it")
 				p.recycled.Add(1)
-				res.Destroy()
-				p.nudge()
+				p.discard(res)
 			case !retired && time.Since(res.CreationTime()) > p.ageLimit(res.CreationTime()):
 				retired = true
 				p.recycled.Add(1)
-				res.Destroy()
-				p.nudge()
+				p.discard(res)
 			default:
 				res.ReleaseUnused()
 			}
 		}
+		p.queue.handOut()
 	}
 }
 
@@ -288,14 +306,13 @@ func (p *Pool) Execute(ctx context.Context, req pyexec.Request) (*pyexec.Respons
 	// A worker found dead on acquisition (killed from outside while idle)
 	// ran nothing: it is replaced and the request tries the next one.
 	for attempt := 0; ; attempt++ {
-		res, err := p.acquireOldest(qctx)
+		res, err := p.queue.take(qctx, p.closing)
 		if err != nil {
 			return nil, waitError(ctx, err, p.cfg.QueueTimeout)
 		}
 		w := res.Value()
 		if !w.Alive() && attempt < 3 {
-			res.Destroy()
-			p.nudge()
+			p.discard(res)
 			continue
 		}
 		wait := time.Since(start)
@@ -315,34 +332,8 @@ func (p *Pool) Execute(ctx context.Context, req pyexec.Request) (*pyexec.Respons
 
 // retire destroys a used worker and starts its replacement, after
 // retireDelay. The worker counts as acquired until then, so Close waits.
-// acquireOldest takes the idle worker that became ready first, or waits
-// for one. A worker that has waited longer has done more of its warm-up (a fork
-// child copies the pages scripts touch only once it has waited a while),
-// and the pool's own order would hand out the newest first.
-func (p *Pool) acquireOldest(ctx context.Context) (*puddle.Resource[*slot], error) {
-	idle := p.warm.AcquireAllIdle()
-	if len(idle) == 0 {
-		return p.warm.Acquire(ctx)
-	}
-	oldest := 0
-	for i, r := range idle {
-		if r.Value().ready.Before(idle[oldest].Value().ready) {
-			oldest = i
-		}
-	}
-	for i, r := range idle {
-		if i != oldest {
-			r.ReleaseUnused()
-		}
-	}
-	return idle[oldest], nil
-}
-
 func (p *Pool) retire(res *puddle.Resource[*slot]) {
-	time.AfterFunc(retireDelay, func() {
-		res.Destroy()
-		p.nudge()
-	})
+	time.AfterFunc(retireDelay, func() { p.discard(res) })
 }
 
 // Status reports the pool's state. Ready is false while no worker exists

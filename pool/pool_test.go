@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -187,7 +185,7 @@ func TestPool_QueuedRequestsAreServedWhenWorkersFree(t *testing.T) {
 		}()
 	}
 	// Two requests hold both workers and eight wait for them.
-	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Busy == 2 && queued() == 8 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Busy == 2 && p.queue.len() == 8 }, 5*time.Second, time.Millisecond)
 	close(gate)
 	wg.Wait()
 	close(errs)
@@ -321,7 +319,7 @@ func TestPool_QueuedRequestsAreServedInOrder(t *testing.T) {
 			}
 		}()
 		// The next arrives only once this one waits in the queue.
-		require.Eventually(t, func() bool { return queued() == i+1 }, 5*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return p.queue.len() == i+1 }, 5*time.Second, time.Millisecond)
 	}
 	close(gate)
 	wg.Wait()
@@ -346,27 +344,6 @@ func TestPool_RetiresOldWorkersOneAtATime(t *testing.T) {
 	// so the pool never drops below size-1 warm workers on account of age.
 	require.Eventually(t, func() bool { return p.Recycled() >= 4 }, 20*time.Second, 5*time.Millisecond, "old workers are retired")
 	assert.GreaterOrEqual(t, minLive.Load(), int64(3), "at most one worker at a time is retired for age")
-}
-
-// queued counts the requests waiting in the pool's queue: goroutines
-// parked in the semaphore puddle queues acquisitions on, in arrival order.
-func queued() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	count := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "[select") && strings.Contains(g, "semaphore.(*Weighted).Acquire") {
-			count++
-		}
-	}
-	return count
 }
 
 // The idle worker made first serves first: it has waited, and warmed up,
@@ -443,4 +420,87 @@ func TestPool_ASlowKillDoesNotHoldItsSlot(t *testing.T) {
 	spawned := len(f.workers)
 	f.mu.Unlock()
 	assert.EqualValues(t, spawned, killed.Load(), "every worker was killed before Close returned")
+}
+
+// A request that waits is served by the first worker to become ready, not
+// by one started for it. The replacement of the first freed slot is slow
+// and that of the second fast: the waiting request gets the fast one.
+func TestPool_AWaitingRequestTakesTheFirstWorkerReady(t *testing.T) {
+	gates := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
+	f := &factory{
+		// Spawns 1 and 2 fill the pool; 3 replaces a's worker, 4 b's.
+		delayOf: func(call int64) time.Duration {
+			if call == 3 {
+				return 2 * time.Second
+			}
+			return 0
+		},
+		make: func(w *fakeWorker) {
+			w.run = func(ctx context.Context, req pyexec.Request) (*pyexec.Response, error) {
+				if g, ok := gates[req.ID]; ok {
+					<-g
+				}
+				return &pyexec.Response{Result: []byte(fmt.Sprintf("%d", w.id))}, nil
+			}
+		},
+	}
+	p := newPool(t, Config{Size: 2, Spawn: f.spawn, QueueTimeout: 5 * time.Second})
+	require.NoError(t, p.WaitReady(context.Background()))
+	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Idle == 2 }, 2*time.Second, time.Millisecond)
+	run := func(id string) <-chan string {
+		out := make(chan string, 1)
+		go func() {
+			resp, err := p.Execute(context.Background(), pyexec.Request{ID: id, Timeout: time.Second})
+			if assert.NoError(t, err) {
+				out <- string(resp.Result)
+			} else {
+				out <- ""
+			}
+		}()
+		return out
+	}
+	a, b := run("a"), run("b")
+	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Busy == 2 }, 2*time.Second, time.Millisecond)
+	c := run("c")
+	require.Eventually(t, func() bool { return p.queue.len() == 1 }, 2*time.Second, time.Millisecond)
+
+	close(gates["a"])
+	<-a
+	require.Eventually(t, func() bool { return f.calls.Load() == 3 }, 2*time.Second, time.Millisecond, "a's slot is refilled")
+	close(gates["b"])
+	<-b
+	// Worker ids are given as spawns end: 3 is the fast spawn's.
+	assert.Equal(t, "3", <-c, "the waiting request is served by the first worker ready")
+}
+
+// When no worker is left and a spawn fails, the requests waiting are
+// answered with the spawn's failure at once, not at their queue timeout.
+func TestPool_WaitingRequestsLearnThatNoWorkerCanStart(t *testing.T) {
+	release := make(chan struct{})
+	f := &factory{make: func(w *fakeWorker) {
+		w.run = func(ctx context.Context, _ pyexec.Request) (*pyexec.Response, error) {
+			<-release
+			return &pyexec.Response{Result: []byte("1")}, nil
+		}
+	}}
+	p := newPool(t, Config{Size: 1, Spawn: f.spawn, QueueTimeout: time.Minute})
+	require.NoError(t, p.WaitReady(context.Background()))
+	first := make(chan error, 1)
+	go func() { _, err := p.Execute(context.Background(), req()); first <- err }()
+	require.Eventually(t, func() bool { s, _, _ := p.Status(); return s.Busy == 1 }, 2*time.Second, time.Millisecond)
+	waiting := make(chan error, 1)
+	go func() { _, err := p.Execute(context.Background(), req()); waiting <- err }()
+	require.Eventually(t, func() bool { return p.queue.len() == 1 }, 2*time.Second, time.Millisecond)
+
+	f.fail.Store(true)
+	close(release)
+	require.NoError(t, <-first)
+	select {
+	case err := <-waiting:
+		require.Error(t, err)
+		assert.Equal(t, pyexec.CodeInternal, pyexec.ErrorCode(err))
+		assert.Contains(t, err.Error(), "no jail here")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiting request was not told that no worker could start")
+	}
 }
