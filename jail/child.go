@@ -32,7 +32,7 @@ type Child struct {
 	// pid is the child's pid on the host, from the kernel; pidfd refers to
 	// it.
 	pid   int
-	pidfd *os.File
+	pidfd *pidfd
 	// cg is the child's cgroup, taken from and given back to cgroups.
 	cg      *workerCgroup
 	cgroups *cgroups
@@ -318,7 +318,7 @@ func (c *Child) ended(lr lineResult) *pyexec.Response {
 		c.drain()
 		return &pyexec.Response{Error: pyexec.Errorf(pyexec.CodeSandbox, "the sandbox's reply was larger than allowed")}
 	}
-	if pidfdAlive(c.pidfd, exitGrace) {
+	if c.pidfd.alive(exitGrace) {
 		// Its channel closed by the script, which lives on.
 		c.Kill()
 		c.drain()
@@ -382,7 +382,7 @@ func (c *Child) setIdle(idle bool) {
 
 // Alive reports whether the child's process is still running, as the
 // kernel says through its pidfd.
-func (c *Child) Alive() bool { return pidfdAlive(c.pidfd, 0) }
+func (c *Child) Alive() bool { return c.pidfd.alive(0) }
 
 // Kill ends the child and everything in its namespaces, waits until it is
 // gone and removes its cgroup. Safe to call more than once and from any
@@ -394,16 +394,16 @@ func (c *Child) Kill() {
 			// Its teardown (its memory and namespaces freed, two
 			// milliseconds of CPU for a small script) must not slow the
 			// scripts that run now: it goes back to the idle class first.
-			if pidfdAlive(c.pidfd, 0) { // its pid is still its own
+			if c.pidfd.alive(0) { // its pid is still its own
 				c.setIdle(true)
 			}
-			_ = unix.PidfdSendSignal(int(c.pidfd.Fd()), unix.SIGKILL, nil, 0)
+			_ = c.pidfd.signal(unix.SIGKILL)
 			// A teardown that the running scripts leave no CPU for (much
 			// memory to free on a busy machine) gets its normal share back
 			// after idleTeardown, so that the memory is not held for long.
-			if pidfdAlive(c.pidfd, idleTeardown) {
+			if c.pidfd.alive(idleTeardown) {
 				c.setIdle(false)
-				if pidfdAlive(c.pidfd, killWait-idleTeardown) {
+				if c.pidfd.alive(killWait - idleTeardown) {
 					c.log.Error("child did not exit after SIGKILL", zap.Int("pid", c.pid))
 				}
 			}
@@ -418,7 +418,7 @@ func (c *Child) Kill() {
 			c.cgroups.giveBack(c.cg)
 		}
 		if c.pidfd != nil {
-			c.pidfd.Close()
+			c.pidfd.close()
 		}
 		c.forget()
 	})

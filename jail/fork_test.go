@@ -195,7 +195,7 @@ func startWaiter(t *testing.T, c *Child, mb int) <-chan *pyexec.Response {
 func release(t *testing.T, c *Child, done <-chan *pyexec.Response, mb int) {
 	t.Helper()
 	require.True(t, c.Alive(), "the waiting child died")
-	require.NoError(t, unix.PidfdSendSignal(int(c.pidfd.Fd()), unix.SIGUSR2, nil, 0))
+	require.NoError(t, c.pidfd.signal(unix.SIGUSR2))
 	resp := <-done
 	require.Nil(t, resp.Error, "%+v", resp.Error)
 	assert.JSONEq(t, fmt.Sprintf(`{"held": %d, "signals": []}`, mb<<20), string(resp.Result))
@@ -386,7 +386,7 @@ def main():
 	assert.Equal(t, s.zygote.proc.hostPID, ppid, "the child's parent is the zygote")
 	require.Len(t, ns, 3)
 	assert.Equal(t, 1, ns[2], "pid 1 of its own namespace")
-	fdinfo, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", c.pidfd.Fd()))
+	fdinfo, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", c.pidfd.fd()))
 	require.NoError(t, err)
 	assert.Contains(t, string(fdinfo), fmt.Sprintf("Pid:\t%d\n", pid), "the pidfd is on that process")
 }

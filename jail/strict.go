@@ -38,7 +38,7 @@ type Worker struct {
 	// read from the kernel's list of nsjail's children, and pidfd refers
 	// to that process (nil if it could not be opened).
 	harnessPID int
-	pidfd      *os.File
+	pidfd      *pidfd
 
 	used     bool
 	killOnce sync.Once
@@ -265,7 +265,7 @@ const exitGrace = 100 * time.Millisecond
 // harnessAlive reports whether the jailed interpreter has not exited within
 // wait. Without a pidfd it is taken as gone, so the caller waits for the
 // process.
-func (w *Worker) harnessAlive(wait time.Duration) bool { return pidfdAlive(w.pidfd, wait) }
+func (w *Worker) harnessAlive(wait time.Duration) bool { return w.pidfd.alive(wait) }
 
 // deathError explains a worker that ended without replying.
 func (w *Worker) deathError() *pyexec.Error {
@@ -306,7 +306,7 @@ func (w *Worker) Kill() {
 		w.stdin.Close()
 		w.stdout.Close()
 		if w.pidfd != nil {
-			w.pidfd.Close()
+			w.pidfd.close()
 		}
 	})
 }
