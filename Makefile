@@ -52,12 +52,12 @@ $(EXTRA_STAMP): $(STAMP) $(EXTRA_REQS)
 	"$(PY)" -m pip install --disable-pip-version-check --no-input -q -r "$(EXTRA_REQS)"
 	touch "$@"
 
-$(NATIVE_STAMP): $(STAMP) pyharness/native/zygote_memory.c pyharness/native/zygote_loop.c
+$(NATIVE_STAMP): $(STAMP) $(wildcard pyharness/native/*.c pyharness/native/*.h)
 	@if ! command -v "$(CC)" >/dev/null || ! [ -e /usr/include/stdio.h ]; then \
 		echo ">> installing a C compiler from Debian"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev; \
 	fi
-	"$(CC)" -O2 -Wall -Wextra -Werror -shared -fPIC -o "$$("$(PY)" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')/pyexec_zygote.so" pyharness/native/zygote_memory.c pyharness/native/zygote_loop.c
+	"$(CC)" -O2 -Wall -Wextra -Werror -shared -fPIC -o "$$("$(PY)" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')/pyexec_zygote.so" pyharness/native/*.c
 	touch "$@"
 
 venv: $(STAMP) $(EXTRA_STAMP) $(NATIVE_STAMP)

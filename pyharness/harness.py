@@ -1535,10 +1535,15 @@ class Zygote:
         mt_state = numpy_generator_state()
         # Python 3.13 and later need PyOS_BeforeFork before each clone
         # (see the loop's comment); earlier ones are spared its hooks.
-        got = loop(self.control, wake_r, CHILD_NAMESPACES, fds, mt_state, sys.version_info >= (3, 13))
+        # A library built before the loop could set children up would
+        # ignore the argument: the child then confines itself.
+        setup, keep = self.child_setup() if hasattr(lib, "pyexec_child_setup") else (None, None)
+        got = loop(self.control, wake_r, CHILD_NAMESPACES, fds, mt_state, sys.version_info >= (3, 13), setup)
         if got == 0:
-            # The loop has run the interpreter's after-fork steps.
-            self.child(fds[0], fds[1], fds[2], reseed=mt_state is None)
+            # The loop has run the interpreter's after-fork steps and the
+            # child's set-up.
+            del keep
+            self.child(fds[0], fds[1], fds[2], reseed=mt_state is None, confined=setup is not None)
         if got < 0:
             raise OSError(-got, "the zygote's fork loop: %s" % os.strerror(-got))
 
@@ -1593,10 +1598,30 @@ class Zygote:
             for fd in (ours_fd, out_r, err_r):
                 os.close(fd)
 
-    def child(self, channel_fd, out_fd, err_fd, reseed=True):
+    def child_setup(self):
+        """What the C fork loop needs to set a child up as Child.confine
+        does (native/child_setup.c): a ChildSetup, and the objects it
+        points into, to be kept alive with it."""
+        ct = self.kernel.ctypes
+
+        class ChildSetup(ct.Structure):
+            _fields_ = [("fail_code", ct.c_int), ("devnull", ct.c_int), ("tmp_options", ct.c_char_p),
+                        ("binds", ct.POINTER(ct.c_char_p)), ("links", ct.POINTER(ct.c_char_p)),
+                        ("filter", ct.c_void_p)]
+
+        def strings(items):
+            return (ct.c_char_p * (len(items) + 1))(*[i.encode() for i in items], None)
+        binds = strings(self.binds)
+        links = strings([part for pair in self.links.items() for part in pair])
+        tmp = self.tmp_size.encode()
+        setup = ChildSetup(CHILD_SETUP_FAILED, self.devnull, tmp, binds, links, ct.addressof(self.filter.fprog))
+        return ct.byref(setup), (setup, binds, links, tmp)
+
+    def child(self, channel_fd, out_fd, err_fd, reseed=True, confined=False):
         """Runs in a new child: serves one script and exits. reseed: give
         numpy's global generator a fresh seed, unless the fork loop gave it
-        a fresh state (see numpy_generator_state)."""
+        a fresh state (see numpy_generator_state). confined: the fork loop
+        has done Child.confine's work."""
         code = CHILD_SETUP_FAILED
         try:
             # Every child would otherwise replay numpy's one random
@@ -1607,19 +1632,19 @@ class Zygote:
             numpy = sys.modules.get("numpy")
             if reseed and numpy is not None:
                 numpy.random.seed(numpy.frombuffer(os.urandom(16), dtype=numpy.uint32))
-            code = Child(self, channel_fd, out_fd, err_fd).run()
+            code = Child(self, channel_fd, out_fd, err_fd).run(confined)
         finally:
             os._exit(code)
 
 
 def fork_loop_of(lib):
     """The C fork loop of the zygote's library (native/zygote_loop.c), typed:
-    loop(control, wake, clone_flags, child_fds, mt_state, before_fork)."""
+    loop(control, wake, clone_flags, child_fds, mt_state, before_fork, setup)."""
     import ctypes
     loop = lib.pyexec_fork_loop
     loop.restype = ctypes.c_long
     loop.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p,
-                     ctypes.c_int]
+                     ctypes.c_int, ctypes.c_void_p]
     return loop
 
 
@@ -1659,37 +1684,21 @@ class Child:
         self.channel_fd = channel_fd
         self.out_fd, self.err_fd = out_fd, err_fd
 
-    def run(self):
-        z, k = self.z, self.z.kernel
-        # First every descriptor but its own: the ends the service keeps,
-        # the control socket, the zygote's signal pipe. Nothing of the
-        # zygote's or of another child's stays open.
-        low = 3
-        for fd in sorted({self.channel_fd, self.out_fd, self.err_fd, z.devnull}):
-            if fd >= low:
-                os.closerange(low, fd)
-                low = fd + 1
-        os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-        # A session of its own: kill(0) reaches the zygote's process group,
-        # and the kernel lets a signal from a sibling pid namespace through
-        # to the init of another (the next child).
-        os.setsid()
+    def run(self, confined=False):
+        """Serves one script. confined: the fork loop has done confine's
+        work (native/child_setup.c)."""
+        z = self.z
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        # Until the pipes take over, an error here reaches the zygote's
-        # stderr, which the service logs.
-        try:
-            self.namespaces()
+        if not confined:
             try:
-                write_all_path("/proc/self/oom_score_adj", b"1000")
-            except OSError:
-                pass
-            k.drop_capabilities()
-            z.filter.install()
-        except Exception as exc:  # noqa: B902 - any failure ends this child only
-            print("pyexec harness: child set-up failed: %s" % exc, file=sys.stderr, flush=True)
-            return CHILD_SETUP_FAILED
+                self.confine()
+            except Exception as exc:  # noqa: B902 - any failure ends this child only
+                # Until the pipes take over, stderr is the zygote's, which
+                # the service logs.
+                print("pyexec harness: child set-up failed: %s" % exc, file=sys.stderr, flush=True)
+                return CHILD_SETUP_FAILED
         os.dup2(self.out_fd, 1)
         os.dup2(self.err_fd, 2)
         os.close(self.out_fd)
@@ -1727,6 +1736,33 @@ class Child:
             # teardown off the answer's path.
             channel.read_line()
         return 0
+
+    def confine(self):
+        """Closes every descriptor but the child's own, starts a session,
+        sets up its namespaces, drops every capability and installs the
+        worker's filter. The C fork loop does the same in the child, without
+        the interpreter's page copies (native/child_setup.c)."""
+        z, k = self.z, self.z.kernel
+        # First every descriptor but its own: the ends the service keeps,
+        # the control socket, the zygote's signal pipe. Nothing of the
+        # zygote's or of another child's stays open.
+        low = 3
+        for fd in sorted({self.channel_fd, self.out_fd, self.err_fd, z.devnull}):
+            if fd >= low:
+                os.closerange(low, fd)
+                low = fd + 1
+        os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        # A session of its own: kill(0) reaches the zygote's process group,
+        # and the kernel lets a signal from a sibling pid namespace through
+        # to the init of another (the next child).
+        os.setsid()
+        self.namespaces()
+        try:
+            write_all_path("/proc/self/oom_score_adj", b"1000")
+        except OSError:
+            pass
+        k.drop_capabilities()
+        z.filter.install()
 
     def namespaces(self):
         k, z = self.z.kernel, self.z

@@ -25,8 +25,11 @@
  * makes the next draw regenerate them), and costs the zygote one page copy
  * where the interpreter's reseeding in each child cost it about 0.6 ms.
  * It returns 0 in each new child (the interpreter's after-fork steps done),
- * with the child's ends of the three in child_fds (every other descriptor
- * is still open: the child closes them),
+ * with the child's ends of the three in child_fds. With setup, the child
+ * has then also closed every other descriptor, mounted its /tmp, /dev/shm
+ * and /proc, dropped every capability and installed the worker's filter
+ * (child_setup.c); without, every other descriptor is still open and the
+ * caller does the rest.
  * 1 in the zygote when the service closed the socket (or reset it), or -errno when the
  * loop cannot go on (a message it does not understand is -EPROTO).
  *
@@ -56,6 +59,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "child_setup.h"
 
 #define MAX_TAG 64
 #define MT_WORDS 624
@@ -180,7 +185,7 @@ static int reap(int control)
  * the service cannot be answered. A step that fails is the answer to this
  * fork, and the loop goes on. */
 static int fork_one(int control, const char *tag, unsigned long flags, int *child_fds,
-		    struct mt19937_state *mt_state, int before_fork)
+		    struct mt19937_state *mt_state, int before_fork, const struct pyexec_child_setup *setup)
 {
 	/* ours/theirs: the channel; then stdout's and stderr's read and
 	 * write ends. All close on exec, as the interpreter makes them. */
@@ -206,6 +211,10 @@ static int fork_one(int control, const char *tag, unsigned long flags, int *chil
 		long pid = syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
 		if (pid == 0) {
 			PyOS_AfterFork_Child();
+			if (setup != NULL) {
+				int keep[4] = {fds[1], fds[3], fds[5], setup->devnull};
+				pyexec_child_setup(setup, keep, 4);
+			}
 			child_fds[0] = fds[1], child_fds[1] = fds[3], child_fds[2] = fds[5];
 			return 0;
 		}
@@ -229,7 +238,7 @@ static int fork_one(int control, const char *tag, unsigned long flags, int *chil
 }
 
 long pyexec_fork_loop(int control, int wake, unsigned long flags, int *child_fds, struct mt19937_state *mt_state,
-		      int before_fork)
+		      int before_fork, const struct pyexec_child_setup *setup)
 {
 	struct pollfd pfd[2] = {{.fd = control, .events = POLLIN}, {.fd = wake, .events = POLLIN}};
 	char buf[256], tag[MAX_TAG + 1];
@@ -260,7 +269,7 @@ long pyexec_fork_loop(int control, int wake, unsigned long flags, int *child_fds
 			return 1; /* the service is gone */
 		int err = parse_fork(buf, (int)n, tag);
 		if (err == 0)
-			err = fork_one(control, tag, flags, child_fds, mt_state, before_fork);
+			err = fork_one(control, tag, flags, child_fds, mt_state, before_fork, setup);
 		if (err == -EPIPE || err == -ECONNRESET)
 			return 1; /* the service is gone */
 		if (err <= 0)

@@ -421,7 +421,7 @@ loop = harness.fork_loop_of(lib)
 fds = (ctypes.c_int * 3)()
 mt = harness.numpy_generator_state()
 assert mt is not None
-got = loop(control.fileno(), wake_r, 0, fds, mt, int(sys.argv[3]))
+got = loop(control.fileno(), wake_r, 0, fds, mt, int(sys.argv[3]), None)
 if got == 0:
     channel, out, err = fds
     os.write(out, b"out")
@@ -485,6 +485,131 @@ def test_fork_loop_returns_when_the_service_closes_the_socket():
     control.close()
     assert p.stdout.read().strip() == "1"
     assert p.wait(30) == 0
+
+
+# --------------------------------------------------------------------------
+# A child's set-up in C (native/child_setup.c), as the fork loop runs it
+
+SETUP_CHECK = r"""
+import ctypes, json, os, signal, socket, struct, sys
+sys.path.insert(0, sys.argv[1])
+import harness
+control = socket.socket(fileno=int(sys.argv[2]))
+bound = sys.argv[3]
+k = harness.Kernel()
+if sys.argv[4] == "1":
+    k.drop_bounding_set()  # as the zygote does, once for all its children
+lib = k.native()
+assert not isinstance(lib, str), lib
+z = harness.Zygote.__new__(harness.Zygote)  # not pid 1: its checks are not what this tests
+z.kernel, z.tmp_size = k, "size=8m,mode=1777"
+z.devnull = os.open(os.devnull, os.O_WRONLY)
+z.binds = {"-": ["/nonexistent/pyexec-bind"], "none": []}.get(bound, [bound])
+z.links = {"/tmp/a/b/link": "/etc/hostname"}
+z.filter = harness.SeccompProgram(struct.pack("=HBBI", 0x06, 0, 0, 0x7FFF0000))  # allow all
+setup, keep = z.child_setup()
+wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+signal.set_wakeup_fd(wake_w)
+signal.signal(signal.SIGCHLD, lambda *_: None)
+stray = os.open("/etc/hostname", os.O_RDONLY)
+loop = harness.fork_loop_of(lib)
+fds = (ctypes.c_int * 3)()
+got = loop(control.fileno(), wake_r, harness.CHILD_NAMESPACES, fds, None, 0, setup)
+if got == 0:
+    channel = fds[0]
+    listed = len(os.listdir("/proc/self/fd")) - 1  # less the listing's own
+
+    def is_open(fd):
+        try:
+            os.fstat(fd)
+            return True
+        except OSError:
+            return False
+    others = [fd for fd in (control.fileno(), wake_r, wake_w, stray) if is_open(fd)]
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+    lo = socket.socket()
+    lo.bind(("127.0.0.1", 0))
+    lo.listen()
+    socket.create_connection(lo.getsockname(), timeout=5).close()
+    os.write(channel, json.dumps({
+        "fds": listed, "own": list(fds) + [z.devnull],
+        "others": others,
+        "pid": os.getpid(), "sid": os.getsid(0), "cwd": os.getcwd(),
+        "caps": {n: v.strip() for n, v in status.items() if n.startswith("Cap")},
+        "seccomp": status["Seccomp"].strip(), "nnp": status["NoNewPrivs"].strip(),
+        "tmp": sorted(os.listdir("/tmp")), "link": os.readlink("/tmp/a/b/link"),
+        "bound": os.listdir(bound), "shm": os.listdir("/dev/shm"),
+        "proc": sorted(p for p in os.listdir("/proc") if p.isdigit()),
+    }).encode())
+    os._exit(0)
+print(got, flush=True)
+"""
+
+
+def _setup_loop(bound, drop_bounding=True):
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the child set-up test needs root (namespaces and mounts), as CI has")
+        pytest.skip("needs root (namespaces and mounts)")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    p = subprocess.Popen([sys.executable, "-c", SETUP_CHECK, os.path.dirname(HARNESS), str(theirs.fileno()), bound,
+                          "1" if drop_bounding else "0"],
+                         pass_fds=(theirs.fileno(),), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    theirs.close()
+    ours.settimeout(30)
+    return ours, p
+
+
+def test_child_setup_in_c_confines_the_child():
+    with tempfile.TemporaryDirectory(dir="/tmp") as bound:
+        with open(os.path.join(bound, "kept"), "w") as f:
+            f.write("x")
+        control, p = _setup_loop(bound)
+        with control:
+            control.send(b'{"fork": "c"}')
+            data, fds, _, _ = socket.recv_fds(control, 1024, 3)
+            assert json.loads(data)["pid"] > 0
+            try:
+                got = json.loads(os.read(fds[0], 100000))
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            assert json.loads(control.recv(1024))["code"] == 0
+        p.kill()
+        p.wait(30)
+    # Only its own descriptors: the zygote's are closed.
+    assert got["others"] == [] and got["fds"] == 3 + len(set(got["own"])), got
+    assert got["pid"] == 1 and got["sid"] == 1, "pid 1 of its own namespace, in a session of its own"
+    assert got["cwd"] == "/tmp"
+    assert set(got["caps"]) == {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"}
+    assert all(int(v, 16) == 0 for v in got["caps"].values()), got["caps"]
+    assert got["seccomp"] == "2" and got["nnp"] == "1"
+    # A fresh /tmp holding only the links and the mounts bound again.
+    assert got["tmp"] == sorted(["a", bound[len("/tmp/"):]]), got["tmp"]
+    assert got["link"] == "/etc/hostname" and got["bound"] == ["kept"]
+    assert got["shm"] == [] and got["proc"] == ["1"]
+
+
+@pytest.mark.parametrize("bound, drop_bounding, why", [
+    ("-", True, "/nonexistent/pyexec-bind: No such file or directory"),
+    # A capability left in the bounding set is found, and the child ends.
+    ("none", False, "capabilities left after dropping them"),
+])
+def test_child_setup_in_c_ends_a_child_it_cannot_confine(bound, drop_bounding, why):
+    control, p = _setup_loop(bound, drop_bounding)
+    with control:
+        control.send(b'{"fork": "c"}')
+        data, fds, _, _ = socket.recv_fds(control, 1024, 3)
+        pid = json.loads(data)["pid"]
+        try:
+            assert os.read(fds[0], 100) == b"", "it never runs the interpreter again"
+        finally:
+            for fd in fds:
+                os.close(fd)
+        assert json.loads(control.recv(1024)) == {"exited": pid, "signal": 0, "code": harness.CHILD_SETUP_FAILED}
+    p.kill()
+    _, err = p.communicate(timeout=30)
+    assert "pyexec harness: child set-up failed: " + why in err
 
 
 # --------------------------------------------------------------------------
