@@ -202,6 +202,10 @@ func (p *Pool) fill() {
 // topUpOnce starts one worker if there is room. It reports whether it did
 // something worth trying again at once.
 func (p *Pool) topUpOnce(backoff *time.Duration) bool {
+	// Whatever happened, a worker idle while a request waits goes to it:
+	// a spawn that found no room held a slot's token for a moment, and a
+	// request that looked then found no worker it could take.
+	defer p.queue.handOut()
 	select {
 	case <-p.closing:
 		return false
@@ -214,7 +218,6 @@ func (p *Pool) topUpOnce(backoff *time.Duration) bool {
 	switch {
 	case err == nil:
 		*backoff = 0
-		p.queue.handOut()
 		if int(p.warm.Stat().TotalResources()) < p.cfg.Size {
 			p.nudge() // more room: let another filler start one in parallel
 		}

@@ -1262,6 +1262,8 @@ DATA_WARM_AFTER_S = 0.25
 ZYGOTE_LIB = "pyexec_zygote.so"
 # Exit status of a child whose set-up failed before any script reached it.
 CHILD_SETUP_FAILED = 71
+# MAX_BINDS of native/child_setup.c.
+CHILD_SETUP_MAX_BINDS = 32
 
 
 def _data_steps():
@@ -1601,7 +1603,11 @@ class Zygote:
     def child_setup(self):
         """What the C fork loop needs to set a child up as Child.confine
         does (native/child_setup.c): a ChildSetup, and the objects it
-        points into, to be kept alive with it."""
+        points into, to be kept alive with it; None, None when the C set-up
+        cannot hold the jail's mounts under /tmp (it takes at most
+        CHILD_SETUP_MAX_BINDS)."""
+        if len(self.binds) > CHILD_SETUP_MAX_BINDS:
+            return None, None
         ct = self.kernel.ctypes
 
         class ChildSetup(ct.Structure):

@@ -24,6 +24,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -31,7 +32,11 @@
 
 #include "child_setup.h"
 
-#define MAX_BINDS 32
+#define MAX_BINDS 32 /* harness.py's CHILD_SETUP_MAX_BINDS: past it the child confines itself in Python */
+
+#ifndef SYS_close_range
+#define SYS_close_range 436 /* the same number on every architecture */
+#endif
 
 /* The child's stderr gets "pyexec harness: child set-up failed: STEP: ERR"
  * and the child ends. */
@@ -42,6 +47,23 @@ __attribute__((noreturn)) static void fail(const struct pyexec_child_setup *s, c
 	if (n > 0)
 		(void)!write(2, text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1);
 	_exit(s->fail_code);
+}
+
+/* Closes the descriptors from low to high (inclusive): with close_range,
+ * or one by one up to the descriptor limit on a kernel without it (before
+ * Linux 5.9). */
+static int close_span(unsigned int low, unsigned int high)
+{
+	if (syscall(SYS_close_range, low, high, 0) == 0)
+		return 0;
+	if (errno != ENOSYS)
+		return -errno;
+	struct rlimit lim;
+	if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
+		return -errno;
+	for (rlim_t fd = low; fd <= high && fd < lim.rlim_cur; fd++)
+		close((int)fd);
+	return 0;
 }
 
 /* Closes every descriptor but stdin, stdout, stderr and those in keep. */
@@ -61,8 +83,9 @@ static int close_others(const int *keep, int nkeep)
 	unsigned int low = 3;
 	for (int i = 0; i <= n; i++) {
 		unsigned int high = i < n ? (unsigned int)sorted[i] : ~0U;
-		if (high > low && syscall(SYS_close_range, low, high - 1, 0) != 0)
-			return -errno;
+		int err = high > low ? close_span(low, high - 1) : 0;
+		if (err < 0)
+			return err;
 		if (i < n)
 			low = (unsigned int)sorted[i] + 1;
 	}
@@ -167,23 +190,32 @@ static void namespaces(const struct pyexec_child_setup *s)
 }
 
 /* Whether every capability set in /proc/self/status is empty; all five
- * must be there. */
+ * must be there, each a whole line. The file is read whole or not at all. */
 static int no_capability_left(void)
 {
-	char buf[8192];
+	static char buf[65536];
 	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	size_t got = 0;
+	int err = 0;
 	for (;;) {
+		if (got == sizeof(buf) - 1) {
+			err = -EFBIG;
+			break;
+		}
 		ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0)
+			err = -errno;
 		if (n <= 0)
 			break;
 		got += (size_t)n;
 	}
 	close(fd);
+	if (err < 0)
+		return err;
 	buf[got] = 0;
 	static const char *const sets[] = {"\nCapInh:\t", "\nCapPrm:\t", "\nCapEff:\t", "\nCapBnd:\t", "\nCapAmb:\t"};
 	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
@@ -193,9 +225,9 @@ static int no_capability_left(void)
 		v += strlen(sets[i]);
 		if (*v == '\n' || *v == 0)
 			return -ENODATA;
-		for (; *v != '\n' && *v != 0; v++)
+		for (; *v != '\n'; v++)
 			if (*v != '0')
-				return -EPERM;
+				return *v == 0 ? -ENODATA : -EPERM;
 	}
 	return 0;
 }

@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import socket
+import struct
 import subprocess
 import tempfile
 import sys
@@ -651,3 +652,14 @@ def test_warm_path_leaves_nothing_behind_and_stops_for_a_request(tmp_path):
     got = json.loads(p.stdout)
     assert got == {"stdout": True, "output": [], "linecache": False, "main": True,
                    "request": '{"id": "r"}\n'}, got
+
+
+def test_child_setup_is_left_to_python_past_the_c_limit_of_binds():
+    z = harness.Zygote.__new__(harness.Zygote)
+    z.kernel, z.tmp_size, z.devnull, z.links = harness.Kernel(), "size=8m", 0, {}
+    z.filter = harness.SeccompProgram(struct.pack("=HBBI", 0x06, 0, 0, 0x7FFF0000))
+    z.binds = ["/tmp/b%d" % i for i in range(harness.CHILD_SETUP_MAX_BINDS)]
+    setup, keep = z.child_setup()
+    assert setup is not None and keep is not None
+    z.binds.append("/tmp/one-more")
+    assert z.child_setup() == (None, None), "the child confines itself in Python"
