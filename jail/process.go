@@ -121,15 +121,6 @@ func (p *pidfd) signal(sig unix.Signal) error {
 	return err
 }
 
-// fd is the pidfd's number, for a look at it in /proc.
-func (p *pidfd) fd() int {
-	n := -1
-	if rc, err := p.f.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) { n = int(fd) })
-	}
-	return n
-}
-
 func (p *pidfd) close() { p.f.Close() }
 
 // setPolicy moves pid to a scheduling class (nice 0 in it). A failure only

@@ -11,6 +11,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// fd is the pidfd's number, for a look at it in /proc.
+func (p *pidfd) fd() int {
+	n := -1
+	if rc, err := p.f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { n = int(fd) })
+	}
+	return n
+}
+
 // A pidfd is waited on through the runtime's poller, and a wait ends when
 // its process exits, however many wait at once.
 func TestPidfd_WaitsEndAtTheExit(t *testing.T) {

@@ -504,3 +504,10 @@ func TestPool_WaitingRequestsLearnThatNoWorkerCanStart(t *testing.T) {
 		t.Fatal("the waiting request was not told that no worker could start")
 	}
 }
+
+// len is the number of requests waiting.
+func (q *queue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.waiting)
+}

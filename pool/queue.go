@@ -105,13 +105,6 @@ func (q *queue) fail(err error) {
 	q.waiting = nil
 }
 
-// len is the number of requests waiting.
-func (q *queue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.waiting)
-}
-
 // oldestIdle acquires the idle worker that became ready first, or returns
 // nil. A worker that has waited longer has done more of its warm-up (a
 // fork child copies the pages scripts touch only once it has waited a

@@ -1539,12 +1539,12 @@ class Zygote:
         # (see the loop's comment); earlier ones are spared its hooks.
         # A library built before the loop could set children up would
         # ignore the argument: the child then confines itself.
-        setup, keep = self.child_setup() if hasattr(lib, "pyexec_child_setup") else (None, None)
+        # _held is what setup points into, kept alive as long as the loop runs.
+        setup, _held = self.child_setup() if hasattr(lib, "pyexec_child_setup") else (None, None)
         got = loop(self.control, wake_r, CHILD_NAMESPACES, fds, mt_state, sys.version_info >= (3, 13), setup)
         if got == 0:
             # The loop has run the interpreter's after-fork steps and the
             # child's set-up.
-            del keep
             self.child(fds[0], fds[1], fds[2], reseed=mt_state is None, confined=setup is not None)
         if got < 0:
             raise OSError(-got, "the zygote's fork loop: %s" % os.strerror(-got))
