@@ -200,6 +200,7 @@ func renderReport(r *results) string {
 	b.WriteString("Every figure below is computed from this run; strict isolation's, measured the same way in the same\n")
 	b.WriteString("run, stands beside fork's. The open-loop rates are run in fork isolation only.\n\n")
 	renderTargets(&b, r)
+	renderBackToBackBound(&b, r)
 	if strictHello != nil && coldHello != nil && strictPandas != nil && strictThr != nil {
 		b.WriteString("### Strict isolation\n\n")
 		b.WriteString("| target | measured | |\n|---|---|---|\n")

@@ -70,7 +70,7 @@ func fabricated() *results {
 			v := base * map[string]float64{"latency": 1, "backtoback": 2, "throughput": 10}[p.Kind]
 			key := p.Kind + "/" + p.Scenario
 			res.runs[mode][key] = &load.Report{Scenario: p.Scenario, Requests: 40, Right: 40, Throughput: 100 / v,
-				Latency: load.Latency{P50: v, P90: 2 * v, P99: 3 * v, Max: 4 * v}}
+				Latency: load.Latency{P50: v, P90: 2 * v, P99: 3 * v, Max: 4 * v, Mean: 1.5 * v}}
 			res.cpu[mode][key] = v / 100
 		}
 	}

@@ -191,3 +191,46 @@ func renderTargets(b *strings.Builder, r *results) {
 	}
 	b.WriteString("\n")
 }
+
+// renderBackToBackBound shows what bounds fork isolation's one-client
+// back-to-back runs. Each answer uses up a child and the next request
+// waits for one, so the client's rate is at most the cores over the CPU a
+// script costs (the making and teardown of its child included): its mean
+// latency is at least that CPU over the cores, whatever the order of the
+// work. The rows put the measured mean beside that floor, and the CPU per
+// script a mean at the target's p50 would need.
+func renderBackToBackBound(b *strings.Builder, r *results) {
+	cores := 0.0
+	fmt.Sscan(r.facts["cores"], &cores)
+	if cores <= 0 {
+		return
+	}
+	var rows []string
+	for _, sc := range []struct {
+		name   string
+		target float64
+	}{{"hello", forkHelloB2BP50}, {"pandas", forkPandasB2BP50}} {
+		rep, cpu := r.get("fork", "backtoback/"+sc.name), r.cpu["fork"]["backtoback/"+sc.name]
+		if rep == nil || cpu <= 0 || rep.Latency.Mean <= 0 {
+			continue
+		}
+		floor := cpu * 1000 / cores
+		rows = append(rows, fmt.Sprintf("| `%s` | %s | %s | %s | %s | %s | %s (%s) |\n", sc.name, ms(rep.Latency.P50),
+			ms(rep.Latency.Mean), cpuMs(cpu), ms(floor), ratio(rep.Latency.Mean, floor),
+			ms(sc.target*cores), "a mean of "+limitMs(sc.target)))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("#### What bounds one client back to back\n\n")
+	b.WriteString("Back to back, every answer uses up a child and the next request waits until one is ready, so one\n")
+	fmt.Fprintf(b, "client gets at most %s cores ÷ the CPU a script costs (the making and teardown of its child included)\n", r.facts["cores"])
+	b.WriteString("answers a second: its mean latency is at least that CPU ÷ the cores, however the work is ordered.\n")
+	b.WriteString("A mean near that floor means the run was bound by the machine's capacity, not by waiting.\n\n")
+	b.WriteString("| scenario | p50 | mean | CPU per script | floor of the mean | mean ÷ floor | CPU per script the target needs |\n")
+	b.WriteString("|---|---|---|---|---|---|---|\n")
+	for _, row := range rows {
+		b.WriteString(row)
+	}
+	b.WriteString("\n")
+}

@@ -135,3 +135,26 @@ func targetsTable(out string) string {
 	j := strings.Index(out[i:], "\n\n")
 	return out[i : i+j]
 }
+
+// TestReport_BackToBackBound checks the floor the machine's capacity puts
+// under one client back to back: the CPU per script over the cores, beside
+// the run's mean, and the CPU per script a mean at the target would need.
+func TestReport_BackToBackBound(t *testing.T) {
+	res := fabricated()
+	// fork back to back: p50 1 ms, mean 1.5 ms, 10 ms of CPU per script.
+	res.runs["fork"]["backtoback/pandas"].Latency.Mean = 12
+	res.cpu["fork"]["backtoback/pandas"] = 0.02
+	out := renderReport(res)
+	assert.Contains(t, out, "#### What bounds one client back to back\n")
+	assert.Contains(t, out, "client gets at most 2 cores ÷ the CPU a script costs")
+	assert.Contains(t, out, "| `hello` | 1.00 ms | 1.50 ms | 10.00 ms | 5.00 ms | 0.3× | 4.00 ms (a mean of 2 ms) |\n")
+	assert.Contains(t, out, "| `pandas` | 1.00 ms | 12.00 ms | 20.00 ms | 10.00 ms | 1.2× | 8.00 ms (a mean of 4 ms) |\n")
+	assert.Less(t, strings.Index(out, "#### What bounds"), strings.Index(out, "### Strict isolation"), "under fork's targets")
+
+	res.cpu["fork"]["backtoback/pandas"] = 0
+	out = renderReport(res)
+	assert.NotContains(t, out, "| `pandas` | 1.00 ms | 12.00 ms |", "no row without the run's CPU")
+
+	res.facts["cores"] = ""
+	assert.NotContains(t, renderReport(res), "What bounds one client back to back", "no floor without the number of cores")
+}
