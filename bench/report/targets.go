@@ -224,8 +224,9 @@ func renderBackToBackBound(b *strings.Builder, r *results) {
 	}
 	b.WriteString("#### What bounds one client back to back\n\n")
 	b.WriteString("Back to back, every answer uses up a child and the next request waits until one is ready, so one\n")
-	fmt.Fprintf(b, "client gets at most %s cores ÷ the CPU a script costs (the making and teardown of its child included)\n", r.facts["cores"])
-	b.WriteString("answers a second: its mean latency is at least that CPU ÷ the cores, however the work is ordered.\n")
+	fmt.Fprintf(b, "client gets at most %s cores ÷ the CPU a script costs answers a second (the machine's CPU per script\n", r.facts["cores"])
+	b.WriteString("below: the making and teardown of its child, the service and the load tool included). Its mean\n")
+	b.WriteString("latency is at least that CPU ÷ the cores, however the work is ordered.\n")
 	b.WriteString("A mean near that floor means the run was bound by the machine's capacity, not by waiting.\n\n")
 	b.WriteString("| scenario | p50 | mean | CPU per script | floor of the mean | mean ÷ floor | CPU per script the target needs |\n")
 	b.WriteString("|---|---|---|---|---|---|---|\n")

@@ -146,7 +146,7 @@ func TestReport_BackToBackBound(t *testing.T) {
 	res.cpu["fork"]["backtoback/pandas"] = 0.02
 	out := renderReport(res)
 	assert.Contains(t, out, "#### What bounds one client back to back\n")
-	assert.Contains(t, out, "client gets at most 2 cores ÷ the CPU a script costs")
+	assert.Contains(t, out, "client gets at most 2 cores ÷ the CPU a script costs answers a second")
 	assert.Contains(t, out, "| `hello` | 1.00 ms | 1.50 ms | 10.00 ms | 5.00 ms | 0.3× | 4.00 ms (a mean of 2 ms) |\n")
 	assert.Contains(t, out, "| `pandas` | 1.00 ms | 12.00 ms | 20.00 ms | 10.00 ms | 1.2× | 8.00 ms (a mean of 4 ms) |\n")
 	assert.Less(t, strings.Index(out, "#### What bounds"), strings.Index(out, "### Strict isolation"), "under fork's targets")
