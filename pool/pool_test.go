@@ -79,6 +79,16 @@ func (f *factory) spawn(ctx context.Context) (Worker, error) {
 	return w, nil
 }
 
+// heldUntil is a factory whose workers answer "1" once release is closed.
+func heldUntil(release <-chan struct{}) *factory {
+	return &factory{make: func(w *fakeWorker) {
+		w.run = func(ctx context.Context, _ pyexec.Request) (*pyexec.Response, error) {
+			<-release
+			return &pyexec.Response{Result: []byte("1")}, nil
+		}
+	}}
+}
+
 func (f *factory) all() []*fakeWorker {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -143,12 +153,7 @@ func TestPool_EachWorkerRunsOneScriptAndIsReplaced(t *testing.T) {
 
 func TestPool_OverloadedWhenNoWorkerFreesUp(t *testing.T) {
 	release := make(chan struct{})
-	f := &factory{make: func(w *fakeWorker) {
-		w.run = func(ctx context.Context, _ pyexec.Request) (*pyexec.Response, error) {
-			<-release
-			return &pyexec.Response{Result: []byte("1")}, nil
-		}
-	}}
+	f := heldUntil(release)
 	p := newPool(t, Config{Size: 1, Spawn: f.spawn, QueueTimeout: 50 * time.Millisecond})
 	require.NoError(t, p.WaitReady(context.Background()))
 	done := make(chan error, 1)
@@ -477,12 +482,7 @@ func TestPool_AWaitingRequestTakesTheFirstWorkerReady(t *testing.T) {
 // answered with the spawn's failure at once, not at their queue timeout.
 func TestPool_WaitingRequestsLearnThatNoWorkerCanStart(t *testing.T) {
 	release := make(chan struct{})
-	f := &factory{make: func(w *fakeWorker) {
-		w.run = func(ctx context.Context, _ pyexec.Request) (*pyexec.Response, error) {
-			<-release
-			return &pyexec.Response{Result: []byte("1")}, nil
-		}
-	}}
+	f := heldUntil(release)
 	p := newPool(t, Config{Size: 1, Spawn: f.spawn, QueueTimeout: time.Minute})
 	require.NoError(t, p.WaitReady(context.Background()))
 	first := make(chan error, 1)
